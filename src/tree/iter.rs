@@ -1,0 +1,350 @@
+//! Ordered, double-ended iteration over one version of a tree.
+//!
+//! Every iterator is a rank interval `[start, end)` plus two lazily built
+//! cursors (front and back). The interval comes from subtree counts, so the
+//! exact length is known up front and the two ends can never cross. A cursor
+//! is a stack of (node, position) frames and is generic over how it holds
+//! nodes: borrowed (`&Inner`, for [`Iter`]) or owned (`Arc<Inner>`, for
+//! [`IntoIter`], which pins its version for as long as it lives).
+
+use std::iter::FusedIterator;
+use std::ops::Deref;
+
+use triomphe::Arc;
+
+use super::node::{EntryRef, Inner, POS_END};
+
+/// How a cursor holds a node.
+pub(crate) trait Handle<V>: Deref<Target = Inner<V>> + Clone {
+    /// The inner child at entry position `pos`.
+    fn child(&self, pos: u16) -> Self;
+}
+
+impl<V> Handle<V> for &Inner<V> {
+    #[inline]
+    fn child(&self, pos: u16) -> Self {
+        let node: &Inner<V> = self;
+        match node.entry(pos) {
+            EntryRef::Inner(n) => n,
+            EntryRef::Leaf(_) => unreachable!("child() at a leaf position"),
+        }
+    }
+}
+
+impl<V> Handle<V> for Arc<Inner<V>> {
+    #[inline]
+    fn child(&self, pos: u16) -> Self {
+        match self.entry(pos) {
+            EntryRef::Inner(n) => n.clone(),
+            EntryRef::Leaf(_) => unreachable!("child() at a leaf position"),
+        }
+    }
+}
+
+#[inline]
+fn is_leaf<V>(node: &Inner<V>, pos: u16) -> bool {
+    matches!(node.entry(pos), EntryRef::Leaf(_))
+}
+
+/// A stack of frames `(node, position)`. Front frames hold the next position
+/// to look at (inclusive); back frames hold the position to look below
+/// (exclusive).
+struct Cursor<H> {
+    stack: Vec<(H, u16)>,
+}
+
+impl<H> Cursor<H> {
+    /// Descends from `node` to the key of rank `k` (which must exist).
+    /// Returns the cursor and the position of that leaf in the top node.
+    fn seek<V>(mut node: H, mut k: usize, front: bool) -> Self
+    where
+        H: Handle<V>,
+    {
+        let mut stack = Vec::with_capacity(8);
+        loop {
+            let mut p = node.next_pos(0);
+            let pos = loop {
+                let Some(pos) = p else {
+                    unreachable!("seek: rank beyond the subtree count");
+                };
+                let c = node.entry_count(pos);
+                if k < c {
+                    break pos;
+                }
+                k -= c;
+                p = node.next_pos(pos + 1);
+            };
+            if is_leaf(&node, pos) {
+                stack.push((node, if front { pos } else { pos + 1 }));
+                return Cursor { stack };
+            }
+            let child = node.child(pos);
+            stack.push((node, if front { pos + 1 } else { pos }));
+            node = child;
+        }
+    }
+
+    #[inline]
+    fn next_front<V>(&mut self) -> Option<(&H, u16)>
+    where
+        H: Handle<V>,
+    {
+        loop {
+            let (node, next) = self.stack.last_mut()?;
+            match node.next_pos(*next) {
+                None => {
+                    self.stack.pop();
+                }
+                Some(p) => {
+                    *next = p + 1;
+                    if is_leaf(node, p) {
+                        let (node, _) = self.stack.last()?;
+                        return Some((node, p));
+                    }
+                    let child = node.child(p);
+                    self.stack.push((child, 0));
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn next_back<V>(&mut self) -> Option<(&H, u16)>
+    where
+        H: Handle<V>,
+    {
+        loop {
+            let (node, before) = self.stack.last_mut()?;
+            match node.prev_pos(*before) {
+                None => {
+                    self.stack.pop();
+                }
+                Some(p) => {
+                    *before = p;
+                    if is_leaf(node, p) {
+                        let (node, _) = self.stack.last()?;
+                        return Some((node, p));
+                    }
+                    let child = node.child(p);
+                    self.stack.push((child, POS_END));
+                }
+            }
+        }
+    }
+}
+
+/// The rank interval and the two cursors, shared by every iterator type.
+struct Raw<H> {
+    root: Option<H>,
+    start: usize,
+    end: usize,
+    front: Option<Cursor<H>>,
+    back: Option<Cursor<H>>,
+}
+
+impl<H> Raw<H> {
+    fn new(root: Option<H>, start: usize, end: usize) -> Self {
+        let end = if root.is_some() { end } else { start };
+        Raw {
+            root,
+            start,
+            end,
+            front: None,
+            back: None,
+        }
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    #[inline]
+    fn next<V>(&mut self) -> Option<(&H, u16)>
+    where
+        H: Handle<V>,
+    {
+        if self.start >= self.end {
+            return None;
+        }
+        let k = self.start;
+        self.start += 1;
+        if self.front.is_none() {
+            self.front = Some(Cursor::seek(self.root.clone()?, k, true));
+        }
+        self.front.as_mut()?.next_front()
+    }
+
+    #[inline]
+    fn next_back<V>(&mut self) -> Option<(&H, u16)>
+    where
+        H: Handle<V>,
+    {
+        if self.start >= self.end {
+            return None;
+        }
+        self.end -= 1;
+        if self.back.is_none() {
+            self.back = Some(Cursor::seek(self.root.clone()?, self.end, false));
+        }
+        self.back.as_mut()?.next_back()
+    }
+}
+
+#[inline]
+fn leaf_at<V>(node: &Inner<V>, pos: u16) -> (&[u8], &V) {
+    match node.entry(pos) {
+        EntryRef::Leaf(l) => (&l.key, &l.value),
+        EntryRef::Inner(_) => unreachable!("cursor stopped at an inner node"),
+    }
+}
+
+/// A borrowing iterator over `(key, value)` pairs in key order.
+///
+/// Created by [`Tree::iter`](super::Tree::iter) and the other query
+/// methods; double-ended and of exact size.
+pub struct Iter<'a, V> {
+    raw: Raw<&'a Inner<V>>,
+}
+
+impl<'a, V> Iter<'a, V> {
+    pub(crate) fn new(root: Option<&'a Inner<V>>, start: usize, end: usize) -> Self {
+        Iter {
+            raw: Raw::new(root, start, end),
+        }
+    }
+}
+
+impl<'a, V> Iterator for Iter<'a, V> {
+    type Item = (&'a [u8], &'a V);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let (node, pos) = self.raw.next()?;
+        let node: &'a Inner<V> = node;
+        Some(leaf_at(node, pos))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.raw.len(), Some(self.raw.len()))
+    }
+}
+
+impl<'a, V> DoubleEndedIterator for Iter<'a, V> {
+    #[inline]
+    fn next_back(&mut self) -> Option<Self::Item> {
+        let (node, pos) = self.raw.next_back()?;
+        let node: &'a Inner<V> = node;
+        Some(leaf_at(node, pos))
+    }
+}
+
+impl<V> ExactSizeIterator for Iter<'_, V> {}
+impl<V> FusedIterator for Iter<'_, V> {}
+
+/// An owned key: cheap to clone (a shared, immutable byte string).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key(Arc<[u8]>);
+
+impl Deref for Key {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for Key {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(&self.0))
+    }
+}
+
+/// An iterator that owns its version of the tree, yielding owned keys and
+/// cloned values in key order. Writes made after it was created, to any
+/// tree, never affect what it yields.
+pub struct IntoIter<V> {
+    raw: Raw<Arc<Inner<V>>>,
+}
+
+impl<V> IntoIter<V> {
+    pub(crate) fn new(root: Option<Arc<Inner<V>>>, start: usize, end: usize) -> Self {
+        IntoIter {
+            raw: Raw::new(root, start, end),
+        }
+    }
+
+    /// Turns this iterator into one that yields only the values (no key
+    /// reference count is touched).
+    pub fn values(self) -> Values<V> {
+        Values { raw: self.raw }
+    }
+}
+
+impl<V: Clone> Iterator for IntoIter<V> {
+    type Item = (Key, V);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let (node, pos) = self.raw.next()?;
+        Some(owned_leaf(node, pos))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.raw.len(), Some(self.raw.len()))
+    }
+}
+
+impl<V: Clone> DoubleEndedIterator for IntoIter<V> {
+    #[inline]
+    fn next_back(&mut self) -> Option<Self::Item> {
+        let (node, pos) = self.raw.next_back()?;
+        Some(owned_leaf(node, pos))
+    }
+}
+
+impl<V: Clone> ExactSizeIterator for IntoIter<V> {}
+impl<V: Clone> FusedIterator for IntoIter<V> {}
+
+#[inline]
+fn owned_leaf<V: Clone>(node: &Inner<V>, pos: u16) -> (Key, V) {
+    match node.entry(pos) {
+        EntryRef::Leaf(l) => (Key(l.key.clone()), l.value.clone()),
+        EntryRef::Inner(_) => unreachable!("cursor stopped at an inner node"),
+    }
+}
+
+/// Like [`IntoIter`], yielding only cloned values.
+pub struct Values<V> {
+    raw: Raw<Arc<Inner<V>>>,
+}
+
+impl<V: Clone> Iterator for Values<V> {
+    type Item = V;
+
+    #[inline]
+    fn next(&mut self) -> Option<V> {
+        let (node, pos) = self.raw.next()?;
+        Some(leaf_at(node, pos).1.clone())
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.raw.len(), Some(self.raw.len()))
+    }
+}
+
+impl<V: Clone> DoubleEndedIterator for Values<V> {
+    #[inline]
+    fn next_back(&mut self) -> Option<V> {
+        let (node, pos) = self.raw.next_back()?;
+        Some(leaf_at(node, pos).1.clone())
+    }
+}
+
+impl<V: Clone> ExactSizeIterator for Values<V> {}
+impl<V: Clone> FusedIterator for Values<V> {}
