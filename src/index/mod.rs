@@ -1,0 +1,276 @@
+//! Indexers: typed closures that turn an object into its index keys.
+//!
+//! An [`Indexer<T, K>`] extracts zero, one or several keys of query type `K`
+//! from a `T` and writes them, encoded (see [`key`]), into a [`KeySink`].
+//! The constructors cover the usual shapes — strings (optionally
+//! case-insensitive), integers, bools, UUIDs, optional fields, multi-value
+//! fields, maps, compound and compound-multi keys, conditions and
+//! field-set checks — and [`Indexer::custom`] takes any closure.
+
+pub mod key;
+
+use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use key::Encode;
+
+/// The keys one object yields for one index, encoded back to back.
+#[derive(Default, Debug)]
+pub struct KeySink {
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+    fold: bool,
+}
+
+impl KeySink {
+    /// Adds one key.
+    pub fn add<K: Encode + ?Sized>(&mut self, key: &K) {
+        if self.fold {
+            key.encode_folded(&mut self.buf, false);
+        } else {
+            key.encode(&mut self.buf);
+        }
+        self.ends.push(self.buf.len());
+    }
+
+    pub(crate) fn clear(&mut self, fold: bool) {
+        self.buf.clear();
+        self.ends.clear();
+        self.fold = fold;
+    }
+
+    /// Number of keys added.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether no key was added.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The keys, in the order added.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let k = &self.buf[start..end];
+            start = end;
+            k
+        })
+    }
+
+    /// Sorts the keys and drops duplicates (a multi-value field may repeat).
+    pub(crate) fn dedup(&mut self) {
+        if self.ends.len() < 2 {
+            return;
+        }
+        let mut keys: Vec<Vec<u8>> = self.keys().map(<[u8]>::to_vec).collect();
+        keys.sort();
+        keys.dedup();
+        self.buf.clear();
+        self.ends.clear();
+        for k in keys {
+            self.buf.extend_from_slice(&k);
+            self.ends.push(self.buf.len());
+        }
+    }
+}
+
+type ExtractFn<T> = dyn Fn(&T, &mut KeySink) + Send + Sync;
+
+/// Extracts the keys of type `K` that an object of type `T` has in one index.
+///
+/// ```
+/// use pandodb::Indexer;
+/// struct User { name: String, age: u8, tags: Vec<String>, nick: Option<String> }
+/// let by_name = Indexer::string(|u: &User| u.name.as_str());
+/// let by_age = Indexer::value(|u: &User| u.age);
+/// let by_tag = Indexer::strings(|u: &User| u.tags.as_slice());
+/// let by_nick = Indexer::optional_string(|u: &User| u.nick.as_deref());
+/// let by_name_age = Indexer::value(|u: &User| (u.name.clone(), u.age));
+/// # let _ = (by_name, by_age, by_tag, by_nick, by_name_age);
+/// ```
+pub struct Indexer<T, K: ?Sized> {
+    pub(crate) extract: Arc<ExtractFn<T>>,
+    pub(crate) case_insensitive: bool,
+    _key: PhantomData<fn(&K)>,
+}
+
+impl<T, K: ?Sized> Clone for Indexer<T, K> {
+    fn clone(&self) -> Self {
+        Indexer {
+            extract: self.extract.clone(),
+            case_insensitive: self.case_insensitive,
+            _key: PhantomData,
+        }
+    }
+}
+
+impl<T: 'static, K: Encode + ?Sized> Indexer<T, K> {
+    /// Any closure: it adds zero or more keys of type `K` to the sink.
+    ///
+    /// ```
+    /// # use pandodb::Indexer;
+    /// struct Doc { words: String }
+    /// let by_word: Indexer<Doc, str> = Indexer::custom(|d: &Doc, keys| {
+    ///     for w in d.words.split_whitespace() {
+    ///         keys.add(w);
+    ///     }
+    /// });
+    /// # let _ = by_word;
+    /// ```
+    pub fn custom(f: impl Fn(&T, &mut KeySink) + Send + Sync + 'static) -> Self {
+        Indexer {
+            extract: Arc::new(f),
+            case_insensitive: false,
+            _key: PhantomData,
+        }
+    }
+}
+
+impl<T: 'static, K: Encode + 'static> Indexer<T, K> {
+    /// One owned key per object: integers of any width, `bool`, [`Uuid`](key::Uuid),
+    /// `String`, and tuples of these (compound keys, queryable by any
+    /// leading subset through [`Index::leading`](crate::Index::leading)).
+    pub fn value(f: impl Fn(&T) -> K + Send + Sync + 'static) -> Self {
+        Self::custom(move |t, keys| keys.add(&f(t)))
+    }
+
+    /// An optional field: no key when it is `None` (allow-missing).
+    pub fn optional(f: impl Fn(&T) -> Option<K> + Send + Sync + 'static) -> Self {
+        Self::custom(move |t, keys| {
+            if let Some(k) = f(t) {
+                keys.add(&k);
+            }
+        })
+    }
+
+    /// A multi-value field: one key per item.
+    pub fn multi<I: IntoIterator<Item = K>>(f: impl Fn(&T) -> I + Send + Sync + 'static) -> Self {
+        Self::custom(move |t, keys| {
+            for k in f(t) {
+                keys.add(&k);
+            }
+        })
+    }
+}
+
+impl<T: 'static> Indexer<T, bool> {
+    /// A condition: the key is the predicate's result, so a query for `true`
+    /// finds the objects that satisfy it.
+    pub fn conditional(f: impl Fn(&T) -> bool + Send + Sync + 'static) -> Self {
+        Self::value(f)
+    }
+
+    /// Whether an optional field is set: key `true` when present.
+    pub fn field_set<F: ?Sized>(f: impl Fn(&T) -> Option<&F> + Send + Sync + 'static) -> Self {
+        Self::custom(move |t, keys| keys.add(&f(t).is_some()))
+    }
+}
+
+impl<T: 'static, A: Encode + 'static, B: Encode + 'static> Indexer<T, (A, B)> {
+    /// Compound-multi: the cartesian product of two multi-value fields.
+    pub fn compound_multi(
+        fa: impl Fn(&T) -> Vec<A> + Send + Sync + 'static,
+        fb: impl Fn(&T) -> Vec<B> + Send + Sync + 'static,
+    ) -> Self {
+        Self::custom(move |t, keys| {
+            let bs = fb(t);
+            for a in fa(t) {
+                for b in &bs {
+                    let mut buf = Vec::new();
+                    a.encode(&mut buf);
+                    b.encode(&mut buf);
+                    keys.buf.extend_from_slice(&buf);
+                    keys.ends.push(keys.buf.len());
+                }
+            }
+        })
+    }
+}
+
+impl<T: 'static> Indexer<T, str> {
+    /// A string field, borrowed from the object.
+    pub fn string(f: impl for<'a> Fn(&'a T) -> &'a str + Send + Sync + 'static) -> Self {
+        Self::custom(move |t, keys| keys.add(f(t)))
+    }
+
+    /// A string field indexed case-insensitively (queries are folded too).
+    pub fn string_ci(f: impl for<'a> Fn(&'a T) -> &'a str + Send + Sync + 'static) -> Self {
+        let mut ix = Self::string(f);
+        ix.case_insensitive = true;
+        ix
+    }
+
+    /// An optional string field: no key when absent.
+    pub fn optional_string(
+        f: impl for<'a> Fn(&'a T) -> Option<&'a str> + Send + Sync + 'static,
+    ) -> Self {
+        Self::custom(move |t, keys| {
+            if let Some(s) = f(t) {
+                keys.add(s);
+            }
+        })
+    }
+
+    /// A multi-value string field (`Vec<String>`): one key per item.
+    pub fn strings(f: impl for<'a> Fn(&'a T) -> &'a [String] + Send + Sync + 'static) -> Self {
+        Self::custom(move |t, keys| {
+            for s in f(t) {
+                keys.add(s.as_str());
+            }
+        })
+    }
+
+    /// The keys of a string map: one key per map key.
+    pub fn map_keys<M: StringMap + 'static>(
+        f: impl for<'a> Fn(&'a T) -> &'a M + Send + Sync + 'static,
+    ) -> Self {
+        Self::custom(move |t, keys| f(t).each(&mut |k, _| keys.add(k)))
+    }
+}
+
+impl<T: 'static> Indexer<T, (String, String)> {
+    /// The entries of a string map: one `(key, value)` key per entry.
+    pub fn map_entries<M: StringMap + 'static>(
+        f: impl for<'a> Fn(&'a T) -> &'a M + Send + Sync + 'static,
+    ) -> Self {
+        Self::custom(move |t, keys| {
+            f(t).each(&mut |k, v| {
+                k.encode(&mut keys.buf);
+                v.encode(&mut keys.buf);
+                keys.ends.push(keys.buf.len());
+            })
+        })
+    }
+}
+
+impl<T: 'static> Indexer<T, [u8]> {
+    /// A byte-string field.
+    pub fn bytes(f: impl for<'a> Fn(&'a T) -> &'a [u8] + Send + Sync + 'static) -> Self {
+        Self::custom(move |t, keys| keys.add(f(t)))
+    }
+}
+
+/// A map from strings to strings that a map indexer can walk.
+pub trait StringMap {
+    /// Calls `f` with every entry.
+    fn each(&self, f: &mut dyn FnMut(&str, &str));
+}
+
+impl StringMap for BTreeMap<String, String> {
+    fn each(&self, f: &mut dyn FnMut(&str, &str)) {
+        for (k, v) in self {
+            f(k, v);
+        }
+    }
+}
+
+impl<S: std::hash::BuildHasher> StringMap for HashMap<String, String, S> {
+    fn each(&self, f: &mut dyn FnMut(&str, &str)) {
+        for (k, v) in self {
+            f(k, v);
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! Schemas: tables of typed objects and their indexes, declared with a
+//! builder and validated once, plus the typed handles ([`Table`], [`Index`])
+//! that queries and writes take.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+use crate::index::{Indexer, KeySink, key::Encode};
+use crate::tree::Tree;
+
+static NEXT_SCHEMA_ID: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) type ExtractFn<T> = dyn Fn(&T, &mut KeySink) + Send + Sync;
+
+/// One declared index of a table.
+pub(crate) struct IndexDef<T> {
+    pub(crate) name: String,
+    pub(crate) unique: bool,
+    pub(crate) case_insensitive: bool,
+    pub(crate) extract: Arc<ExtractFn<T>>,
+}
+
+/// A validated table: its name and indexes (`indexes[primary]` is the
+/// primary index).
+pub(crate) struct TableDef<T> {
+    pub(crate) id: usize,
+    pub(crate) name: String,
+    pub(crate) primary: usize,
+    pub(crate) indexes: Vec<IndexDef<T>>,
+}
+
+/// The state of one table in one version: one tree per index. Primary and
+/// unique keys map to the object; non-unique keys are the encoded value
+/// followed by the encoded primary key.
+pub(crate) struct TableState<T> {
+    pub(crate) indexes: Box<[Tree<Arc<T>>]>,
+}
+
+impl<T> Clone for TableState<T> {
+    fn clone(&self) -> Self {
+        TableState {
+            indexes: self.indexes.clone(),
+        }
+    }
+}
+
+/// The type-erased view the schema and the database keep of a table.
+pub(crate) trait AnyTable: Send + Sync {
+    fn name(&self) -> &str;
+    fn empty_state(&self) -> Arc<dyn Any + Send + Sync>;
+    /// Copies a published state into a private, mutable one.
+    fn thaw(&self, state: &Arc<dyn Any + Send + Sync>) -> Box<dyn Any + Send + Sync>;
+    /// Turns a private state back into a publishable one.
+    fn freeze(&self, state: Box<dyn Any + Send + Sync>) -> Arc<dyn Any + Send + Sync>;
+    /// The typed definition behind this trait object, as `Any`.
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+impl<T: Send + Sync + 'static> AnyTable for TableDef<T> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn empty_state(&self) -> Arc<dyn Any + Send + Sync> {
+        Arc::new(TableState::<T> {
+            indexes: self.indexes.iter().map(|_| Tree::new()).collect(),
+        })
+    }
+    fn thaw(&self, state: &Arc<dyn Any + Send + Sync>) -> Box<dyn Any + Send + Sync> {
+        match state.downcast_ref::<TableState<T>>() {
+            Some(s) => Box::new(s.clone()),
+            None => Box::new(TableState::<T> {
+                indexes: self.indexes.iter().map(|_| Tree::new()).collect(),
+            }),
+        }
+    }
+    fn freeze(&self, state: Box<dyn Any + Send + Sync>) -> Arc<dyn Any + Send + Sync> {
+        Arc::from(state)
+    }
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+impl<T: Send + Sync + 'static> AnyTable for TableDef<T> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn empty_state(&self) -> Arc<dyn Any + Send + Sync> {
+        Arc::new(TableState::<T> {
+            indexes: self.indexes.iter().map(|_| Tree::new()).collect(),
+        })
+    }
+    fn thaw(&self, state: &Arc<dyn Any + Send + Sync>) -> Box<dyn Any + Send + Sync> {
+        match state.downcast_ref::<TableState<T>>() {
+            Some(s) => Box::new(s.clone()),
+            None => Box::new(TableState::<T> {
+                indexes: self.indexes.iter().map(|_| Tree::new()).collect(),
+            }),
+        }
+    }
+    fn freeze(&self, state: Box<dyn Any + Send + Sync>) -> Arc<dyn Any + Send + Sync> {
+        Arc::from(state)
+    }
+    fn len(&self, state: &(dyn Any + Send + Sync)) -> usize {
+        state
+            .downcast_ref::<TableState<T>>()
+            .map_or(0, |s| s.indexes[self.primary].len())
+    }
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+/// A handle to a table of objects of type `T`; cheap to clone.
+pub struct Table<T> {
+    pub(crate) schema: u64,
+    pub(crate) def: Arc<TableDef<T>>,
+}
+
+impl<T> Clone for Table<T> {
+    fn clone(&self) -> Self {
+        Table {
+            schema: self.schema,
+            def: self.def.clone(),
+        }
+    }
+}
+
+impl<T> Table<T> {
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        &self.def.name
+    }
+
+    pub(crate) fn id(&self) -> usize {
+        self.def.id
+    }
+}
+
+impl<T> std::fmt::Debug for Table<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Table({:?})", self.def.name)
+    }
+}
+
+/// A handle to one index of a `Table<T>`, queried with keys of type `K`.
+pub struct Index<T, K: ?Sized> {
+    pub(crate) schema: u64,
+    pub(crate) table: usize,
+    pub(crate) pos: usize,
+    pub(crate) name: Arc<str>,
+    pub(crate) table_name: Arc<str>,
+    pub(crate) unique: bool,
+    pub(crate) case_insensitive: bool,
+    _p: PhantomData<(fn() -> T, fn(&K))>,
+}
+
+impl<T, K: ?Sized> Clone for Index<T, K> {
+    fn clone(&self) -> Self {
+        Index {
+            schema: self.schema,
+            table: self.table,
+            pos: self.pos,
+            name: self.name.clone(),
+            table_name: self.table_name.clone(),
+            unique: self.unique,
+            case_insensitive: self.case_insensitive,
+            _p: PhantomData,
+        }
+    }
+}
+
+impl<T, K: ?Sized> std::fmt::Debug for Index<T, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Index({}.{})", self.table_name, self.name)
+    }
+}
+
+impl<T, K: ?Sized> Index<T, K> {
+    /// The index's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the index holds at most one object per key.
+    pub fn is_unique(&self) -> bool {
+        self.unique
+    }
+
+    fn retype<Q: ?Sized>(&self) -> Index<T, Q> {
+        Index {
+            schema: self.schema,
+            table: self.table,
+            pos: self.pos,
+            name: self.name.clone(),
+            table_name: self.table_name.clone(),
+            unique: self.unique,
+            case_insensitive: self.case_insensitive,
+            _p: PhantomData,
+        }
+    }
+
+    /// Encodes a query key (complete, or as a prefix).
+    pub(crate) fn encode(&self, key: &K, prefix: bool) -> Vec<u8>
+    where
+        K: Encode,
+    {
+        let mut out = Vec::with_capacity(32);
+        match (self.case_insensitive, prefix) {
+            (true, p) => key.encode_folded(&mut out, p),
+            (false, false) => key.encode(&mut out),
+            (false, true) => key.encode_prefix(&mut out),
+        }
+        out
+    }
+}
+
+impl<T, A, B> Index<T, (A, B)> {
+    /// The same index queried by its first component only: every query on
+    /// the result is a prefix query over the compound keys.
+    pub fn leading(&self) -> Index<T, (A,)> {
+        self.retype()
+    }
+}
+
+impl<T, A, B, C> Index<T, (A, B, C)> {
+    /// The same index queried by its first component only.
+    pub fn leading(&self) -> Index<T, (A,)> {
+        self.retype()
+    }
+
+    /// The same index queried by its first two components.
+    pub fn leading2(&self) -> Index<T, (A, B)> {
+        self.retype()
+    }
+}
+
+/// Declares one table: its primary index and any secondary indexes. Hand it
+/// to [`SchemaBuilder::add`] when done.
+pub struct TableBuilder<T> {
+    schema: u64,
+    id: usize,
+    name: String,
+    primary: Vec<usize>,
+    indexes: Vec<IndexDef<T>>,
+}
+
+impl<T: Send + Sync + 'static> TableBuilder<T> {
+    fn push<K: ?Sized>(&mut self, name: &str, unique: bool, ix: Indexer<T, K>) -> Index<T, K> {
+        self.indexes.push(IndexDef {
+            name: name.to_string(),
+            unique,
+            case_insensitive: ix.case_insensitive,
+            extract: ix.extract,
+        });
+        Index {
+            schema: self.schema,
+            table: self.id,
+            pos: self.indexes.len() - 1,
+            name: name.into(),
+            table_name: self.name.as_str().into(),
+            unique,
+            case_insensitive: self.indexes[self.indexes.len() - 1].case_insensitive,
+            _p: PhantomData,
+        }
+    }
+
+    /// The primary index: unique, and every object must yield exactly one key.
+    pub fn primary<K: ?Sized>(&mut self, name: &str, ix: Indexer<T, K>) -> Index<T, K> {
+        self.primary.push(self.indexes.len());
+        self.push(name, true, ix)
+    }
+
+    /// A unique secondary index: inserting an object whose key another
+    /// object holds fails with [`Error::UniqueViolation`].
+    pub fn unique<K: ?Sized>(&mut self, name: &str, ix: Indexer<T, K>) -> Index<T, K> {
+        self.push(name, true, ix)
+    }
+
+    /// A non-unique secondary index.
+    pub fn index<K: ?Sized>(&mut self, name: &str, ix: Indexer<T, K>) -> Index<T, K> {
+        self.push(name, false, ix)
+    }
+}
+
+/// Builds a [`Schema`].
+///
+/// ```
+/// use pandodb::{Indexer, Schema};
+/// struct Person { id: String, email: String, age: i64 }
+///
+/// let mut schema = Schema::builder();
+/// let mut people = schema.table::<Person>("person");
+/// let by_id = people.primary("id", Indexer::string(|p: &Person| p.id.as_str()));
+/// let by_email = people.unique("email", Indexer::string(|p: &Person| p.email.as_str()));
+/// let by_age = people.index("age", Indexer::value(|p: &Person| p.age));
+/// let people = schema.add(people)?;
+/// let schema = schema.build()?;
+/// # let _ = (by_id, by_email, by_age, people, schema);
+/// # Ok::<(), pandodb::Error>(())
+/// ```
+pub struct SchemaBuilder {
+    id: u64,
+    declared: usize,
+    tables: Vec<Arc<dyn AnyTable>>,
+    errors: Vec<String>,
+}
+
+impl SchemaBuilder {
+    /// Declares a table named `name` holding objects of type `T`.
+    pub fn table<T: Send + Sync + 'static>(&mut self, name: &str) -> TableBuilder<T> {
+        self.declared += 1;
+        TableBuilder {
+            schema: self.id,
+            id: self.declared - 1,
+            name: name.to_string(),
+            primary: Vec::new(),
+            indexes: Vec::new(),
+        }
+    }
+
+    /// Validates a declared table and adds it.
+    pub fn add<T: Send + Sync + 'static>(&mut self, t: TableBuilder<T>) -> Result<Table<T>> {
+        let fail = |m: String| Err(Error::Schema(format!("table {:?}: {m}", t.name)));
+        if t.schema != self.id {
+            return fail("declared by another schema builder".into());
+        }
+        if t.name.is_empty() {
+            return Err(Error::Schema("a table name is empty".into()));
+        }
+        let primary = match t.primary.as_slice() {
+            [] => return fail("has no primary index".into()),
+            [p] => *p,
+            _ => return fail("has more than one primary index".into()),
+        };
+        for (i, ix) in t.indexes.iter().enumerate() {
+            if ix.name.is_empty() {
+                return fail("an index name is empty".into());
+            }
+            if t.indexes[..i].iter().any(|o| o.name == ix.name) {
+                return fail(format!("index {:?} is declared twice", ix.name));
+            }
+        }
+        if self.tables.iter().any(|x| x.name() == t.name) {
+            self.errors.push(format!("table {:?} is declared twice", t.name));
+            return fail("is declared twice".into());
+        }
+        if self.tables.len() != t.id {
+            return fail("tables must be added in the order they were declared".into());
+        }
+        let def = Arc::new(TableDef {
+            id: t.id,
+            name: t.name,
+            primary,
+            indexes: t.indexes,
+        });
+        self.tables.push(def.clone());
+        Ok(Table {
+            schema: self.id,
+            def,
+        })
+    }
+
+    /// Finishes the schema. Fails if a declared table was not added, or an
+    /// earlier `add` failed.
+    pub fn build(self) -> Result<Schema> {
+        if let Some(e) = self.errors.first() {
+            return Err(Error::Schema(e.clone()));
+        }
+        if self.tables.len() != self.declared {
+            return Err(Error::Schema(format!(
+                "{} table(s) declared but not added",
+                self.declared - self.tables.len()
+            )));
+        }
+        if self.tables.is_empty() {
+            return Err(Error::Schema("the schema has no table".into()));
+        }
+        Ok(Schema {
+            id: self.id,
+            tables: self.tables.into(),
+        })
+    }
+}
+
+/// A validated set of tables; give it to [`Db::new`](crate::Db::new).
+#[derive(Clone)]
+pub struct Schema {
+    pub(crate) id: u64,
+    pub(crate) tables: Arc<[Arc<dyn AnyTable>]>,
+}
+
+impl Schema {
+    /// Starts a schema.
+    pub fn builder() -> SchemaBuilder {
+        SchemaBuilder {
+            id: NEXT_SCHEMA_ID.fetch_add(1, Ordering::Relaxed),
+            declared: 0,
+            tables: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// The table names, in declaration order.
+    pub fn table_names(&self) -> impl Iterator<Item = &str> {
+        self.tables.iter().map(|t| t.name())
+    }
+}
+
+impl std::fmt::Debug for Schema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.table_names()).finish()
+    }
+}

@@ -1,0 +1,415 @@
+//! Write transactions: per-table writer locks, a private copy-on-write
+//! version of the locked tables, index maintenance with unique checks, and
+//! the commit that publishes everything at once.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::db::{DbInner, Root};
+use crate::error::{Error, Result};
+use crate::index::KeySink;
+use crate::index::key::Encode;
+use crate::schema::{Index, Table, TableDef, TableState};
+
+type Hook = Box<dyn FnOnce() + Send>;
+
+/// One object changed by a committed transaction.
+#[derive(Clone)]
+pub struct Change {
+    table: Arc<str>,
+    before: Option<Arc<dyn Any + Send + Sync>>,
+    after: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl Change {
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The object before the change (`None`: it was inserted).
+    pub fn before<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.before.clone().and_then(|o| o.downcast().ok())
+    }
+
+    /// The object after the change (`None`: it was deleted).
+    pub fn after<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.after.clone().and_then(|o| o.downcast().ok())
+    }
+}
+
+impl std::fmt::Debug for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match (&self.before, &self.after) {
+            (None, Some(_)) => "insert",
+            (Some(_), Some(_)) => "update",
+            _ => "delete",
+        };
+        write!(f, "Change({} {kind})", self.table)
+    }
+}
+
+/// What a commit produced.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Commit {
+    /// The revision of the new version (unchanged when nothing was written).
+    pub revision: u64,
+    /// The changed objects, when [`WriteTxn::track_changes`] was called.
+    pub changes: Vec<Change>,
+}
+
+/// Reusable key buffers (one per index) so writes do not allocate per key.
+#[derive(Default)]
+struct Scratch {
+    new: Vec<KeySink>,
+    old: Vec<KeySink>,
+    key: Vec<u8>,
+}
+
+/// A write transaction: reads see its own writes; `commit` publishes all
+/// of them atomically; dropping it (or [`WriteTxn::abort`]) discards them.
+///
+/// It holds the writer locks of the tables it named until it ends.
+pub struct WriteTxn {
+    db: Arc<DbInner>,
+    base: Arc<Root>,
+    locked: Vec<usize>,
+    states: Vec<Option<Box<dyn Any + Send + Sync>>>,
+    hooks: Vec<Hook>,
+    changes: Option<Vec<Change>>,
+    wrote: bool,
+    scratch: Scratch,
+}
+
+impl WriteTxn {
+    pub(crate) fn begin(db: Arc<DbInner>, locked: Vec<usize>) -> Self {
+        for &id in &locked {
+            db.locks[id].acquire();
+        }
+        // Loaded after the locks: nobody else can commit these tables now.
+        let base = db.load();
+        WriteTxn {
+            states: (0..base.tables.len()).map(|_| None).collect(),
+            db,
+            base,
+            locked,
+            hooks: Vec::new(),
+            changes: None,
+            wrote: false,
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// Records every changed object; the list comes back from
+    /// [`WriteTxn::commit`].
+    pub fn track_changes(&mut self) {
+        self.changes.get_or_insert_with(Vec::new);
+    }
+
+    /// Runs `f` after this transaction commits (never if it aborts), after
+    /// the new version is visible to readers.
+    pub fn defer(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.hooks.push(Box::new(f));
+    }
+
+    /// The revision this transaction started from.
+    pub fn base_revision(&self) -> u64 {
+        self.base.revision
+    }
+
+    fn table_mut<T: Send + Sync + 'static>(
+        &mut self,
+        table: &Table<T>,
+    ) -> Result<(&mut TableState<T>, &mut Scratch, &mut Option<Vec<Change>>)> {
+        let id = table.id();
+        if table.schema != self.db.schema.id {
+            return Err(Error::UnknownTable(table.name().to_string()));
+        }
+        if self.locked.binary_search(&id).is_err() {
+            return Err(Error::TableNotLocked(table.name().to_string()));
+        }
+        let slot = &mut self.states[id];
+        if slot.is_none() {
+            *slot = Some(self.db.schema.tables[id].thaw(&self.base.tables[id]));
+        }
+        let state = slot
+            .as_mut()
+            .and_then(|s| s.downcast_mut::<TableState<T>>())
+            .ok_or_else(|| Error::UnknownTable(table.name().to_string()))?;
+        self.wrote = true;
+        Ok((state, &mut self.scratch, &mut self.changes))
+    }
+
+    /// Inserts `obj`, replacing the object with the same primary key;
+    /// returns the replaced object. On a unique-index conflict or a missing
+    /// primary key it fails and leaves the transaction as it was.
+    pub fn insert<T: Send + Sync + 'static>(
+        &mut self,
+        table: &Table<T>,
+        obj: impl Into<Arc<T>>,
+    ) -> Result<Option<Arc<T>>> {
+        let def = table.def.clone();
+        let (state, scratch, changes) = self.table_mut(table)?;
+        let obj = obj.into();
+        let old = insert_obj(&def, state, scratch, obj.clone())?;
+        if let Some(c) = changes {
+            c.push(change(&def.name, old.clone(), Some(obj)));
+        }
+        Ok(old)
+    }
+
+    /// Deletes the object with the same primary key as `obj`; returns it.
+    pub fn delete<T: Send + Sync + 'static>(
+        &mut self,
+        table: &Table<T>,
+        obj: &T,
+    ) -> Result<Option<Arc<T>>> {
+        let def = table.def.clone();
+        let (state, scratch, changes) = self.table_mut(table)?;
+        let pk = primary_key(&def, &mut scratch.new, obj)?;
+        let old = delete_pk(&def, state, scratch, &pk);
+        if let (Some(c), Some(o)) = (changes, &old) {
+            c.push(change(&def.name, Some(o.clone()), None));
+        }
+        Ok(old)
+    }
+
+    /// Deletes every object whose key in `idx` equals `key`; returns how many.
+    pub fn delete_all<T: Send + Sync + 'static, K: Encode + ?Sized>(
+        &mut self,
+        idx: &Index<T, K>,
+        key: &K,
+    ) -> Result<usize> {
+        let victims: Vec<Arc<T>> = super::Query::iter(self, idx, key)?.collect();
+        self.delete_objects(idx, victims)
+    }
+
+    /// Deletes every object whose key in `idx` starts with `prefix`.
+    pub fn delete_prefix<T: Send + Sync + 'static, K: Encode + ?Sized>(
+        &mut self,
+        idx: &Index<T, K>,
+        prefix: &K,
+    ) -> Result<usize> {
+        let victims: Vec<Arc<T>> = super::Query::prefix(self, idx, prefix)?.collect();
+        self.delete_objects(idx, victims)
+    }
+
+    fn delete_objects<T: Send + Sync + 'static, K: ?Sized>(
+        &mut self,
+        idx: &Index<T, K>,
+        victims: Vec<Arc<T>>,
+    ) -> Result<usize> {
+        let Some(def) = self.table_def::<T>(idx.table) else {
+            return Err(Error::UnknownTable(idx.table_name.to_string()));
+        };
+        let table = crate::schema::Table {
+            schema: idx.schema,
+            def,
+        };
+        let n = victims.len();
+        for v in victims {
+            self.delete(&table, &v)?;
+        }
+        Ok(n)
+    }
+
+    fn table_def<T: Send + Sync + 'static>(&self, id: usize) -> Option<Arc<TableDef<T>>> {
+        // The schema stores `TableDef<T>` behind a trait object; recover the
+        // typed definition through `Any`.
+        let any = self.db.schema.tables.get(id)?.clone().into_any();
+        any.downcast::<TableDef<T>>().ok()
+    }
+
+    /// Publishes every write as one new version, then runs the deferred
+    /// hooks. Returns the new revision and, if tracked, the changes.
+    pub fn commit(mut self) -> Result<Commit> {
+        let mut changed = Vec::new();
+        for (id, state) in self.states.iter_mut().enumerate() {
+            if let Some(s) = state.take() {
+                changed.push((id, self.db.schema.tables[id].freeze(s)));
+            }
+        }
+        let revision = if self.wrote {
+            self.db.publish(changed)
+        } else {
+            self.base.revision
+        };
+        self.release();
+        for hook in std::mem::take(&mut self.hooks) {
+            hook();
+        }
+        Ok(Commit {
+            revision,
+            changes: self.changes.take().unwrap_or_default(),
+        })
+    }
+
+    /// Discards every write (the same as dropping the transaction).
+    pub fn abort(self) {}
+
+    fn release(&mut self) {
+        for id in std::mem::take(&mut self.locked) {
+            self.db.locks[id].release();
+        }
+    }
+}
+
+impl Drop for WriteTxn {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl super::sealed::Source for WriteTxn {
+    #[inline]
+    fn state(&self, schema: u64, id: usize) -> Option<&(dyn Any + Send + Sync)> {
+        if schema != self.db.schema.id {
+            return None;
+        }
+        match self.states.get(id)? {
+            Some(s) => Some(&**s),
+            None => self.base.tables.get(id).map(|s| &**s),
+        }
+    }
+}
+
+impl super::Query for WriteTxn {}
+
+impl std::fmt::Debug for WriteTxn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTxn")
+            .field("base_revision", &self.base.revision)
+            .field("tables", &self.locked)
+            .finish()
+    }
+}
+
+fn change<T: Send + Sync + 'static>(
+    table: &str,
+    before: Option<Arc<T>>,
+    after: Option<Arc<T>>,
+) -> Change {
+    Change {
+        table: table.into(),
+        before: before.map(|o| o as Arc<dyn Any + Send + Sync>),
+        after: after.map(|o| o as Arc<dyn Any + Send + Sync>),
+    }
+}
+
+/// Fills one sink per index with the keys of `obj` (sorted, deduplicated).
+fn extract<T>(def: &TableDef<T>, sinks: &mut Vec<KeySink>, obj: &T) {
+    sinks.resize_with(def.indexes.len(), KeySink::default);
+    for (ix, sink) in def.indexes.iter().zip(sinks.iter_mut()) {
+        sink.clear(ix.case_insensitive);
+        (ix.extract)(obj, sink);
+        sink.dedup();
+    }
+}
+
+fn primary_key<T>(def: &TableDef<T>, sinks: &mut Vec<KeySink>, obj: &T) -> Result<Vec<u8>> {
+    sinks.resize_with(def.indexes.len(), KeySink::default);
+    let ix = &def.indexes[def.primary];
+    let sink = &mut sinks[def.primary];
+    sink.clear(ix.case_insensitive);
+    (ix.extract)(obj, sink);
+    single_key(def, sink)
+}
+
+fn single_key<T>(def: &TableDef<T>, sink: &KeySink) -> Result<Vec<u8>> {
+    let mut keys = sink.keys();
+    match (keys.next(), keys.next()) {
+        (Some(k), None) => Ok(k.to_vec()),
+        (first, _) => Err(Error::MissingKey {
+            table: def.name.clone(),
+            index: def.indexes[def.primary].name.clone(),
+            detail: match first {
+                None => "the primary index yielded no key".into(),
+                Some(_) => "the primary index yielded more than one key".into(),
+            },
+        }),
+    }
+}
+
+/// The stored key of `key` in a non-unique index: value, then primary key.
+fn entry_key<'b>(unique: bool, key: &'b [u8], pk: &[u8], buf: &'b mut Vec<u8>) -> &'b [u8] {
+    if unique {
+        key
+    } else {
+        buf.clear();
+        buf.extend_from_slice(key);
+        buf.extend_from_slice(pk);
+        buf
+    }
+}
+
+fn insert_obj<T>(
+    def: &TableDef<T>,
+    state: &mut TableState<T>,
+    scratch: &mut Scratch,
+    obj: Arc<T>,
+) -> Result<Option<Arc<T>>> {
+    extract(def, &mut scratch.new, &obj);
+    let pk = single_key(def, &scratch.new[def.primary])?;
+    let old = state.indexes[def.primary].get(&pk).cloned();
+    // Check every unique index before changing anything.
+    for (i, ix) in def.indexes.iter().enumerate() {
+        if !ix.unique || i == def.primary {
+            continue;
+        }
+        for k in scratch.new[i].keys() {
+            if let Some(holder) = state.indexes[i].get(k) {
+                if !old.as_ref().is_some_and(|o| Arc::ptr_eq(o, holder)) {
+                    return Err(Error::UniqueViolation {
+                        table: def.name.clone(),
+                        index: ix.name.clone(),
+                        key: String::from_utf8_lossy(k).into_owned(),
+                    });
+                }
+            }
+        }
+    }
+    if let Some(old) = &old {
+        extract(def, &mut scratch.old, old);
+        for (i, ix) in def.indexes.iter().enumerate() {
+            if i == def.primary {
+                continue;
+            }
+            for k in scratch.old[i].keys() {
+                let stored = entry_key(ix.unique, k, &pk, &mut scratch.key);
+                state.indexes[i].remove(stored);
+            }
+        }
+    }
+    for (i, ix) in def.indexes.iter().enumerate() {
+        if i == def.primary {
+            continue;
+        }
+        for k in scratch.new[i].keys() {
+            let stored = entry_key(ix.unique, k, &pk, &mut scratch.key);
+            state.indexes[i].insert(stored, obj.clone());
+        }
+    }
+    state.indexes[def.primary].insert(&pk, obj);
+    Ok(old)
+}
+
+fn delete_pk<T>(
+    def: &TableDef<T>,
+    state: &mut TableState<T>,
+    scratch: &mut Scratch,
+    pk: &[u8],
+) -> Option<Arc<T>> {
+    let old = state.indexes[def.primary].remove(pk)?;
+    extract(def, &mut scratch.old, &old);
+    for (i, ix) in def.indexes.iter().enumerate() {
+        if i == def.primary {
+            continue;
+        }
+        for k in scratch.old[i].keys() {
+            let stored = entry_key(ix.unique, k, pk, &mut scratch.key);
+            state.indexes[i].remove(stored);
+        }
+    }
+    Some(old)
+}
