@@ -79,34 +79,6 @@ impl<T: Send + Sync + 'static> AnyTable for TableDef<T> {
     fn freeze(&self, state: Box<dyn Any + Send + Sync>) -> Arc<dyn Any + Send + Sync> {
         Arc::from(state)
     }
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
-}
-
-impl<T: Send + Sync + 'static> AnyTable for TableDef<T> {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn empty_state(&self) -> Arc<dyn Any + Send + Sync> {
-        Arc::new(TableState::<T> {
-            indexes: self.indexes.iter().map(|_| Tree::new()).collect(),
-        })
-    }
-    fn thaw(&self, state: &Arc<dyn Any + Send + Sync>) -> Box<dyn Any + Send + Sync> {
-        match state.downcast_ref::<TableState<T>>() {
-            Some(s) => Box::new(s.clone()),
-            None => Box::new(TableState::<T> {
-                indexes: self.indexes.iter().map(|_| Tree::new()).collect(),
-            }),
-        }
-    }
-    fn freeze(&self, state: Box<dyn Any + Send + Sync>) -> Arc<dyn Any + Send + Sync> {
-        Arc::from(state)
-    }
-    fn len(&self, state: &(dyn Any + Send + Sync)) -> usize {
-        state
-            .downcast_ref::<TableState<T>>()
-            .map_or(0, |s| s.indexes[self.primary].len())
-    }
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
     }
