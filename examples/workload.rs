@@ -1,0 +1,586 @@
+//! The benchmark workloads of `shared/anchors/WORKLOADS.md`, run on pandodb
+//! and on a `btree_rwlock` baseline (three `BTreeMap`s in an `RwLock`) in
+//! the same process, printing one JSON line per workload on stdout.
+//!
+//! ```sh
+//! cargo run --release --example workload -- --n 1000000
+//! cargo run --release --example workload -- --n 100000 --only get_id,scan_all --engine pandodb
+//! ```
+//!
+//! Flags: `--n N` (default 1,000,000), `--only a,b,...`, `--engine
+//! pandodb|btree_rwlock|both` (default both), `--quiet-wait SECS` (default
+//! 60: before each timed section wait until other processes use < 0.1 CPU
+//! cores; 0 = don't wait), `--duration SECS` for the concurrent workloads
+//! (default 3).
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use pandodb::{Db, Index, Indexer, Query, Schema, Table};
+
+#[global_allocator]
+static ALLOC: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, usize::MAX);
+
+#[derive(Debug, Clone)]
+struct Person {
+    id: String,
+    email: String,
+    #[allow(dead_code)]
+    name: String,
+    age: i64,
+}
+
+fn person(i: u64) -> Person {
+    // Exact-size strings, as the Go harness's objects have.
+    let exact = |s: String| s.into_boxed_str().into_string();
+    Person {
+        id: exact(format!("user-{i:08}")),
+        email: exact(format!("u{i:08}@example.com")),
+        name: exact(format!("name-{i}")),
+        age: (i % 100) as i64,
+    }
+}
+
+/// splitmix64: the fixed-seed generator of every random choice.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+// ---------------------------------------------------------------- engines
+
+trait Engine: Send + Sync + Sized + 'static {
+    const NAME: &'static str;
+    fn bulk(people: Vec<Arc<Person>>) -> Self;
+    fn get_ids_one_txn(&self, ids: &[String]) -> usize;
+    fn get_id_fresh_txn(&self, id: &str) -> bool;
+    fn range_age(&self, age: i64) -> usize;
+    fn scan_all(&self) -> usize;
+    fn lower_bound_page(&self, id: &str) -> usize;
+    fn insert_one(&self, p: Arc<Person>);
+    fn delete_many(&self, ids: &[String]);
+    fn len(&self) -> usize;
+}
+
+struct Pando {
+    db: Db,
+    people: Table<Person>,
+    by_id: Index<Person, str>,
+    by_age: Index<Person, i64>,
+}
+
+fn pando_schema() -> Pando {
+    let mut schema = Schema::builder();
+    let mut t = schema.table::<Person>("person");
+    let by_id = t.primary("id", Indexer::string(|p: &Person| p.id.as_str()));
+    t.unique("email", Indexer::string(|p: &Person| p.email.as_str()));
+    let by_age = t.index("age", Indexer::value(|p: &Person| p.age));
+    let people = schema.add(t).expect("valid table");
+    Pando {
+        db: Db::new(schema.build().expect("valid schema")),
+        people,
+        by_id,
+        by_age,
+    }
+}
+
+impl Engine for Pando {
+    const NAME: &'static str = "pandodb";
+    fn bulk(people: Vec<Arc<Person>>) -> Self {
+        let e = pando_schema();
+        let mut w = e.db.write(&[&e.people]);
+        for p in people {
+            w.insert(&e.people, p).expect("insert");
+        }
+        w.commit().expect("commit");
+        e
+    }
+    fn get_ids_one_txn(&self, ids: &[String]) -> usize {
+        let r = self.db.read();
+        ids.iter()
+            .filter(|id| r.get(&self.by_id, id.as_str()).ok().flatten().is_some())
+            .count()
+    }
+    fn get_id_fresh_txn(&self, id: &str) -> bool {
+        self.db.read().get(&self.by_id, id).ok().flatten().is_some()
+    }
+    fn range_age(&self, age: i64) -> usize {
+        let r = self.db.read();
+        r.iter(&self.by_age, &age)
+            .map_or(0, |it| it.map(|p| std::hint::black_box(p.age)).count())
+    }
+    fn scan_all(&self) -> usize {
+        let r = self.db.read();
+        r.all(&self.by_id).map_or(0, |it| it.map(|p| p.id.len()).sum())
+    }
+    fn lower_bound_page(&self, id: &str) -> usize {
+        let r = self.db.read();
+        r.lower_bound(&self.by_id, id)
+            .map_or(0, |it| it.take(100).map(|p| p.id.len()).sum())
+    }
+    fn insert_one(&self, p: Arc<Person>) {
+        let mut w = self.db.write(&[&self.people]);
+        w.insert(&self.people, p).expect("insert");
+        w.commit().expect("commit");
+    }
+    fn delete_many(&self, ids: &[String]) {
+        let mut w = self.db.write(&[&self.people]);
+        for id in ids {
+            w.delete_all(&self.by_id, id.as_str()).expect("delete");
+        }
+        w.commit().expect("commit");
+    }
+    fn len(&self) -> usize {
+        self.db.read().len(&self.people).unwrap_or(0)
+    }
+}
+
+#[derive(Default)]
+struct Maps {
+    by_id: BTreeMap<Arc<str>, Arc<Person>>,
+    by_email: BTreeMap<Arc<str>, Arc<Person>>,
+    by_age: BTreeMap<(i64, Arc<str>), Arc<Person>>,
+}
+
+impl Maps {
+    fn insert(&mut self, p: Arc<Person>) {
+        let id: Arc<str> = p.id.as_str().into();
+        if let Some(old) = self.by_id.insert(id.clone(), p.clone()) {
+            self.by_email.remove(old.email.as_str());
+            self.by_age.remove(&(old.age, id.clone()));
+        }
+        self.by_email.insert(p.email.as_str().into(), p.clone());
+        self.by_age.insert((p.age, id), p);
+    }
+    fn remove(&mut self, id: &str) {
+        if let Some(old) = self.by_id.remove(id) {
+            self.by_email.remove(old.email.as_str());
+            let key: Arc<str> = id.into();
+            self.by_age.remove(&(old.age, key));
+        }
+    }
+}
+
+/// The baseline: three `BTreeMap`s behind one `RwLock` (a write txn is the
+/// write lock, a read txn the read lock).
+struct BTreeRwLock(RwLock<Maps>);
+
+impl Engine for BTreeRwLock {
+    const NAME: &'static str = "btree_rwlock";
+    fn bulk(people: Vec<Arc<Person>>) -> Self {
+        let e = BTreeRwLock(RwLock::new(Maps::default()));
+        {
+            let mut m = e.0.write().expect("lock");
+            for p in people {
+                m.insert(p);
+            }
+        }
+        e
+    }
+    fn get_ids_one_txn(&self, ids: &[String]) -> usize {
+        let m = self.0.read().expect("lock");
+        ids.iter().filter(|id| m.by_id.get(id.as_str()).is_some()).count()
+    }
+    fn get_id_fresh_txn(&self, id: &str) -> bool {
+        self.0.read().expect("lock").by_id.get(id).is_some()
+    }
+    fn range_age(&self, age: i64) -> usize {
+        let m = self.0.read().expect("lock");
+        let lo: Arc<str> = "".into();
+        m.by_age
+            .range((Bound::Included((age, lo)), Bound::Unbounded))
+            .take_while(|((a, _), _)| *a == age)
+            .map(|(_, p)| std::hint::black_box(p.age))
+            .count()
+    }
+    fn scan_all(&self) -> usize {
+        let m = self.0.read().expect("lock");
+        m.by_id.values().map(|p| p.id.len()).sum()
+    }
+    fn lower_bound_page(&self, id: &str) -> usize {
+        let m = self.0.read().expect("lock");
+        m.by_id
+            .range::<str, _>((Bound::Included(id), Bound::Unbounded))
+            .take(100)
+            .map(|(_, p)| p.id.len())
+            .sum()
+    }
+    fn insert_one(&self, p: Arc<Person>) {
+        self.0.write().expect("lock").insert(p);
+    }
+    fn delete_many(&self, ids: &[String]) {
+        let mut m = self.0.write().expect("lock");
+        for id in ids {
+            m.remove(id);
+        }
+    }
+    fn len(&self) -> usize {
+        self.0.read().expect("lock").by_id.len()
+    }
+}
+
+// ---------------------------------------------------------------- machine
+
+/// Busy CPU seconds of the whole machine (user+nice+system+irq+softirq).
+fn machine_busy() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if f.len() < 7 {
+        return 0.0;
+    }
+    (f[0] + f[1] + f[2] + f[5] + f[6]) / 100.0
+}
+
+/// CPU seconds used by this process.
+fn self_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // Fields after the command: state(skipped: not a number) ppid ... utime is field 14.
+    if f.len() < 13 {
+        return 0.0;
+    }
+    (f[10] + f[11]) / 100.0
+}
+
+/// CPU seconds used by the calling thread.
+fn thread_cpu() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |ns| ns / 1e9)
+}
+
+struct Cfg {
+    n: u64,
+    quiet_wait: f64,
+    duration: f64,
+    only: Option<Vec<String>>,
+}
+
+impl Cfg {
+    fn enabled(&self, w: &str) -> bool {
+        self.only.as_ref().is_none_or(|o| o.iter().any(|x| x == w))
+    }
+
+    fn wait_quiet(&self) {
+        if self.quiet_wait <= 0.0 {
+            return;
+        }
+        let start = Instant::now();
+        let mut quiet = 0;
+        while start.elapsed().as_secs_f64() < self.quiet_wait {
+            let (b0, s0) = (machine_busy(), self_cpu());
+            std::thread::sleep(Duration::from_millis(500));
+            let other = (machine_busy() - b0) - (self_cpu() - s0);
+            if other < 0.05 {
+                quiet += 1;
+                if quiet >= 2 {
+                    return;
+                }
+            } else {
+                quiet = 0;
+            }
+        }
+        eprintln!("machine still busy after {}s; measuring anyway", self.quiet_wait);
+    }
+}
+
+/// Times `f` after waiting for a quiet machine; returns (seconds, other
+/// processes' CPU cores during the section).
+fn timed<R>(cfg: &Cfg, f: impl FnOnce() -> R) -> (f64, f64, R) {
+    cfg.wait_quiet();
+    let (b0, s0) = (machine_busy(), self_cpu());
+    let t = Instant::now();
+    let r = f();
+    let secs = t.elapsed().as_secs_f64();
+    let other = ((machine_busy() - b0) - (self_cpu() - s0)).max(0.0) / secs;
+    (secs, other, r)
+}
+
+fn emit(engine: &str, workload: &str, n: u64, ns_per_op: Option<f64>, extra: &[(&str, String)]) {
+    let num = |x: Option<f64>| x.map_or("null".to_string(), |v| format!("{v:.2}"));
+    let mut line = format!(
+        "{{\"engine\":\"{engine}\",\"workload\":\"{workload}\",\"n\":{n},\"ns_per_op\":{},\"ops_per_s\":{}",
+        num(ns_per_op),
+        num(ns_per_op.map(|ns| 1e9 / ns)),
+    );
+    for (k, v) in extra {
+        line.push_str(&format!(",\"{k}\":{v}"));
+    }
+    line.push('}');
+    println!("{line}");
+}
+
+fn f2(x: f64) -> String {
+    format!("{x:.2}")
+}
+
+// ---------------------------------------------------------------- workloads
+
+fn people(from: u64, to: u64) -> Vec<Arc<Person>> {
+    (from..to).map(|i| Arc::new(person(i))).collect()
+}
+
+fn fresh<E: Engine>(n: u64) -> E {
+    E::bulk(people(0, n))
+}
+
+fn run<E: Engine>(cfg: &Cfg) {
+    let n = cfg.n;
+    let name = E::NAME;
+    eprintln!("== {name}, n = {n}");
+
+    // bulk_insert + memory
+    let base = ALLOC.allocated();
+    let objs = people(0, n);
+    let objects_bytes = ALLOC.allocated() - base - objs.capacity() * 8;
+    let (secs, other, db) = timed(cfg, || E::bulk(objs));
+    let live = ALLOC.allocated() - base;
+    assert_eq!(db.len() as u64, n);
+    if cfg.enabled("bulk_insert") {
+        emit(
+            name,
+            "bulk_insert",
+            n,
+            Some(secs * 1e9 / n as f64),
+            &[("order", "\"ascending id\"".into()), ("other_cpu_cores", f2(other))],
+        );
+    }
+    if cfg.enabled("memory") {
+        emit(
+            name,
+            "memory",
+            n,
+            None,
+            &[
+                ("live_bytes", live.to_string()),
+                ("bytes_per_object", format!("{:.1}", live as f64 / n as f64)),
+                ("object_bytes_per_object", format!("{:.1}", objects_bytes as f64 / n as f64)),
+                (
+                    "index_bytes_per_object",
+                    format!("{:.1}", (live - objects_bytes) as f64 / n as f64),
+                ),
+                (
+                    "note",
+                    "\"requested bytes (counting GlobalAlloc) of the objects and every index, after bulk_insert\"".into(),
+                ),
+            ],
+        );
+    }
+
+    let mut rng = Rng(42);
+    let ids: Vec<String> = (0..1_000_000).map(|_| person(rng.below(n)).id).collect();
+
+    if cfg.enabled("get_id") {
+        let (secs, other, found) = timed(cfg, || db.get_ids_one_txn(&ids));
+        assert_eq!(found, ids.len());
+        emit(name, "get_id", n, Some(secs * 1e9 / ids.len() as f64), &[("other_cpu_cores", f2(other))]);
+    }
+    if cfg.enabled("get_id_txn") {
+        let (secs, other, found) =
+            timed(cfg, || ids.iter().filter(|id| db.get_id_fresh_txn(id)).count());
+        assert_eq!(found, ids.len());
+        emit(name, "get_id_txn", n, Some(secs * 1e9 / ids.len() as f64), &[("other_cpu_cores", f2(other))]);
+    }
+    if cfg.enabled("range_age") {
+        let ages: Vec<i64> = (0..10_000).map(|_| rng.below(100) as i64).collect();
+        let (secs, other, rows) = timed(cfg, || {
+            ages.iter().map(|&a| db.range_age(a)).sum::<usize>()
+        });
+        let rows = rows.max(1);
+        emit(
+            name,
+            "range_age",
+            n,
+            Some(secs * 1e9 / rows as f64),
+            &[
+                ("ns_per_query", f2(secs * 1e9 / ages.len() as f64)),
+                ("other_cpu_cores", f2(other)),
+            ],
+        );
+    }
+    if cfg.enabled("scan_all") {
+        let rounds = (5_000_000 / n).max(1);
+        let (secs, other, _) = timed(cfg, || (0..rounds).map(|_| db.scan_all()).sum::<usize>());
+        emit(name, "scan_all", n, Some(secs * 1e9 / (rounds * n) as f64), &[("other_cpu_cores", f2(other))]);
+    }
+    if cfg.enabled("lower_bound_page") {
+        let starts: Vec<String> = (0..100_000).map(|_| person(rng.below(n)).id).collect();
+        let (secs, other, _) =
+            timed(cfg, || starts.iter().map(|s| db.lower_bound_page(s)).sum::<usize>());
+        emit(name, "lower_bound_page", n, Some(secs * 1e9 / starts.len() as f64), &[("other_cpu_cores", f2(other))]);
+    }
+    drop(db);
+
+    if cfg.enabled("txn_insert") {
+        let db: E = fresh(n);
+        let objs = people(n, n + 100_000);
+        let (secs, other, _) = timed(cfg, || {
+            for p in objs {
+                db.insert_one(p);
+            }
+        });
+        assert_eq!(db.len() as u64, n + 100_000);
+        emit(name, "txn_insert", n, Some(secs * 1e9 / 100_000.0), &[("other_cpu_cores", f2(other))]);
+    }
+    if cfg.enabled("update") {
+        let db: E = fresh(n);
+        let objs: Vec<Arc<Person>> = (0..100_000)
+            .map(|_| {
+                let mut p = person(rng.below(n));
+                p.age = (p.age + 1 + rng.below(98) as i64) % 100;
+                Arc::new(p)
+            })
+            .collect();
+        let (secs, other, _) = timed(cfg, || {
+            for p in objs {
+                db.insert_one(p);
+            }
+        });
+        assert_eq!(db.len() as u64, n);
+        emit(name, "update", n, Some(secs * 1e9 / 100_000.0), &[("other_cpu_cores", f2(other))]);
+    }
+    if cfg.enabled("delete") {
+        let db: E = fresh(n);
+        let k = 100_000.min(n);
+        // distinct random ids: a random stride walk over a permutation
+        let mut all: Vec<u64> = (0..n).collect();
+        for i in 0..k as usize {
+            let j = i + rng.below(n - i as u64) as usize;
+            all.swap(i, j);
+        }
+        let victims: Vec<String> = all[..k as usize].iter().map(|&i| person(i).id).collect();
+        let (secs, other, _) = timed(cfg, || db.delete_many(&victims));
+        assert_eq!(db.len() as u64, n - k);
+        emit(name, "delete", n, Some(secs * 1e9 / k as f64), &[("other_cpu_cores", f2(other))]);
+    }
+    if cfg.enabled("concurrent_read_0w") || cfg.enabled("concurrent_read_1w") {
+        let db = Arc::new(fresh::<E>(n));
+        let ids = Arc::new(ids);
+        let (r0, per_cpu0, _) = concurrent(cfg, &db, &ids, false);
+        emit(
+            name,
+            "concurrent_read_0w",
+            n,
+            Some(1e9 / r0),
+            &[("reader_ops_per_cpu_s", f2(per_cpu0)), ("writer_commits_per_s", "0".into())],
+        );
+        let (r1, per_cpu1, commits) = concurrent(cfg, &db, &ids, true);
+        emit(
+            name,
+            "concurrent_read_1w",
+            n,
+            Some(1e9 / r1),
+            &[
+                ("reader_ops_per_cpu_s", f2(per_cpu1)),
+                ("writer_commits_per_s", f2(commits)),
+                ("reader_ratio_vs_0w", format!("{:.3}", per_cpu1 / per_cpu0)),
+                ("reader_total_ratio_vs_0w", format!("{:.3}", r1 / r0)),
+            ],
+        );
+    }
+}
+
+/// 2 readers (fresh read txn every 1,000 lookups), optionally 1 writer
+/// committing one new object per transaction. Returns (reader ops/s,
+/// reader ops per reader-CPU-second, writer commits/s).
+fn concurrent<E: Engine>(cfg: &Cfg, db: &Arc<E>, ids: &Arc<Vec<String>>, writer: bool) -> (f64, f64, f64) {
+    cfg.wait_quiet();
+    let stop = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicU64::new(cfg.n * 2));
+    let mut readers = Vec::new();
+    for g in 0..2 {
+        let (db, ids, stop) = (db.clone(), ids.clone(), stop.clone());
+        readers.push(std::thread::spawn(move || {
+            let c0 = thread_cpu();
+            let mut pos = ids.len() / 2 * g;
+            let mut ops = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let end = (pos + 1000).min(ids.len());
+                let found = db.get_ids_one_txn(&ids[pos..end]);
+                assert_eq!(found, end - pos);
+                ops += (end - pos) as u64;
+                pos = if end == ids.len() { 0 } else { end };
+            }
+            (ops, thread_cpu() - c0)
+        }));
+    }
+    let w = writer.then(|| {
+        let (db, stop, next) = (db.clone(), stop.clone(), next.clone());
+        std::thread::spawn(move || {
+            let mut commits = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let p = Arc::new(person(next.fetch_add(1, Ordering::Relaxed)));
+                db.insert_one(p);
+                commits += 1;
+            }
+            commits
+        })
+    });
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(cfg.duration));
+    stop.store(true, Ordering::Relaxed);
+    let mut ops = 0;
+    let mut cpu = 0.0;
+    for r in readers {
+        let (o, c) = r.join().expect("reader");
+        ops += o;
+        cpu += c;
+    }
+    let commits = w.map_or(0, |w| w.join().expect("writer"));
+    let secs = t.elapsed().as_secs_f64();
+    (ops as f64 / secs, ops as f64 / cpu.max(1e-9), commits as f64 / secs)
+}
+
+fn main() {
+    let mut cfg = Cfg {
+        n: 1_000_000,
+        quiet_wait: 60.0,
+        duration: 3.0,
+        only: None,
+    };
+    let mut engine = "both".to_string();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let val = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--n" => cfg.n = val.parse().expect("--n takes a number"),
+            "--quiet-wait" => cfg.quiet_wait = val.parse().expect("--quiet-wait takes seconds"),
+            "--duration" => cfg.duration = val.parse().expect("--duration takes seconds"),
+            "--only" => cfg.only = Some(val.split(',').map(str::to_string).collect()),
+            "--engine" => engine = val,
+            other => panic!("unknown flag {other}"),
+        }
+        i += 2;
+    }
+    if engine == "pandodb" || engine == "both" {
+        run::<Pando>(&cfg);
+    }
+    if engine == "btree_rwlock" || engine == "both" {
+        run::<BTreeRwLock>(&cfg);
+    }
+}
