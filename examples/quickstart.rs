@@ -1,51 +1,93 @@
-//! The pandodb tree in two minutes: build a tree in one transaction, keep a
-//! version, mutate, and read both versions (point reads, prefix counts and
-//! range scans).
+//! pandodb in two minutes: a schema of typed objects, inserts in a write
+//! transaction, queries by secondary indexes, and snapshot isolation.
 //!
 //! Run: `cargo run --release --example quickstart`
 
-use pandodb::tree::Tree;
+use pandodb::{Db, Error, Indexer, Query, Schema};
 
-fn main() {
-    // One transaction inserts 100,000 keys: each path is copied at most once.
-    let empty: Tree<u64> = Tree::new();
-    let mut txn = empty.txn();
-    for i in 0..100_000u64 {
-        txn.insert(format!("user-{i:08}").as_bytes(), i);
+#[derive(Debug, Clone)]
+struct User {
+    id: String,
+    email: String,
+    team: String,
+    roles: Vec<String>,
+    age: i64,
+}
+
+fn user(id: &str, team: &str, roles: &[&str], age: i64) -> User {
+    User {
+        id: id.into(),
+        email: format!("{id}@example.com"),
+        team: team.into(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        age,
     }
-    let v1 = txn.commit();
-    println!("v1: {} keys (the empty version still has {})", v1.len(), empty.len());
+}
 
-    // Keep v1 and derive v2 from it: O(1) clone, copy-on-write mutation.
-    let mut v2 = v1.clone();
-    let removed = v2.remove_prefix(b"user-0000");
-    v2.insert(b"user-99999999", 42);
-    v2.insert(b"admin-root", 0);
-    println!("v2: removed {removed} keys under \"user-0000\", added 2");
+fn main() -> Result<(), Error> {
+    // 1. Schema: a primary index and typed secondary indexes.
+    let mut schema = Schema::builder();
+    let mut users = schema.table::<User>("user");
+    let by_id = users.primary("id", Indexer::string(|u: &User| u.id.as_str()));
+    let by_email = users.unique("email", Indexer::string_ci(|u: &User| u.email.as_str()));
+    let by_role = users.index("role", Indexer::strings(|u: &User| u.roles.as_slice()));
+    let by_team_age = users.index(
+        "team_age",
+        Indexer::value(|u: &User| (u.team.clone(), u.age)),
+    );
+    let users = schema.add(users)?;
+    let db = Db::new(schema.build()?);
 
-    for (name, t) in [("v1", &v1), ("v2", &v2)] {
-        println!(
-            "{name}: len={} count_prefix(\"user-0000\")={} count_prefix(\"user-0001\")={} get(\"user-00000042\")={:?}",
-            t.len(),
-            t.count_prefix(b"user-0000"),
-            t.count_prefix(b"user-0001"),
-            t.get(b"user-00000042"),
-        );
-        let page: Vec<String> = t
-            .lower_bound(b"user-00009998")
-            .take(4)
-            .map(|(k, v)| format!("{}={v}", String::from_utf8_lossy(k)))
-            .collect();
-        println!("{name}: lower_bound(\"user-00009998\") -> {}", page.join(", "));
-        let last: Vec<String> = t
-            .iter()
-            .rev()
-            .take(2)
-            .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
-            .collect();
-        println!("{name}: last two keys, descending -> {}", last.join(", "));
+    // 2. One write transaction, committed atomically.
+    let mut w = db.write(&[&users]);
+    w.insert(&users, user("alice", "infra", &["admin", "dev"], 34))?;
+    w.insert(&users, user("bob", "infra", &["dev"], 27))?;
+    w.insert(&users, user("carol", "web", &["dev", "oncall"], 41))?;
+    let rev = w.commit()?.revision;
+    println!("committed revision {rev}");
+
+    // 3. Queries by secondary indexes.
+    let r = db.read();
+    let devs: Vec<String> = r.iter(&by_role, "dev")?.map(|u| u.id.clone()).collect();
+    println!("role=dev            -> {devs:?}");
+    let infra: Vec<(String, i64)> = r
+        .iter(&by_team_age.leading(), &("infra".to_string(),))?
+        .map(|u| (u.id.clone(), u.age))
+        .collect();
+    println!("team=infra by age   -> {infra:?}");
+    let found = r.get(&by_email, "CAROL@example.com")?.map(|u| u.id.clone());
+    println!("email (any case)    -> {found:?}");
+
+    // 4. A unique index refuses a duplicate and leaves the transaction as it was.
+    let mut w = db.write(&[&users]);
+    let mut dup = user("mallory", "web", &[], 50);
+    dup.email = "Alice@Example.com".into();
+    match w.insert(&users, dup) {
+        Err(e) => println!("duplicate email     -> refused: {e}"),
+        Ok(_) => unreachable!("the unique index must refuse it"),
     }
-    assert_eq!(v1.len(), 100_000);
-    assert_eq!(v2.len(), 100_000 - removed + 2);
-    println!("both versions read back independently: ok");
+
+    // 5. Snapshot isolation: `before` keeps seeing revision 1.
+    let before = db.read();
+    w.delete_all(&by_id, "bob")?;
+    w.insert(&users, user("dave", "web", &["dev"], 22))?;
+    println!(
+        "inside the write txn: {} users (own writes visible)",
+        w.len(&users)?
+    );
+    w.commit()?;
+    let after = db.read();
+    println!(
+        "snapshot at rev {}: {} users, bob present: {}",
+        before.revision(),
+        before.len(&users)?,
+        before.get(&by_id, "bob")?.is_some()
+    );
+    println!(
+        "latest   at rev {}: {} users, bob present: {}",
+        after.revision(),
+        after.len(&users)?,
+        after.get(&by_id, "bob")?.is_some()
+    );
+    Ok(())
 }

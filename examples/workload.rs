@@ -123,7 +123,8 @@ impl Engine for Pando {
     }
     fn scan_all(&self) -> usize {
         let r = self.db.read();
-        r.all(&self.by_id).map_or(0, |it| it.map(|p| p.id.len()).sum())
+        r.all(&self.by_id)
+            .map_or(0, |it| it.map(|p| p.id.len()).sum())
     }
     fn lower_bound_page(&self, id: &str) -> usize {
         let r = self.db.read();
@@ -191,7 +192,9 @@ impl Engine for BTreeRwLock {
     }
     fn get_ids_one_txn(&self, ids: &[String]) -> usize {
         let m = self.0.read().expect("lock");
-        ids.iter().filter(|id| m.by_id.get(id.as_str()).is_some()).count()
+        ids.iter()
+            .filter(|id| m.by_id.get(id.as_str()).is_some())
+            .count()
     }
     fn get_id_fresh_txn(&self, id: &str) -> bool {
         self.0.read().expect("lock").by_id.get(id).is_some()
@@ -304,7 +307,10 @@ impl Cfg {
                 quiet = 0;
             }
         }
-        eprintln!("machine still busy after {}s; measuring anyway", self.quiet_wait);
+        eprintln!(
+            "machine still busy after {}s; measuring anyway",
+            self.quiet_wait
+        );
     }
 }
 
@@ -366,7 +372,10 @@ fn run<E: Engine>(cfg: &Cfg) {
             "bulk_insert",
             n,
             Some(secs * 1e9 / n as f64),
-            &[("order", "\"ascending id\"".into()), ("other_cpu_cores", f2(other))],
+            &[
+                ("order", "\"ascending id\"".into()),
+                ("other_cpu_cores", f2(other)),
+            ],
         );
     }
     if cfg.enabled("memory") {
@@ -397,19 +406,31 @@ fn run<E: Engine>(cfg: &Cfg) {
     if cfg.enabled("get_id") {
         let (secs, other, found) = timed(cfg, || db.get_ids_one_txn(&ids));
         assert_eq!(found, ids.len());
-        emit(name, "get_id", n, Some(secs * 1e9 / ids.len() as f64), &[("other_cpu_cores", f2(other))]);
+        emit(
+            name,
+            "get_id",
+            n,
+            Some(secs * 1e9 / ids.len() as f64),
+            &[("other_cpu_cores", f2(other))],
+        );
     }
     if cfg.enabled("get_id_txn") {
-        let (secs, other, found) =
-            timed(cfg, || ids.iter().filter(|id| db.get_id_fresh_txn(id)).count());
+        let (secs, other, found) = timed(cfg, || {
+            ids.iter().filter(|id| db.get_id_fresh_txn(id)).count()
+        });
         assert_eq!(found, ids.len());
-        emit(name, "get_id_txn", n, Some(secs * 1e9 / ids.len() as f64), &[("other_cpu_cores", f2(other))]);
+        emit(
+            name,
+            "get_id_txn",
+            n,
+            Some(secs * 1e9 / ids.len() as f64),
+            &[("other_cpu_cores", f2(other))],
+        );
     }
     if cfg.enabled("range_age") {
         let ages: Vec<i64> = (0..10_000).map(|_| rng.below(100) as i64).collect();
-        let (secs, other, rows) = timed(cfg, || {
-            ages.iter().map(|&a| db.range_age(a)).sum::<usize>()
-        });
+        let (secs, other, rows) =
+            timed(cfg, || ages.iter().map(|&a| db.range_age(a)).sum::<usize>());
         let rows = rows.max(1);
         emit(
             name,
@@ -425,13 +446,26 @@ fn run<E: Engine>(cfg: &Cfg) {
     if cfg.enabled("scan_all") {
         let rounds = (5_000_000 / n).max(1);
         let (secs, other, _) = timed(cfg, || (0..rounds).map(|_| db.scan_all()).sum::<usize>());
-        emit(name, "scan_all", n, Some(secs * 1e9 / (rounds * n) as f64), &[("other_cpu_cores", f2(other))]);
+        emit(
+            name,
+            "scan_all",
+            n,
+            Some(secs * 1e9 / (rounds * n) as f64),
+            &[("other_cpu_cores", f2(other))],
+        );
     }
     if cfg.enabled("lower_bound_page") {
         let starts: Vec<String> = (0..100_000).map(|_| person(rng.below(n)).id).collect();
-        let (secs, other, _) =
-            timed(cfg, || starts.iter().map(|s| db.lower_bound_page(s)).sum::<usize>());
-        emit(name, "lower_bound_page", n, Some(secs * 1e9 / starts.len() as f64), &[("other_cpu_cores", f2(other))]);
+        let (secs, other, _) = timed(cfg, || {
+            starts.iter().map(|s| db.lower_bound_page(s)).sum::<usize>()
+        });
+        emit(
+            name,
+            "lower_bound_page",
+            n,
+            Some(secs * 1e9 / starts.len() as f64),
+            &[("other_cpu_cores", f2(other))],
+        );
     }
     drop(db);
 
@@ -444,7 +478,13 @@ fn run<E: Engine>(cfg: &Cfg) {
             }
         });
         assert_eq!(db.len() as u64, n + 100_000);
-        emit(name, "txn_insert", n, Some(secs * 1e9 / 100_000.0), &[("other_cpu_cores", f2(other))]);
+        emit(
+            name,
+            "txn_insert",
+            n,
+            Some(secs * 1e9 / 100_000.0),
+            &[("other_cpu_cores", f2(other))],
+        );
     }
     if cfg.enabled("update") {
         let db: E = fresh(n);
@@ -461,7 +501,13 @@ fn run<E: Engine>(cfg: &Cfg) {
             }
         });
         assert_eq!(db.len() as u64, n);
-        emit(name, "update", n, Some(secs * 1e9 / 100_000.0), &[("other_cpu_cores", f2(other))]);
+        emit(
+            name,
+            "update",
+            n,
+            Some(secs * 1e9 / 100_000.0),
+            &[("other_cpu_cores", f2(other))],
+        );
     }
     if cfg.enabled("delete") {
         let db: E = fresh(n);
@@ -475,7 +521,13 @@ fn run<E: Engine>(cfg: &Cfg) {
         let victims: Vec<String> = all[..k as usize].iter().map(|&i| person(i).id).collect();
         let (secs, other, _) = timed(cfg, || db.delete_many(&victims));
         assert_eq!(db.len() as u64, n - k);
-        emit(name, "delete", n, Some(secs * 1e9 / k as f64), &[("other_cpu_cores", f2(other))]);
+        emit(
+            name,
+            "delete",
+            n,
+            Some(secs * 1e9 / k as f64),
+            &[("other_cpu_cores", f2(other))],
+        );
     }
     if cfg.enabled("concurrent_read_0w") || cfg.enabled("concurrent_read_1w") {
         let db = Arc::new(fresh::<E>(n));
@@ -486,7 +538,10 @@ fn run<E: Engine>(cfg: &Cfg) {
             "concurrent_read_0w",
             n,
             Some(1e9 / r0),
-            &[("reader_ops_per_cpu_s", f2(per_cpu0)), ("writer_commits_per_s", "0".into())],
+            &[
+                ("reader_ops_per_cpu_s", f2(per_cpu0)),
+                ("writer_commits_per_s", "0".into()),
+            ],
         );
         let (r1, per_cpu1, commits) = concurrent(cfg, &db, &ids, true);
         emit(
@@ -507,7 +562,12 @@ fn run<E: Engine>(cfg: &Cfg) {
 /// 2 readers (fresh read txn every 1,000 lookups), optionally 1 writer
 /// committing one new object per transaction. Returns (reader ops/s,
 /// reader ops per reader-CPU-second, writer commits/s).
-fn concurrent<E: Engine>(cfg: &Cfg, db: &Arc<E>, ids: &Arc<Vec<String>>, writer: bool) -> (f64, f64, f64) {
+fn concurrent<E: Engine>(
+    cfg: &Cfg,
+    db: &Arc<E>,
+    ids: &Arc<Vec<String>>,
+    writer: bool,
+) -> (f64, f64, f64) {
     cfg.wait_quiet();
     let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicU64::new(cfg.n * 2));
@@ -552,7 +612,11 @@ fn concurrent<E: Engine>(cfg: &Cfg, db: &Arc<E>, ids: &Arc<Vec<String>>, writer:
     }
     let commits = w.map_or(0, |w| w.join().expect("writer"));
     let secs = t.elapsed().as_secs_f64();
-    (ops as f64 / secs, ops as f64 / cpu.max(1e-9), commits as f64 / secs)
+    (
+        ops as f64 / secs,
+        ops as f64 / cpu.max(1e-9),
+        commits as f64 / secs,
+    )
 }
 
 fn main() {

@@ -25,7 +25,9 @@ pub(crate) struct TableLock {
     freed: Condvar,
 }
 
-fn relock<'a, T>(r: Result<MutexGuard<'a, T>, PoisonError<MutexGuard<'a, T>>>) -> MutexGuard<'a, T> {
+fn relock<'a, T>(
+    r: Result<MutexGuard<'a, T>, PoisonError<MutexGuard<'a, T>>>,
+) -> MutexGuard<'a, T> {
     // The lock protects plain flags that are always left consistent, so a
     // panic elsewhere while it was held does not invalidate them.
     r.unwrap_or_else(PoisonError::into_inner)

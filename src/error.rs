@@ -45,9 +45,14 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Schema(m) => write!(f, "invalid schema: {m}"),
-            Error::UnknownTable(t) => write!(f, "table {t:?} is not part of this database's schema"),
+            Error::UnknownTable(t) => {
+                write!(f, "table {t:?} is not part of this database's schema")
+            }
             Error::TableNotLocked(t) => {
-                write!(f, "table {t:?} was not named when the write transaction began")
+                write!(
+                    f,
+                    "table {t:?} was not named when the write transaction began"
+                )
             }
             Error::UniqueViolation { table, index, key } => {
                 write!(f, "unique index {table}.{index} already holds key {key:?}")

@@ -315,7 +315,8 @@ impl SchemaBuilder {
             }
         }
         if self.tables.iter().any(|x| x.name() == t.name) {
-            self.errors.push(format!("table {:?} is declared twice", t.name));
+            self.errors
+                .push(format!("table {:?} is declared twice", t.name));
             return fail("is declared twice".into());
         }
         if self.tables.len() != t.id {

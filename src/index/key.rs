@@ -301,6 +301,31 @@ impl UuidPrefix {
     }
 }
 
+/// A readable form of an encoded key for messages: an escaped, terminated
+/// string is shown as the string; anything else as hex.
+pub(crate) fn display(key: &[u8]) -> String {
+    if let Some(body) = key.strip_suffix(&TERMINATOR) {
+        let mut raw = Vec::with_capacity(body.len());
+        let mut it = body.iter();
+        while let Some(&b) = it.next() {
+            if b == 0 {
+                if it.next() != Some(&0xFF) {
+                    return hex(key);
+                }
+            }
+            raw.push(b);
+        }
+        if let Ok(s) = String::from_utf8(raw) {
+            return s;
+        }
+    }
+    hex(key)
+}
+
+fn hex(key: &[u8]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The smallest byte string greater than every string starting with `p`
 /// (`None` when `p` is empty or all `0xFF`).
 pub(crate) fn successor(p: &[u8]) -> Option<Vec<u8>> {

@@ -21,7 +21,11 @@ pub(crate) fn check<V>(root: Option<&Inner<V>>) -> Result<(), String> {
     while let Some((node, mut path, is_root)) = stack.pop() {
         let at = || format!("at path {path:?}");
         if !is_root && node.num_entries() < 2 {
-            return Err(format!("inner node with {} entries {}", node.num_entries(), at()));
+            return Err(format!(
+                "inner node with {} entries {}",
+                node.num_entries(),
+                at()
+            ));
         }
         path.extend_from_slice(&node.prefix);
         let mut count = 0usize;
@@ -92,7 +96,10 @@ pub(crate) fn check<V>(root: Option<&Inner<V>>) -> Result<(), String> {
             }
         }
         if count != node.count {
-            return Err(format!("count {} != actual {count} at path {path:?}", node.count));
+            return Err(format!(
+                "count {} != actual {count} at path {path:?}",
+                node.count
+            ));
         }
     }
     Ok(())

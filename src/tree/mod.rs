@@ -322,7 +322,11 @@ impl<V> Tree<V> {
     /// Iterates over the keys that start with `prefix`, ascending.
     pub fn prefix(&self, prefix: &[u8]) -> Iter<'_, V> {
         let start = self.rank(prefix, false);
-        Iter::new(self.root.as_deref(), start, start + self.count_prefix(prefix))
+        Iter::new(
+            self.root.as_deref(),
+            start,
+            start + self.count_prefix(prefix),
+        )
     }
 
     /// Iterates from the first key `>= key` to the end, ascending.
@@ -374,9 +378,7 @@ impl<V: Clone> Tree<V> {
     /// Inserts `value` under `key`, returning the value it replaced.
     pub fn insert(&mut self, key: &[u8], value: V) -> Option<V> {
         let grows = !self.contains_key(key);
-        let root = self
-            .root
-            .get_or_insert_with(|| Arc::new(Inner::new(&[])));
+        let root = self.root.get_or_insert_with(|| Arc::new(Inner::new(&[])));
         let mut node: &mut Inner<V> = Arc::make_mut(root);
         let mut depth = 0;
         loop {

@@ -297,11 +297,10 @@ impl<V> Inner<V> {
         }
         let from = from.max(1);
         match &self.children {
-            Children::Small { slots, .. } => {
-                (usize::from(from) <= slots.len()).then_some(from)
+            Children::Small { slots, .. } => (usize::from(from) <= slots.len()).then_some(from),
+            Children::Medium { index, .. } => {
+                (from..POS_END).find(|&p| index[usize::from(p - 1)] != 0)
             }
-            Children::Medium { index, .. } => (from..POS_END)
-                .find(|&p| index[usize::from(p - 1)] != 0),
             Children::Large { slots, .. } => {
                 (from..POS_END).find(|&p| slots[usize::from(p - 1)].is_some())
             }
@@ -316,9 +315,9 @@ impl<V> Inner<V> {
                 let last = slots.len() as u16;
                 (before > 1 && last > 0).then(|| last.min(before - 1))
             }
-            Children::Medium { index, .. } => {
-                (1..before.min(POS_END)).rev().find(|&p| index[usize::from(p - 1)] != 0)
-            }
+            Children::Medium { index, .. } => (1..before.min(POS_END))
+                .rev()
+                .find(|&p| index[usize::from(p - 1)] != 0),
             Children::Large { slots, .. } => (1..before.min(POS_END))
                 .rev()
                 .find(|&p| slots[usize::from(p - 1)].is_some()),

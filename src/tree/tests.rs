@@ -18,7 +18,10 @@ fn empty_key_and_prefix_keys() {
     assert_eq!(t.len(), 4);
     assert_eq!(t.get(b""), Some(&0));
     assert_eq!(t.get(b"ab"), Some(&22));
-    assert_eq!(keys(&t), vec![b"".to_vec(), b"a".to_vec(), b"ab".to_vec(), b"abc".to_vec()]);
+    assert_eq!(
+        keys(&t),
+        vec![b"".to_vec(), b"a".to_vec(), b"ab".to_vec(), b"abc".to_vec()]
+    );
     assert_eq!(t.longest_prefix(b"abx"), Some((&b"ab"[..], &22)));
     assert_eq!(t.longest_prefix(b"zzz"), Some((&b""[..], &0)));
     assert_eq!(t.count_prefix(b"a"), 3);
@@ -33,7 +36,14 @@ fn empty_key_and_prefix_keys() {
 #[test]
 fn zero_and_ff_bytes() {
     let mut t = Tree::new();
-    for k in [&[0u8][..], &[0, 0], &[0xff], &[0xff, 0xff, 0], &[0, 0xff], &[]] {
+    for k in [
+        &[0u8][..],
+        &[0, 0],
+        &[0xff],
+        &[0xff, 0xff, 0],
+        &[0, 0xff],
+        &[],
+    ] {
         t.insert(k, k.len());
     }
     t.check_invariants().unwrap();
@@ -137,14 +147,21 @@ fn range_and_bounds() {
     let t: Tree<u32> = (0..100u32).map(|i| (format!("k{i:02}"), i)).collect();
     let lb: Vec<u32> = t.lower_bound(b"k5").map(|(_, v)| *v).take(3).collect();
     assert_eq!(lb, [50, 51, 52]);
-    let rlb: Vec<u32> = t.reverse_lower_bound(b"k5").map(|(_, v)| *v).take(3).collect();
+    let rlb: Vec<u32> = t
+        .reverse_lower_bound(b"k5")
+        .map(|(_, v)| *v)
+        .take(3)
+        .collect();
     assert_eq!(rlb, [49, 48, 47]);
     let mut it = t.prefix(b"k4");
     assert_eq!(it.len(), 10);
     assert_eq!(it.next().map(|(_, v)| *v), Some(40));
     assert_eq!(it.next_back().map(|(_, v)| *v), Some(49));
     assert_eq!(it.len(), 8);
-    assert_eq!(it.map(|(_, v)| *v).collect::<Vec<_>>(), (41..49).collect::<Vec<_>>());
+    assert_eq!(
+        it.map(|(_, v)| *v).collect::<Vec<_>>(),
+        (41..49).collect::<Vec<_>>()
+    );
     let r: Vec<u32> = t
         .range((Bound::Excluded(&b"k10"[..]), Bound::Included(&b"k13"[..])))
         .map(|(_, v)| *v)
@@ -201,7 +218,10 @@ fn thousand_versions_each_kept() {
         assert_eq!(v.len(), n);
         v.check_invariants().unwrap();
         for i in 0..n as u32 {
-            assert_eq!(v.get(format!("key-{:03}", (i * 7) % 1000).as_bytes()), Some(&i));
+            assert_eq!(
+                v.get(format!("key-{:03}", (i * 7) % 1000).as_bytes()),
+                Some(&i)
+            );
         }
     }
 }

@@ -183,7 +183,9 @@ pub trait Query: sealed::Source {
         idx: &Index<T, K>,
         key: &K,
     ) -> Result<std::iter::Rev<RowIter<T>>> {
-        Ok(self.range(idx, Bound::Unbounded, Bound::Included(key))?.rev())
+        Ok(self
+            .range(idx, Bound::Unbounded, Bound::Included(key))?
+            .rev())
     }
 
     /// Every object whose key lies within the bounds, ascending.
@@ -227,7 +229,9 @@ pub trait Query: sealed::Source {
     ) -> Result<RowIter<T>> {
         let tree = index_tree(self, idx)?;
         let (lo, hi) = UuidPrefix::parse(hex)?.key_range();
-        let hi = hi.as_ref().map_or(Bound::Unbounded, |h| Bound::Excluded(h.as_slice()));
+        let hi = hi
+            .as_ref()
+            .map_or(Bound::Unbounded, |h| Bound::Excluded(h.as_slice()));
         Ok(rows(tree.owned_range((Bound::Included(lo.as_slice()), hi))))
     }
 

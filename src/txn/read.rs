@@ -42,6 +42,8 @@ impl super::Query for ReadTxn {}
 
 impl std::fmt::Debug for ReadTxn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReadTxn").field("revision", &self.root.revision).finish()
+        f.debug_struct("ReadTxn")
+            .field("revision", &self.root.revision)
+            .finish()
     }
 }

@@ -363,7 +363,7 @@ fn insert_obj<T>(
                     return Err(Error::UniqueViolation {
                         table: def.name.clone(),
                         index: ix.name.clone(),
-                        key: String::from_utf8_lossy(k).into_owned(),
+                        key: crate::index::key::display(k),
                     });
                 }
             }
