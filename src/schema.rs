@@ -179,12 +179,39 @@ impl<T, K: ?Sized> Index<T, K> {
         K: Encode,
     {
         let mut out = Vec::with_capacity(32);
-        match (self.case_insensitive, prefix) {
-            (true, p) => key.encode_folded(&mut out, p),
-            (false, false) => key.encode(&mut out),
-            (false, true) => key.encode_prefix(&mut out),
-        }
+        self.encode_into(key, prefix, &mut out);
         out
+    }
+
+    pub(crate) fn encode_into(&self, key: &K, prefix: bool, out: &mut Vec<u8>)
+    where
+        K: Encode,
+    {
+        match (self.case_insensitive, prefix) {
+            (true, p) => key.encode_folded(out, p),
+            (false, false) => key.encode(out),
+            (false, true) => key.encode_prefix(out),
+        }
+    }
+
+    /// Runs `f` on the complete encoding of `key`, in a reused per-thread
+    /// buffer (point lookups then allocate nothing).
+    pub(crate) fn with_key<R>(&self, key: &K, f: impl FnOnce(&[u8]) -> R) -> R
+    where
+        K: Encode,
+    {
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUF.with(|b| match b.try_borrow_mut() {
+            Ok(mut buf) => {
+                buf.clear();
+                self.encode_into(key, false, &mut buf);
+                f(&buf)
+            }
+            // Re-entered from inside `f` (an indexer querying): allocate.
+            Err(_) => f(&self.encode(key, false)),
+        })
     }
 }
 

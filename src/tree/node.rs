@@ -382,12 +382,14 @@ impl<V> Inner<V> {
         }
     }
 
-    /// Moves every inner child out into `out` (used by the iterative drop).
-    fn take_inner_children(&mut self, out: &mut Vec<Arc<Inner<V>>>) {
-        let has_inner = |s: &Slot<V>| matches!(s, Slot::Inner(_));
+    /// Moves every inner child this node holds the last reference to into
+    /// `out` (used by the iterative drop). Shared children stay: dropping
+    /// them only decrements a count and cannot recurse.
+    fn take_unique_children(&mut self, out: &mut Vec<Arc<Inner<V>>>) {
+        let unique = |s: &Slot<V>| matches!(s, Slot::Inner(n) if n.is_unique());
         match &mut self.children {
             Children::Small { slots, .. } | Children::Medium { slots, .. } => {
-                if slots.iter().any(has_inner) {
+                if slots.iter().any(unique) {
                     out.extend(slots.drain(..).filter_map(|s| match s {
                         Slot::Inner(n) => Some(n),
                         Slot::Leaf(_) => None,
@@ -396,7 +398,7 @@ impl<V> Inner<V> {
             }
             Children::Large { slots, .. } => {
                 for s in slots.iter_mut() {
-                    if let Some(Slot::Inner(_)) = s {
+                    if s.as_ref().is_some_and(unique) {
                         if let Some(Slot::Inner(n)) = s.take() {
                             out.push(n);
                         }
@@ -413,10 +415,10 @@ impl<V> Drop for Inner<V> {
     /// the call stack.
     fn drop(&mut self) {
         let mut stack = Vec::new();
-        self.take_inner_children(&mut stack);
+        self.take_unique_children(&mut stack);
         while let Some(node) = stack.pop() {
             if let Ok(mut inner) = Arc::try_unwrap(node) {
-                inner.take_inner_children(&mut stack);
+                inner.take_unique_children(&mut stack);
             }
         }
     }

@@ -114,12 +114,13 @@ pub trait Query: sealed::Source {
         key: &K,
     ) -> Result<Option<Arc<T>>> {
         let tree = index_tree(self, idx)?;
-        let enc = idx.encode(key, false);
-        Ok(if idx.unique {
-            tree.get(&enc).cloned()
-        } else {
-            tree.prefix(&enc).next().map(|(_, v)| v.clone())
-        })
+        Ok(idx.with_key(key, |enc| {
+            if idx.unique {
+                tree.get(enc).cloned()
+            } else {
+                tree.prefix(enc).next().map(|(_, v)| v.clone())
+            }
+        }))
     }
 
     /// Same as [`Query::get`].
