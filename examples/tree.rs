@@ -2,7 +2,7 @@
 //! version, mutate, and read both versions (point reads, prefix counts and
 //! range scans).
 //!
-//! Run: `cargo run --release --example quickstart`
+//! Run: `cargo run --release --example tree`
 
 use pandodb::tree::Tree;
 

@@ -2,9 +2,9 @@
 //! writer locks, and the commit protocol that publishes a new root.
 
 use std::any::Any;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use crate::sync::{Condvar, Mutex, MutexGuard, PoisonError, RootCell};
 
 use crate::schema::{Schema, Table};
 use crate::txn::{ReadTxn, WriteTxn};
@@ -53,21 +53,28 @@ impl TableLock {
 
 pub(crate) struct DbInner {
     pub(crate) schema: Schema,
-    root: ArcSwap<Root>,
+    root: RootCell<Root>,
     pub(crate) locks: Box<[TableLock]>,
     /// Serializes the read-modify-write of the root between writers of
     /// disjoint tables; held only for the pointer swap.
     publish: Mutex<()>,
+    /// A deliberately broken variant for the loom model: publish without
+    /// the publish lock (a lost update the model must catch).
+    #[cfg(loom)]
+    broken_publish: bool,
 }
 
 impl DbInner {
     pub(crate) fn load(&self) -> Arc<Root> {
-        self.root.load_full()
+        self.root.load()
     }
 
     /// Publishes the given table states on top of the latest root, as the
     /// next revision. The caller holds the writer locks of those tables.
     pub(crate) fn publish(&self, changed: Vec<(usize, Arc<dyn Any + Send + Sync>)>) -> u64 {
+        #[cfg(loom)]
+        let _guard = (!self.broken_publish).then(|| relock(self.publish.lock()));
+        #[cfg(not(loom))]
         let _guard = relock(self.publish.lock());
         let current = self.root.load();
         let mut tables = current.tables.clone();
@@ -135,17 +142,35 @@ impl<T> TableRef for Table<T> {
 impl Db {
     /// An empty database with the given schema.
     pub fn new(schema: Schema) -> Db {
+        Self::with_publish(
+            schema,
+            #[cfg(loom)]
+            false,
+        )
+    }
+
+    /// The loom model's deliberately broken database (publishes without
+    /// the publish lock). Only exists under `--cfg loom`.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn new_broken_for_loom(schema: Schema) -> Db {
+        Self::with_publish(schema, true)
+    }
+
+    fn with_publish(schema: Schema, #[cfg(loom)] broken_publish: bool) -> Db {
         let tables = schema.tables.iter().map(|t| t.empty_state()).collect();
         let locks = schema.tables.iter().map(|_| TableLock::default()).collect();
         Db {
             inner: Arc::new(DbInner {
                 schema,
-                root: ArcSwap::from_pointee(Root {
+                root: RootCell::new(Root {
                     revision: 0,
                     tables,
                 }),
                 locks,
                 publish: Mutex::new(()),
+                #[cfg(loom)]
+                broken_publish,
             }),
         }
     }

@@ -22,6 +22,7 @@ mod db;
 mod error;
 pub mod index;
 mod schema;
+mod sync;
 pub mod tree;
 mod txn;
 

@@ -116,6 +116,9 @@ impl<T> std::fmt::Debug for Table<T> {
     }
 }
 
+/// Ties an index handle to its object and key types without owning either.
+type IndexMarker<T, K> = (fn() -> T, fn(&K));
+
 /// A handle to one index of a `Table<T>`, queried with keys of type `K`.
 pub struct Index<T, K: ?Sized> {
     pub(crate) schema: u64,
@@ -125,7 +128,7 @@ pub struct Index<T, K: ?Sized> {
     pub(crate) table_name: Arc<str>,
     pub(crate) unique: bool,
     pub(crate) case_insensitive: bool,
-    _p: PhantomData<(fn() -> T, fn(&K))>,
+    _p: PhantomData<IndexMarker<T, K>>,
 }
 
 impl<T, K: ?Sized> Clone for Index<T, K> {

@@ -308,10 +308,8 @@ pub(crate) fn display(key: &[u8]) -> String {
         let mut raw = Vec::with_capacity(body.len());
         let mut it = body.iter();
         while let Some(&b) = it.next() {
-            if b == 0 {
-                if it.next() != Some(&0xFF) {
-                    return hex(key);
-                }
+            if b == 0 && it.next() != Some(&0xFF) {
+                return hex(key);
             }
             raw.push(b);
         }

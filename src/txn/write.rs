@@ -13,6 +13,14 @@ use crate::schema::{Index, Table, TableDef, TableState};
 
 type Hook = Box<dyn FnOnce() + Send>;
 
+/// A locked table's private state, with the transaction's scratch buffers and
+/// change list.
+type TableMut<'a, T> = (
+    &'a mut TableState<T>,
+    &'a mut Scratch,
+    &'a mut Option<Vec<Change>>,
+);
+
 /// One object changed by a committed transaction.
 #[derive(Clone)]
 pub struct Change {
@@ -118,10 +126,7 @@ impl WriteTxn {
         self.base.revision
     }
 
-    fn table_mut<T: Send + Sync + 'static>(
-        &mut self,
-        table: &Table<T>,
-    ) -> Result<(&mut TableState<T>, &mut Scratch, &mut Option<Vec<Change>>)> {
+    fn table_mut<T: Send + Sync + 'static>(&mut self, table: &Table<T>) -> Result<TableMut<'_, T>> {
         let id = table.id();
         if table.schema != self.db.schema.id {
             return Err(Error::UnknownTable(table.name().to_string()));

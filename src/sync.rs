@@ -1,0 +1,54 @@
+//! The few synchronization primitives of the commit protocol, switched
+//! between `std` (+ `arc-swap`) and `loom` (`--cfg loom`) so that the
+//! protocol can be model-checked (`tests/loom_publish.rs`).
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+#[cfg(loom)]
+pub(crate) use std::sync::PoisonError;
+
+use std::sync::Arc;
+
+/// The published root: readers load it without locking, the committer
+/// replaces it with one store.
+#[cfg(not(loom))]
+pub(crate) struct RootCell<T>(arc_swap::ArcSwap<T>);
+
+#[cfg(not(loom))]
+impl<T> RootCell<T> {
+    pub(crate) fn new(value: T) -> Self {
+        RootCell(arc_swap::ArcSwap::from_pointee(value))
+    }
+    #[inline]
+    pub(crate) fn load(&self) -> Arc<T> {
+        self.0.load_full()
+    }
+    #[inline]
+    pub(crate) fn store(&self, value: Arc<T>) {
+        self.0.store(value);
+    }
+}
+
+/// Under loom: a modelled lock stands in for the atomic pointer (loom cannot
+/// see inside `arc-swap`); loads and stores stay single, indivisible steps.
+#[cfg(loom)]
+pub(crate) struct RootCell<T>(loom::sync::RwLock<Arc<T>>);
+
+#[cfg(loom)]
+impl<T> RootCell<T> {
+    pub(crate) fn new(value: T) -> Self {
+        RootCell(loom::sync::RwLock::new(Arc::new(value)))
+    }
+    pub(crate) fn load(&self) -> Arc<T> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+    pub(crate) fn store(&self, value: Arc<T>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = value;
+    }
+}
