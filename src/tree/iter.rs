@@ -12,32 +12,56 @@ use std::ops::Deref;
 
 use triomphe::Arc;
 
-use super::node::{EntryRef, Inner, POS_END};
+use super::node::{EntryRef, Inner, Leaf, POS_END};
 
 /// How a cursor holds a node.
 pub(crate) trait Handle<V>: Deref<Target = Inner<V>> + Clone {
+    /// A reference to a leaf below this handle: as long as the tree for a
+    /// borrowed handle, as long as the cursor for an owned one.
+    type LeafRef<'s>
+    where
+        Self: 's;
     /// The inner child at entry position `pos`.
     fn child(&self, pos: u16) -> Self;
+    /// The leaf at entry position `pos`.
+    fn leaf(&self, pos: u16) -> Self::LeafRef<'_>;
 }
 
-impl<V> Handle<V> for &Inner<V> {
+impl<'a, V> Handle<V> for &'a Inner<V> {
+    type LeafRef<'s>
+        = &'a Leaf<V>
+    where
+        Self: 's;
     #[inline]
     fn child(&self, pos: u16) -> Self {
-        let node: &Inner<V> = self;
+        let node: &'a Inner<V> = self;
         match node.entry(pos) {
             EntryRef::Inner(n) => n,
             EntryRef::Leaf(_) => unreachable!("child() at a leaf position"),
         }
     }
+    #[inline]
+    fn leaf(&self, pos: u16) -> &'a Leaf<V> {
+        let node: &'a Inner<V> = self;
+        node.leaf_at(pos)
+    }
 }
 
 impl<V> Handle<V> for Arc<Inner<V>> {
+    type LeafRef<'s>
+        = &'s Leaf<V>
+    where
+        Self: 's;
     #[inline]
     fn child(&self, pos: u16) -> Self {
         match self.entry(pos) {
             EntryRef::Inner(n) => n.clone(),
             EntryRef::Leaf(_) => unreachable!("child() at a leaf position"),
         }
+    }
+    #[inline]
+    fn leaf(&self, pos: u16) -> &Leaf<V> {
+        self.leaf_at(pos)
     }
 }
 
@@ -85,22 +109,22 @@ impl<H> Cursor<H> {
     }
 
     #[inline]
-    fn next_front<V>(&mut self) -> Option<(&H, u16)>
+    fn next_front<V>(&mut self) -> Option<H::LeafRef<'_>>
     where
         H: Handle<V>,
     {
         loop {
             let (node, next) = self.stack.last_mut()?;
-            match node.next_pos(*next) {
+            match node.next_entry(*next) {
                 None => {
                     self.stack.pop();
                 }
-                Some(p) => {
+                Some((p, true)) => {
                     *next = p + 1;
-                    if is_leaf(node, p) {
-                        let (node, _) = self.stack.last()?;
-                        return Some((node, p));
-                    }
+                    return Some(self.stack.last()?.0.leaf(p));
+                }
+                Some((p, false)) => {
+                    *next = p + 1;
                     let child = node.child(p);
                     self.stack.push((child, 0));
                 }
@@ -109,22 +133,22 @@ impl<H> Cursor<H> {
     }
 
     #[inline]
-    fn next_back<V>(&mut self) -> Option<(&H, u16)>
+    fn next_back<V>(&mut self) -> Option<H::LeafRef<'_>>
     where
         H: Handle<V>,
     {
         loop {
             let (node, before) = self.stack.last_mut()?;
-            match node.prev_pos(*before) {
+            match node.prev_entry(*before) {
                 None => {
                     self.stack.pop();
                 }
-                Some(p) => {
+                Some((p, true)) => {
                     *before = p;
-                    if is_leaf(node, p) {
-                        let (node, _) = self.stack.last()?;
-                        return Some((node, p));
-                    }
+                    return Some(self.stack.last()?.0.leaf(p));
+                }
+                Some((p, false)) => {
+                    *before = p;
                     let child = node.child(p);
                     self.stack.push((child, POS_END));
                 }
@@ -160,7 +184,7 @@ impl<H> Raw<H> {
     }
 
     #[inline]
-    fn next<V>(&mut self) -> Option<(&H, u16)>
+    fn next<V>(&mut self) -> Option<H::LeafRef<'_>>
     where
         H: Handle<V>,
     {
@@ -176,7 +200,7 @@ impl<H> Raw<H> {
     }
 
     #[inline]
-    fn next_back<V>(&mut self) -> Option<(&H, u16)>
+    fn next_back<V>(&mut self) -> Option<H::LeafRef<'_>>
     where
         H: Handle<V>,
     {
@@ -188,14 +212,6 @@ impl<H> Raw<H> {
             self.back = Some(Cursor::seek(self.root.clone()?, self.end, false));
         }
         self.back.as_mut()?.next_back()
-    }
-}
-
-#[inline]
-fn leaf_at<V>(node: &Inner<V>, pos: u16) -> (&[u8], &V) {
-    match node.entry(pos) {
-        EntryRef::Leaf(l) => (&l.key, &l.value),
-        EntryRef::Inner(_) => unreachable!("cursor stopped at an inner node"),
     }
 }
 
@@ -220,9 +236,8 @@ impl<'a, V> Iterator for Iter<'a, V> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let (node, pos) = self.raw.next()?;
-        let node: &'a Inner<V> = node;
-        Some(leaf_at(node, pos))
+        let l: &'a Leaf<V> = self.raw.next()?;
+        Some((&l.key, &l.value))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -233,9 +248,8 @@ impl<'a, V> Iterator for Iter<'a, V> {
 impl<'a, V> DoubleEndedIterator for Iter<'a, V> {
     #[inline]
     fn next_back(&mut self) -> Option<Self::Item> {
-        let (node, pos) = self.raw.next_back()?;
-        let node: &'a Inner<V> = node;
-        Some(leaf_at(node, pos))
+        let l: &'a Leaf<V> = self.raw.next_back()?;
+        Some((&l.key, &l.value))
     }
 }
 
@@ -291,8 +305,8 @@ impl<V: Clone> Iterator for IntoIter<V> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let (node, pos) = self.raw.next()?;
-        Some(owned_leaf(node, pos))
+        let l = self.raw.next()?;
+        Some((Key(l.key.clone()), l.value.clone()))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -303,21 +317,13 @@ impl<V: Clone> Iterator for IntoIter<V> {
 impl<V: Clone> DoubleEndedIterator for IntoIter<V> {
     #[inline]
     fn next_back(&mut self) -> Option<Self::Item> {
-        let (node, pos) = self.raw.next_back()?;
-        Some(owned_leaf(node, pos))
+        let l = self.raw.next_back()?;
+        Some((Key(l.key.clone()), l.value.clone()))
     }
 }
 
 impl<V: Clone> ExactSizeIterator for IntoIter<V> {}
 impl<V: Clone> FusedIterator for IntoIter<V> {}
-
-#[inline]
-fn owned_leaf<V: Clone>(node: &Inner<V>, pos: u16) -> (Key, V) {
-    match node.entry(pos) {
-        EntryRef::Leaf(l) => (Key(l.key.clone()), l.value.clone()),
-        EntryRef::Inner(_) => unreachable!("cursor stopped at an inner node"),
-    }
-}
 
 /// Like [`IntoIter`], yielding only cloned values.
 pub struct Values<V> {
@@ -329,8 +335,7 @@ impl<V: Clone> Iterator for Values<V> {
 
     #[inline]
     fn next(&mut self) -> Option<V> {
-        let (node, pos) = self.raw.next()?;
-        Some(leaf_at(node, pos).1.clone())
+        Some(self.raw.next()?.value.clone())
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -341,8 +346,7 @@ impl<V: Clone> Iterator for Values<V> {
 impl<V: Clone> DoubleEndedIterator for Values<V> {
     #[inline]
     fn next_back(&mut self) -> Option<V> {
-        let (node, pos) = self.raw.next_back()?;
-        Some(leaf_at(node, pos).1.clone())
+        Some(self.raw.next_back()?.value.clone())
     }
 }
 

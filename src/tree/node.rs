@@ -307,6 +307,47 @@ impl<V> Inner<V> {
         }
     }
 
+    /// Like [`Inner::next_pos`], also telling whether the entry is a leaf.
+    #[inline]
+    pub(crate) fn next_entry(&self, from: u16) -> Option<(u16, bool)> {
+        if from == POS_TERMINAL && self.terminal.is_some() {
+            return Some((POS_TERMINAL, true));
+        }
+        let from = from.max(1);
+        match &self.children {
+            Children::Small { slots, .. } => slots
+                .get(usize::from(from - 1))
+                .map(|s| (from, matches!(s, Slot::Leaf(_)))),
+            Children::Medium { index, slots } => (from..POS_END).find_map(|p| {
+                match index[usize::from(p - 1)] {
+                    0 => None,
+                    i => Some((p, matches!(slots[usize::from(i) - 1], Slot::Leaf(_)))),
+                }
+            }),
+            Children::Large { slots, .. } => (from..POS_END).find_map(|p| {
+                slots[usize::from(p - 1)]
+                    .as_ref()
+                    .map(|s| (p, matches!(s, Slot::Leaf(_))))
+            }),
+        }
+    }
+
+    /// Like [`Inner::prev_pos`], also telling whether the entry is a leaf.
+    #[inline]
+    pub(crate) fn prev_entry(&self, before: u16) -> Option<(u16, bool)> {
+        let p = self.prev_pos(before)?;
+        Some((p, matches!(self.entry(p), EntryRef::Leaf(_))))
+    }
+
+    /// The leaf at entry position `pos`, which must hold a leaf.
+    #[inline]
+    pub(crate) fn leaf_at(&self, pos: u16) -> &Leaf<V> {
+        match self.entry(pos) {
+            EntryRef::Leaf(l) => l,
+            EntryRef::Inner(_) => unreachable!("leaf_at() at an inner node"),
+        }
+    }
+
     /// The largest entry position `< before` that holds an entry.
     #[inline]
     pub(crate) fn prev_pos(&self, before: u16) -> Option<u16> {
