@@ -30,8 +30,8 @@ pub(crate) fn check<V>(root: Option<&Inner<V>>) -> Result<(), String> {
         path.extend_from_slice(&node.prefix);
         let mut count = 0usize;
         if let Some(t) = &node.terminal {
-            if *t.key != *path {
-                return Err(format!("terminal key {:?} != path {path:?}", &*t.key));
+            if t.key() != path.as_slice() {
+                return Err(format!("terminal key {:?} != path {path:?}", t.key()));
             }
             count += 1;
         }
@@ -88,8 +88,8 @@ pub(crate) fn check<V>(root: Option<&Inner<V>>) -> Result<(), String> {
             child_path.push(b);
             match slot {
                 Slot::Leaf(l) => {
-                    if !l.key.starts_with(&child_path) {
-                        return Err(format!("leaf {:?} misplaced under {child_path:?}", &*l.key));
+                    if !l.key().starts_with(&child_path) {
+                        return Err(format!("leaf {:?} misplaced under {child_path:?}", l.key()));
                     }
                 }
                 Slot::Inner(n) => stack.push((n, child_path, false)),

@@ -237,7 +237,7 @@ impl<'a, V> Iterator for Iter<'a, V> {
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         let l: &'a Leaf<V> = self.raw.next()?;
-        Some((&l.key, &l.value))
+        Some((l.key(), l.value()))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -249,33 +249,65 @@ impl<'a, V> DoubleEndedIterator for Iter<'a, V> {
     #[inline]
     fn next_back(&mut self) -> Option<Self::Item> {
         let l: &'a Leaf<V> = self.raw.next_back()?;
-        Some((&l.key, &l.value))
+        Some((l.key(), l.value()))
     }
 }
 
 impl<V> ExactSizeIterator for Iter<'_, V> {}
 impl<V> FusedIterator for Iter<'_, V> {}
 
-/// An owned key: cheap to clone (a shared, immutable byte string).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Key(Arc<[u8]>);
+/// An owned key: a handle on the stored leaf, cheap to clone (one
+/// reference count), dereferencing to the key bytes.
+pub struct Key<V>(Leaf<V>);
 
-impl Deref for Key {
+impl<V> Clone for Key<V> {
+    fn clone(&self) -> Self {
+        Key(self.0.clone())
+    }
+}
+
+impl<V> Deref for Key<V> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.0
+        self.0.key()
     }
 }
 
-impl AsRef<[u8]> for Key {
+impl<V> AsRef<[u8]> for Key<V> {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        self.0.key()
     }
 }
 
-impl std::fmt::Debug for Key {
+impl<V> PartialEq for Key<V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key() == other.0.key()
+    }
+}
+
+impl<V> Eq for Key<V> {}
+
+impl<V> PartialOrd for Key<V> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<V> Ord for Key<V> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.key().cmp(other.0.key())
+    }
+}
+
+impl<V> std::hash::Hash for Key<V> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.key().hash(state);
+    }
+}
+
+impl<V> std::fmt::Debug for Key<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", String::from_utf8_lossy(&self.0))
+        write!(f, "{:?}", String::from_utf8_lossy(self.0.key()))
     }
 }
 
@@ -301,12 +333,12 @@ impl<V> IntoIter<V> {
 }
 
 impl<V: Clone> Iterator for IntoIter<V> {
-    type Item = (Key, V);
+    type Item = (Key<V>, V);
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         let l = self.raw.next()?;
-        Some((Key(l.key.clone()), l.value.clone()))
+        Some((Key(l.clone()), l.value().clone()))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -318,7 +350,7 @@ impl<V: Clone> DoubleEndedIterator for IntoIter<V> {
     #[inline]
     fn next_back(&mut self) -> Option<Self::Item> {
         let l = self.raw.next_back()?;
-        Some((Key(l.key.clone()), l.value.clone()))
+        Some((Key(l.clone()), l.value().clone()))
     }
 }
 
@@ -335,7 +367,7 @@ impl<V: Clone> Iterator for Values<V> {
 
     #[inline]
     fn next(&mut self) -> Option<V> {
-        Some(self.raw.next()?.value.clone())
+        Some(self.raw.next()?.value().clone())
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -346,7 +378,7 @@ impl<V: Clone> Iterator for Values<V> {
 impl<V: Clone> DoubleEndedIterator for Values<V> {
     #[inline]
     fn next_back(&mut self) -> Option<V> {
-        Some(self.raw.next_back()?.value.clone())
+        Some(self.raw.next_back()?.value().clone())
     }
 }
 

@@ -134,7 +134,7 @@ impl<V> Tree<V> {
     /// The value stored under `key`.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<&V> {
-        self.get_leaf(key).map(|l| &l.value)
+        self.get_leaf(key).map(Leaf::value)
     }
 
     /// Whether `key` is stored.
@@ -153,11 +153,11 @@ impl<V> Tree<V> {
             if key.len() <= pos {
                 return node
                     .terminal
-                    .as_deref()
-                    .filter(|l| key.len() == pos && *l.key == *key);
+                    .as_ref()
+                    .filter(|l| key.len() == pos && l.key() == key);
             }
             match node.child(key[pos])? {
-                Slot::Leaf(l) => return (*l.key == *key).then_some(l),
+                Slot::Leaf(l) => return (l.key() == key).then_some(l),
                 Slot::Inner(n) => {
                     node = n;
                     depth = pos + 1;
@@ -198,7 +198,7 @@ impl<V> Tree<V> {
             let pos = depth + plen;
             match node.child(prefix[pos]) {
                 None => return 0,
-                Some(Slot::Leaf(l)) => return usize::from(l.key.starts_with(prefix)),
+                Some(Slot::Leaf(l)) => return usize::from(l.key().starts_with(prefix)),
                 Some(Slot::Inner(n)) => {
                     node = n;
                     depth = pos + 1;
@@ -228,7 +228,7 @@ impl<V> Tree<V> {
             match node.child(key[pos]) {
                 None => break,
                 Some(Slot::Leaf(l)) => {
-                    if key.starts_with(&l.key) {
+                    if key.starts_with(l.key()) {
                         best = Some(l);
                     }
                     break;
@@ -239,7 +239,7 @@ impl<V> Tree<V> {
                 }
             }
         }
-        best.map(|l| (&*l.key, &l.value))
+        best.map(|l| (l.key(), l.value()))
     }
 
     /// Number of keys `< key` (or `<= key` when `inclusive`).
@@ -272,7 +272,7 @@ impl<V> Tree<V> {
                 None => return acc,
                 Some(Slot::Leaf(l)) => {
                     return acc
-                        + match (*l.key).cmp(key) {
+                        + match l.key().cmp(key) {
                             std::cmp::Ordering::Less => 1,
                             std::cmp::Ordering::Equal => usize::from(inclusive),
                             std::cmp::Ordering::Greater => 0,
@@ -388,9 +388,9 @@ impl<V: Clone> Tree<V> {
             let pos = depth + node.prefix.len();
             if key.len() == pos {
                 return match &mut node.terminal {
-                    Some(t) => Some(std::mem::replace(&mut t.value, value)),
+                    Some(t) => Some(t.replace_value(value)),
                     None => {
-                        node.terminal = Some(Box::new(Leaf::new(key, value)));
+                        node.terminal = Some(Leaf::new(key, value));
                         None
                     }
                 };
@@ -399,8 +399,8 @@ impl<V: Clone> Tree<V> {
             let at = pos + 1;
             let step = match node.child(b) {
                 None => Step::Add,
-                Some(Slot::Leaf(l)) if *l.key == *key => Step::Replace,
-                Some(Slot::Leaf(l)) => Step::SplitLeaf(common_len(&l.key[at..], &key[at..])),
+                Some(Slot::Leaf(l)) if l.key() == key => Step::Replace,
+                Some(Slot::Leaf(l)) => Step::SplitLeaf(common_len(&l.key()[at..], &key[at..])),
                 Some(Slot::Inner(c)) => match common_len(&c.prefix, &key[at..]) {
                     n if n < c.prefix.len() => Step::SplitInner(n),
                     _ => Step::Descend,
@@ -426,7 +426,7 @@ impl<V: Clone> Tree<V> {
             };
             let replacement = match (step, &mut *slot) {
                 (Step::Replace, Slot::Leaf(l)) => {
-                    return Some(std::mem::replace(&mut l.value, value));
+                    return Some(l.replace_value(value));
                 }
                 (Step::SplitLeaf(c), Slot::Leaf(l)) => {
                     // Two leaves now share `key[at..at + c]`: a new node holds both.
@@ -573,11 +573,9 @@ fn merge_single<V: Clone>(node: &Inner<V>, gone: Direct) -> Slot<V> {
 /// Puts leaf `l` into `node`, whose keys diverge at `pos`: as the terminal
 /// when the key ends there, else as the child at byte `key[pos]`.
 fn place<V>(node: &mut Inner<V>, pos: usize, l: Leaf<V>) {
-    if l.key.len() == pos {
-        node.terminal = Some(Box::new(l));
-    } else {
-        let b = l.key[pos];
-        node.add_child(b, Slot::Leaf(l));
+    match l.key().get(pos) {
+        None => node.terminal = Some(l),
+        Some(&b) => node.add_child(b, Slot::Leaf(l)),
     }
 }
 
@@ -606,7 +604,7 @@ impl<'a, V> IntoIterator for &'a Tree<V> {
 }
 
 impl<V: Clone> IntoIterator for Tree<V> {
-    type Item = (Key, V);
+    type Item = (Key<V>, V);
     type IntoIter = IntoIter<V>;
     fn into_iter(self) -> IntoIter<V> {
         let len = self.len();

@@ -5,7 +5,7 @@
 //! remove a child, walk entries in order). It knows nothing of versions or
 //! iteration state; `mod.rs` drives these primitives copy-on-write.
 
-use triomphe::Arc;
+use triomphe::{Arc, HeaderSlice};
 
 /// Most children a `Small` node holds (sorted byte keys, linear search).
 pub(crate) const SMALL_MAX: usize = 16;
@@ -21,19 +21,49 @@ pub(crate) const POS_TERMINAL: u16 = 0;
 /// One past the largest entry position (`1 + 255` is the largest child).
 pub(crate) const POS_END: u16 = 257;
 
-/// A stored key and its value. The key is the whole key, shared between
-/// versions (cloning a leaf is two reference-count increments at most).
-#[derive(Clone)]
-pub(crate) struct Leaf<V> {
-    pub(crate) key: Arc<[u8]>,
-    pub(crate) value: V,
+/// A stored key and its value in one shared allocation (the value is the
+/// header, the whole key the slice). Cloning a leaf is one reference-count
+/// increment, so copying a node touches each leaf once and never the
+/// objects the values point to.
+pub(crate) struct Leaf<V>(Arc<HeaderSlice<V, [u8]>>);
+
+impl<V> Clone for Leaf<V> {
+    #[inline]
+    fn clone(&self) -> Self {
+        Leaf(self.0.clone())
+    }
 }
 
 impl<V> Leaf<V> {
     pub(crate) fn new(key: &[u8], value: V) -> Self {
-        Leaf {
-            key: Arc::from(key),
-            value,
+        Leaf(Arc::from_header_and_slice(value, key))
+    }
+
+    /// The whole key.
+    #[inline]
+    pub(crate) fn key(&self) -> &[u8] {
+        &self.0.slice
+    }
+
+    /// The value.
+    #[inline]
+    pub(crate) fn value(&self) -> &V {
+        &self.0.header
+    }
+
+    /// Replaces the value: in place when no other version shares this leaf,
+    /// else by a new leaf (the shared one stays as it was).
+    pub(crate) fn replace_value(&mut self, value: V) -> V
+    where
+        V: Clone,
+    {
+        match Arc::get_mut(&mut self.0) {
+            Some(l) => std::mem::replace(&mut l.header, value),
+            None => {
+                let old = self.value().clone();
+                *self = Leaf::new(self.key(), value);
+                old
+            }
         }
     }
 }
@@ -83,7 +113,7 @@ pub(crate) struct Inner<V> {
     pub(crate) prefix: Box<[u8]>,
     /// Number of keys in this subtree (terminal included).
     pub(crate) count: usize,
-    pub(crate) terminal: Option<Box<Leaf<V>>>,
+    pub(crate) terminal: Option<Leaf<V>>,
     pub(crate) children: Children<V>,
 }
 
