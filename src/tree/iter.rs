@@ -12,7 +12,7 @@ use std::ops::Deref;
 
 use triomphe::Arc;
 
-use super::node::{EntryRef, Inner, Leaf, POS_END};
+use super::node::{Children, EntryRef, Inner, Leaf, POS_END, Slot};
 
 /// How a cursor holds a node.
 pub(crate) trait Handle<V>: Deref<Target = Inner<V>> + Clone {
@@ -199,6 +199,28 @@ impl<H> Raw<H> {
         self.front.as_mut()?.next_front()
     }
 
+    /// The common case, inlined: the next entry is a leaf of the `Small`
+    /// node the front cursor stands in; `f` reads it.
+    #[inline]
+    fn next_in_small<V, R>(&mut self, f: impl FnOnce(&Leaf<V>) -> R) -> Option<R>
+    where
+        H: Deref<Target = Inner<V>>,
+    {
+        if self.start >= self.end {
+            return None;
+        }
+        let (node, next) = self.front.as_mut()?.stack.last_mut()?;
+        let Children::Small { slots, .. } = &node.children else {
+            return None;
+        };
+        let Some(Slot::Leaf(l)) = slots.get(usize::from(next.checked_sub(1)?)) else {
+            return None;
+        };
+        *next += 1;
+        self.start += 1;
+        Some(f(l))
+    }
+
     #[inline]
     fn next_back<V>(&mut self) -> Option<H::LeafRef<'_>>
     where
@@ -231,12 +253,38 @@ impl<'a, V> Iter<'a, V> {
     }
 }
 
+impl<'a, V> Iter<'a, V> {
+    /// The common case, inlined: the next entry is a leaf of the `Small`
+    /// node the front cursor stands in.
+    #[inline]
+    fn next_in_small(&mut self) -> Option<&'a Leaf<V>> {
+        let raw = &mut self.raw;
+        if raw.start >= raw.end {
+            return None;
+        }
+        let (node, next) = raw.front.as_mut()?.stack.last_mut()?;
+        let node: &'a Inner<V> = node;
+        let Children::Small { slots, .. } = &node.children else {
+            return None;
+        };
+        let Some(Slot::Leaf(l)) = slots.get(usize::from(next.checked_sub(1)?)) else {
+            return None;
+        };
+        *next += 1;
+        raw.start += 1;
+        Some(l)
+    }
+}
+
 impl<'a, V> Iterator for Iter<'a, V> {
     type Item = (&'a [u8], &'a V);
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let l: &'a Leaf<V> = self.raw.next()?;
+        let l: &'a Leaf<V> = match self.next_in_small() {
+            Some(l) => l,
+            None => self.raw.next()?,
+        };
         Some((l.key(), l.value()))
     }
 
@@ -337,8 +385,11 @@ impl<V: Clone> Iterator for IntoIter<V> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let l = self.raw.next()?;
-        Some((Key(l.clone()), l.value().clone()))
+        let owned = |l: &Leaf<V>| (Key(l.clone()), l.value().clone());
+        match self.raw.next_in_small(owned) {
+            Some(item) => Some(item),
+            None => self.raw.next().map(owned),
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -367,7 +418,11 @@ impl<V: Clone> Iterator for Values<V> {
 
     #[inline]
     fn next(&mut self) -> Option<V> {
-        Some(self.raw.next()?.value().clone())
+        let value = |l: &Leaf<V>| l.value().clone();
+        match self.raw.next_in_small(value) {
+            Some(v) => Some(v),
+            None => self.raw.next().map(value),
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
