@@ -51,10 +51,10 @@ impl<T> Clone for TableState<T> {
 pub(crate) trait AnyTable: Send + Sync {
     fn name(&self) -> &str;
     fn empty_state(&self) -> Arc<dyn Any + Send + Sync>;
-    /// Copies a published state into a private, mutable one.
-    fn thaw(&self, state: &Arc<dyn Any + Send + Sync>) -> Box<dyn Any + Send + Sync>;
-    /// Turns a private state back into a publishable one.
-    fn freeze(&self, state: Box<dyn Any + Send + Sync>) -> Arc<dyn Any + Send + Sync>;
+    /// Copies a published state into a private one (O(1): the trees are
+    /// shared until written). The copy is uniquely owned, so the write
+    /// transaction mutates it through `Arc::get_mut` and publishes it as is.
+    fn thaw(&self, state: &Arc<dyn Any + Send + Sync>) -> Arc<dyn Any + Send + Sync>;
     /// The typed definition behind this trait object, as `Any`.
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
@@ -68,16 +68,11 @@ impl<T: Send + Sync + 'static> AnyTable for TableDef<T> {
             indexes: self.indexes.iter().map(|_| Tree::new()).collect(),
         })
     }
-    fn thaw(&self, state: &Arc<dyn Any + Send + Sync>) -> Box<dyn Any + Send + Sync> {
+    fn thaw(&self, state: &Arc<dyn Any + Send + Sync>) -> Arc<dyn Any + Send + Sync> {
         match state.downcast_ref::<TableState<T>>() {
-            Some(s) => Box::new(s.clone()),
-            None => Box::new(TableState::<T> {
-                indexes: self.indexes.iter().map(|_| Tree::new()).collect(),
-            }),
+            Some(s) => Arc::new(s.clone()),
+            None => self.empty_state(),
         }
-    }
-    fn freeze(&self, state: Box<dyn Any + Send + Sync>) -> Arc<dyn Any + Send + Sync> {
-        Arc::from(state)
     }
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self

@@ -443,7 +443,7 @@ impl<V: Clone> Tree<V> {
                     let mut old = child.clone();
                     let moved = Arc::make_mut(&mut old);
                     let byte = moved.prefix[c];
-                    moved.prefix = moved.prefix[c + 1..].into();
+                    moved.prefix = node::Prefix::new(&moved.prefix[c + 1..]);
                     split.add_child(byte, Slot::Inner(old));
                     place(&mut split, at + c, Leaf::new(key, value));
                     split
@@ -560,7 +560,7 @@ fn merge_single<V: Clone>(node: &Inner<V>, gone: Direct) -> Slot<V> {
                     prefix.extend_from_slice(&node.prefix);
                     prefix.push(byte);
                     prefix.extend_from_slice(&m.prefix);
-                    m.prefix = prefix.into();
+                    m.prefix = node::Prefix::new(&prefix);
                     Slot::Inner(n)
                 }
             };

@@ -106,11 +106,46 @@ pub(crate) enum Children<V> {
     },
 }
 
+/// The compressed path of an inner node: up to 7 bytes inline (no
+/// allocation, same 16 bytes as a boxed slice), longer ones on the heap.
+#[derive(Clone)]
+pub(crate) enum Prefix {
+    Inline { len: u8, bytes: [u8; 7] },
+    Heap(Box<[u8]>),
+}
+
+impl Prefix {
+    pub(crate) fn new(p: &[u8]) -> Self {
+        match p.len() {
+            n @ 0..=7 => {
+                let mut bytes = [0; 7];
+                bytes[..n].copy_from_slice(p);
+                Prefix::Inline {
+                    len: n as u8,
+                    bytes,
+                }
+            }
+            _ => Prefix::Heap(p.into()),
+        }
+    }
+}
+
+impl std::ops::Deref for Prefix {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match self {
+            Prefix::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Prefix::Heap(b) => b,
+        }
+    }
+}
+
 /// An inner node. Every key below it starts with the path to it followed by
 /// `prefix`; `terminal` is the key that ends right there, if any.
 #[derive(Clone)]
 pub(crate) struct Inner<V> {
-    pub(crate) prefix: Box<[u8]>,
+    pub(crate) prefix: Prefix,
     /// Number of keys in this subtree (terminal included).
     pub(crate) count: usize,
     pub(crate) terminal: Option<Leaf<V>>,
@@ -126,7 +161,7 @@ pub(crate) enum EntryRef<'a, V> {
 impl<V> Inner<V> {
     pub(crate) fn new(prefix: &[u8]) -> Self {
         Inner {
-            prefix: prefix.into(),
+            prefix: Prefix::new(prefix),
             count: 0,
             terminal: None,
             children: Children::Small {
@@ -348,12 +383,12 @@ impl<V> Inner<V> {
             Children::Small { slots, .. } => slots
                 .get(usize::from(from - 1))
                 .map(|s| (from, matches!(s, Slot::Leaf(_)))),
-            Children::Medium { index, slots } => (from..POS_END).find_map(|p| {
-                match index[usize::from(p - 1)] {
+            Children::Medium { index, slots } => {
+                (from..POS_END).find_map(|p| match index[usize::from(p - 1)] {
                     0 => None,
                     i => Some((p, matches!(slots[usize::from(i) - 1], Slot::Leaf(_)))),
-                }
-            }),
+                })
+            }
             Children::Large { slots, .. } => (from..POS_END).find_map(|p| {
                 slots[usize::from(p - 1)]
                     .as_ref()

@@ -83,7 +83,7 @@ pub struct WriteTxn {
     db: Arc<DbInner>,
     base: Arc<Root>,
     locked: Vec<usize>,
-    states: Vec<Option<Box<dyn Any + Send + Sync>>>,
+    states: Vec<Option<Arc<dyn Any + Send + Sync>>>,
     hooks: Vec<Hook>,
     changes: Option<Vec<Change>>,
     wrote: bool,
@@ -105,7 +105,7 @@ impl WriteTxn {
             hooks: Vec::new(),
             changes: None,
             wrote: false,
-            scratch: Scratch::default(),
+            scratch: SCRATCH.with(|c| c.take()).unwrap_or_default(),
         }
     }
 
@@ -140,6 +140,7 @@ impl WriteTxn {
         }
         let state = slot
             .as_mut()
+            .and_then(Arc::get_mut)
             .and_then(|s| s.downcast_mut::<TableState<T>>())
             .ok_or_else(|| Error::UnknownTable(table.name().to_string()))?;
         self.wrote = true;
@@ -232,7 +233,7 @@ impl WriteTxn {
         let mut changed = Vec::new();
         for (id, state) in self.states.iter_mut().enumerate() {
             if let Some(s) = state.take() {
-                changed.push((id, self.db.schema.tables[id].freeze(s)));
+                changed.push((id, s));
             }
         }
         let revision = if self.wrote {
@@ -263,7 +264,14 @@ impl WriteTxn {
 impl Drop for WriteTxn {
     fn drop(&mut self) {
         self.release();
+        let scratch = std::mem::take(&mut self.scratch);
+        SCRATCH.with(|c| c.set(Some(scratch)));
     }
+}
+
+thread_local! {
+    /// Key buffers kept between the write transactions of a thread.
+    static SCRATCH: std::cell::Cell<Option<Scratch>> = const { std::cell::Cell::new(None) };
 }
 
 impl super::sealed::Source for WriteTxn {
