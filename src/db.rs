@@ -72,18 +72,24 @@ impl DbInner {
     /// Publishes the given table states on top of the latest root, as the
     /// next revision. The caller holds the writer locks of those tables.
     pub(crate) fn publish(&self, changed: Vec<(usize, Arc<dyn Any + Send + Sync>)>) -> u64 {
-        #[cfg(loom)]
-        let _guard = (!self.broken_publish).then(|| relock(self.publish.lock()));
-        #[cfg(not(loom))]
-        let _guard = relock(self.publish.lock());
-        let current = self.root.load();
-        let mut tables = current.tables.clone();
-        for (id, state) in changed {
-            tables[id] = state;
-        }
-        let revision = current.revision + 1;
-        // Publish the new root: from this store on, every new reader sees it.
-        self.root.store(Arc::new(Root { revision, tables }));
+        let previous = {
+            #[cfg(loom)]
+            let _guard = (!self.broken_publish).then(|| relock(self.publish.lock()));
+            #[cfg(not(loom))]
+            let _guard = relock(self.publish.lock());
+            let current = self.root.load();
+            let mut tables = current.tables.clone();
+            for (id, state) in changed {
+                tables[id] = state;
+            }
+            let revision = current.revision + 1;
+            // Publish the new root: from this swap on, every new reader sees it.
+            (self.root.swap(Arc::new(Root { revision, tables })), revision)
+        };
+        // Dropping the previous version can free a whole path of nodes: do it
+        // after the lock, so writers of other tables are not held up by it.
+        let (old, revision) = previous;
+        drop(old);
         revision
     }
 }

@@ -26,9 +26,11 @@ impl<T> RootCell<T> {
     pub(crate) fn load(&self) -> Arc<T> {
         self.0.load_full()
     }
+    /// Publishes `value` and hands back the previous root, so the caller
+    /// can drop it outside any lock.
     #[inline]
-    pub(crate) fn store(&self, value: Arc<T>) {
-        self.0.store(value);
+    pub(crate) fn swap(&self, value: Arc<T>) -> Arc<T> {
+        self.0.swap(value)
     }
 }
 
@@ -48,7 +50,10 @@ impl<T> RootCell<T> {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
-    pub(crate) fn store(&self, value: Arc<T>) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = value;
+    pub(crate) fn swap(&self, value: Arc<T>) -> Arc<T> {
+        std::mem::replace(
+            &mut *self.0.write().unwrap_or_else(PoisonError::into_inner),
+            value,
+        )
     }
 }

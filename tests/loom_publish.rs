@@ -51,7 +51,11 @@ fn scenario(broken: bool, same_table: bool) {
     // A concurrent reader: what it sees must be a whole number of commits.
     let r = db.read();
     let visible = r.len(&a).unwrap() + r.len(&b).unwrap();
-    assert_eq!(visible as u64, r.revision(), "snapshot contents disagree with its revision");
+    assert_eq!(
+        visible as u64,
+        r.revision(),
+        "snapshot contents disagree with its revision"
+    );
 
     let mut revs = [w1.join().unwrap(), w2.join().unwrap()];
     revs.sort_unstable();
