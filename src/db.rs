@@ -84,7 +84,10 @@ impl DbInner {
             }
             let revision = current.revision + 1;
             // Publish the new root: from this swap on, every new reader sees it.
-            (self.root.swap(Arc::new(Root { revision, tables })), revision)
+            (
+                self.root.swap(Arc::new(Root { revision, tables })),
+                revision,
+            )
         };
         // Dropping the previous version can free a whole path of nodes: do it
         // after the lock, so writers of other tables are not held up by it.

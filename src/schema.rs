@@ -158,14 +158,15 @@ impl<T, K: ?Sized> Index<T, K> {
         self.unique
     }
 
-    fn retype<Q: ?Sized>(&self) -> Index<T, Q> {
+    /// A view queried by a leading part of the key: never a point lookup.
+    fn leading_view<Q: ?Sized>(&self) -> Index<T, Q> {
         Index {
             schema: self.schema,
             table: self.table,
             pos: self.pos,
             name: self.name.clone(),
             table_name: self.table_name.clone(),
-            unique: self.unique,
+            unique: false,
             case_insensitive: self.case_insensitive,
             _p: PhantomData,
         }
@@ -215,21 +216,22 @@ impl<T, K: ?Sized> Index<T, K> {
 
 impl<T, A, B> Index<T, (A, B)> {
     /// The same index queried by its first component only: every query on
-    /// the result is a prefix query over the compound keys.
+    /// the result is a prefix query over the compound keys (so it may match
+    /// several objects even when the index is unique).
     pub fn leading(&self) -> Index<T, (A,)> {
-        self.retype()
+        self.leading_view()
     }
 }
 
 impl<T, A, B, C> Index<T, (A, B, C)> {
     /// The same index queried by its first component only.
     pub fn leading(&self) -> Index<T, (A,)> {
-        self.retype()
+        self.leading_view()
     }
 
     /// The same index queried by its first two components.
     pub fn leading2(&self) -> Index<T, (A, B)> {
-        self.retype()
+        self.leading_view()
     }
 }
 

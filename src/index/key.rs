@@ -80,7 +80,10 @@ impl Encode for str {
         escape(self.as_bytes(), out);
     }
     fn encode_folded(&self, out: &mut Vec<u8>, prefix: bool) {
-        let lower = self.to_lowercase();
+        // Per character, not `str::to_lowercase`: the latter depends on
+        // context (a final sigma folds differently at the end of a word), so
+        // a query prefix could fold differently from the stored value.
+        let lower: String = self.chars().flat_map(char::to_lowercase).collect();
         if prefix {
             lower.as_str().encode_prefix(out)
         } else {

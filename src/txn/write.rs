@@ -143,7 +143,6 @@ impl WriteTxn {
             .and_then(Arc::get_mut)
             .and_then(|s| s.downcast_mut::<TableState<T>>())
             .ok_or_else(|| Error::UnknownTable(table.name().to_string()))?;
-        self.wrote = true;
         Ok((state, &mut self.scratch, &mut self.changes))
     }
 
@@ -162,6 +161,7 @@ impl WriteTxn {
         if let Some(c) = changes {
             c.push(change(&def.name, old.clone(), Some(obj)));
         }
+        self.wrote = true;
         Ok(old)
     }
 
@@ -178,6 +178,7 @@ impl WriteTxn {
         if let (Some(c), Some(o)) = (changes, &old) {
             c.push(change(&def.name, Some(o.clone()), None));
         }
+        self.wrote |= old.is_some();
         Ok(old)
     }
 
@@ -187,6 +188,7 @@ impl WriteTxn {
         idx: &Index<T, K>,
         key: &K,
     ) -> Result<usize> {
+        self.check_locked(idx)?;
         let victims: Vec<Arc<T>> = super::Query::iter(self, idx, key)?.collect();
         self.delete_objects(idx, victims)
     }
@@ -197,8 +199,20 @@ impl WriteTxn {
         idx: &Index<T, K>,
         prefix: &K,
     ) -> Result<usize> {
+        self.check_locked(idx)?;
         let victims: Vec<Arc<T>> = super::Query::prefix(self, idx, prefix)?.collect();
         self.delete_objects(idx, victims)
+    }
+
+    /// Fails unless the index belongs to this schema and its table is locked.
+    fn check_locked<T, K: ?Sized>(&self, idx: &Index<T, K>) -> Result<()> {
+        if idx.schema != self.db.schema.id {
+            return Err(Error::UnknownTable(idx.table_name.to_string()));
+        }
+        if self.locked.binary_search(&idx.table).is_err() {
+            return Err(Error::TableNotLocked(idx.table_name.to_string()));
+        }
+        Ok(())
     }
 
     fn delete_objects<T: Send + Sync + 'static, K: ?Sized>(
@@ -213,9 +227,11 @@ impl WriteTxn {
             schema: idx.schema,
             def,
         };
-        let n = victims.len();
+        // A multi-value index can list one object under several keys:
+        // count objects actually deleted.
+        let mut n = 0;
         for v in victims {
-            self.delete(&table, &v)?;
+            n += usize::from(self.delete(&table, &v)?.is_some());
         }
         Ok(n)
     }
