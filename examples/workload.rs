@@ -114,26 +114,31 @@ impl Engine for Pando {
     fn get_ids_one_txn(&self, ids: &[String]) -> usize {
         let r = self.db.read();
         ids.iter()
-            .filter(|id| r.get(&self.by_id, id.as_str()).ok().flatten().is_some())
+            .filter(|id| r.get_ref(&self.by_id, id.as_str()).ok().flatten().is_some())
             .count()
     }
     fn get_id_fresh_txn(&self, id: &str) -> bool {
-        self.db.read().get(&self.by_id, id).ok().flatten().is_some()
+        self.db
+            .read()
+            .get_ref(&self.by_id, id)
+            .ok()
+            .flatten()
+            .is_some()
     }
     fn range_age(&self, age: i64) -> usize {
         let r = self.db.read();
-        r.iter(&self.by_age, &age).map_or(0, |it| {
+        r.iter_ref(&self.by_age, &age).map_or(0, |it| {
             it.fold(0, |n, p| n + usize::from(std::hint::black_box(p.age) >= 0))
         })
     }
     fn scan_all(&self) -> usize {
         let r = self.db.read();
-        r.all(&self.by_id)
+        r.all_ref(&self.by_id)
             .map_or(0, |it| it.map(|p| p.id.len()).sum())
     }
     fn lower_bound_page(&self, id: &str) -> usize {
         let r = self.db.read();
-        r.lower_bound(&self.by_id, id)
+        r.lower_bound_ref(&self.by_id, id)
             .map_or(0, |it| it.take(100).map(|p| p.id.len()).sum())
     }
     fn insert_one(&self, p: Arc<Person>) {
@@ -705,7 +710,10 @@ fn main() {
                     ("commits_per_s_disjoint_tables", f2(disjoint)),
                     ("commits_per_s_same_table", f2(same)),
                     ("disjoint_vs_same", format!("{:.2}", disjoint / same)),
-                    ("note", "\"2 writer threads, one new object per commit\"".into()),
+                    (
+                        "note",
+                        "\"2 writer threads, one new object per commit\"".into(),
+                    ),
                 ],
             );
         }

@@ -129,7 +129,25 @@ pub struct Db {
     pub(crate) inner: Arc<DbInner>,
 }
 
-/// Something a write transaction can lock: a [`Table`] handle.
+/// Something a write transaction can lock: a [`Table`] handle. `db.write`
+/// takes a slice of them, so tables of different object types can be locked
+/// together.
+///
+/// ```
+/// # use pandodb::{Db, Indexer, Schema, TableRef};
+/// # struct A { id: u8 } struct B { id: u8 }
+/// # let mut s = Schema::builder();
+/// # let mut a = s.table::<A>("a"); a.primary("id", Indexer::value(|x: &A| x.id));
+/// # let mut b = s.table::<B>("b"); b.primary("id", Indexer::value(|x: &B| x.id));
+/// # let (a, b) = (s.add(a)?, s.add(b)?);
+/// # let db = Db::new(s.build()?);
+/// let tables: [&dyn TableRef; 2] = [&a, &b];
+/// let mut w = db.write(&tables);
+/// w.insert(&a, A { id: 1 })?;
+/// w.insert(&b, B { id: 1 })?;
+/// w.commit()?;
+/// # Ok::<(), pandodb::Error>(())
+/// ```
 pub trait TableRef {
     /// Id of the table within its schema.
     #[doc(hidden)]

@@ -31,4 +31,4 @@ pub use error::{Error, Result};
 pub use index::key::{Encode, Uuid, UuidPrefix};
 pub use index::{Indexer, KeySink, StringMap};
 pub use schema::{Index, Schema, SchemaBuilder, Table, TableBuilder};
-pub use txn::{Change, Commit, Query, ReadTxn, RowIter, WriteTxn};
+pub use txn::{Change, Commit, Query, ReadTxn, RefIter, RowIter, WriteTxn};

@@ -79,7 +79,23 @@ impl<T: Send + Sync + 'static> AnyTable for TableDef<T> {
     }
 }
 
-/// A handle to a table of objects of type `T`; cheap to clone.
+/// A handle to a table of objects of type `T`; cheap to clone. Returned by
+/// [`SchemaBuilder::add`]; writes and [`Query::len`](crate::Query::len) take it.
+///
+/// ```
+/// # use pandodb::{Db, Indexer, Query, Schema};
+/// # struct Person { id: String, age: i64 }
+/// # let mut schema = Schema::builder();
+/// # let mut t = schema.table::<Person>("person");
+/// # let by_id = t.primary("id", Indexer::string(|p: &Person| p.id.as_str()));
+/// # let by_age = t.index("age", Indexer::value(|p: &Person| p.age));
+/// # let people = schema.add(t)?;
+/// # let db = Db::new(schema.build()?);
+/// assert_eq!(people.name(), "person");
+/// assert_eq!(db.read().len(&people)?, 0);
+/// # let _ = (by_id, by_age);
+/// # Ok::<(), pandodb::Error>(())
+/// ```
 pub struct Table<T> {
     pub(crate) schema: u64,
     pub(crate) def: Arc<TableDef<T>>,
@@ -115,6 +131,25 @@ impl<T> std::fmt::Debug for Table<T> {
 type IndexMarker<T, K> = (fn() -> T, fn(&K));
 
 /// A handle to one index of a `Table<T>`, queried with keys of type `K`.
+/// Returned by the [`TableBuilder`] methods; every query takes one.
+///
+/// ```
+/// # use pandodb::{Db, Indexer, Query, Schema};
+/// # struct Person { id: String, age: i64 }
+/// # let mut schema = Schema::builder();
+/// # let mut t = schema.table::<Person>("person");
+/// # let by_id = t.primary("id", Indexer::string(|p: &Person| p.id.as_str()));
+/// # let by_age = t.index("age", Indexer::value(|p: &Person| p.age));
+/// # let people = schema.add(t)?;
+/// # let db = Db::new(schema.build()?);
+/// assert_eq!((by_id.name(), by_id.is_unique()), ("id", true));
+/// assert_eq!((by_age.name(), by_age.is_unique()), ("age", false));
+/// let r = db.read();
+/// let _: Option<std::sync::Arc<Person>> = r.get(&by_id, "ann")?; // K = str
+/// let _ = r.count(&by_age, &41)?; // K = i64
+/// # let _ = people;
+/// # Ok::<(), pandodb::Error>(())
+/// ```
 pub struct Index<T, K: ?Sized> {
     pub(crate) schema: u64,
     pub(crate) table: usize,
@@ -237,6 +272,15 @@ impl<T, A, B, C> Index<T, (A, B, C)> {
 
 /// Declares one table: its primary index and any secondary indexes. Hand it
 /// to [`SchemaBuilder::add`] when done.
+///
+/// ```
+/// use pandodb::{Error, Indexer, Schema};
+/// struct Key { id: u64 }
+/// let mut schema = Schema::builder();
+/// let mut keys = schema.table::<Key>("key");
+/// keys.index("id", Indexer::value(|k: &Key| k.id)); // no primary index
+/// assert!(matches!(schema.add(keys), Err(Error::Schema(_))));
+/// ```
 pub struct TableBuilder<T> {
     schema: u64,
     id: usize,
@@ -385,6 +429,18 @@ impl SchemaBuilder {
 }
 
 /// A validated set of tables; give it to [`Db::new`](crate::Db::new).
+///
+/// ```
+/// # use pandodb::{Indexer, Schema};
+/// # struct Person { id: String }
+/// let mut b = Schema::builder();
+/// let mut t = b.table::<Person>("person");
+/// t.primary("id", Indexer::string(|p: &Person| p.id.as_str()));
+/// b.add(t)?;
+/// let schema = b.build()?;
+/// assert_eq!(schema.table_names().collect::<Vec<_>>(), ["person"]);
+/// # Ok::<(), pandodb::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Schema {
     pub(crate) id: u64,

@@ -201,7 +201,15 @@ tuple!(A 0, B 1; C 2);
 tuple!(A 0, B 1, C 2; D 3);
 
 /// A 16-byte UUID as an index value. Its key is the 16 raw bytes; queries by
-/// a prefix of its hex form use [`UuidPrefix`].
+/// a prefix of its hex form use [`Query::uuid_prefix`](crate::Query::uuid_prefix).
+///
+/// ```
+/// use pandodb::Uuid;
+/// let u = Uuid::parse("3fa85f64-5717-4562-b3fc-2c963f66afa6")?;
+/// assert_eq!(u.to_string(), "3fa85f64-5717-4562-b3fc-2c963f66afa6");
+/// assert!(Uuid::parse("3fa8").is_err());
+/// # Ok::<(), pandodb::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Uuid(pub [u8; 16]);
 
@@ -256,6 +264,12 @@ impl Encode for Uuid {
 /// A prefix of a UUID's hex form (hyphens allowed), for prefix queries on a
 /// UUID index. An odd number of digits matches every UUID whose next
 /// nibble completes it.
+///
+/// ```
+/// use pandodb::UuidPrefix;
+/// assert!(UuidPrefix::parse("3fa").is_ok());
+/// assert!(UuidPrefix::parse("3fz").is_err());
+/// ```
 #[derive(Clone, Debug)]
 pub struct UuidPrefix {
     bytes: Vec<u8>,

@@ -15,7 +15,17 @@ use std::sync::Arc;
 
 use key::Encode;
 
-/// The keys one object yields for one index, encoded back to back.
+/// The keys one object yields for one index, encoded back to back. A
+/// [`Indexer::custom`] closure adds keys to it.
+///
+/// ```
+/// # use pandodb::{Indexer, KeySink};
+/// struct Doc { words: String }
+/// let by_word: Indexer<Doc, str> = Indexer::custom(|d: &Doc, keys: &mut KeySink| {
+///     d.words.split_whitespace().for_each(|w| keys.add(w));
+/// });
+/// # let _ = by_word;
+/// ```
 #[derive(Default, Debug)]
 pub struct KeySink {
     buf: Vec<u8>,
@@ -80,6 +90,10 @@ impl KeySink {
 type ExtractFn<T> = dyn Fn(&T, &mut KeySink) + Send + Sync;
 
 /// Extracts the keys of type `K` that an object of type `T` has in one index.
+///
+/// An indexer must be a pure function of the object: the keys of a stored
+/// object are computed again when it is replaced or deleted, to find its
+/// index entries.
 ///
 /// ```
 /// use pandodb::Indexer;
@@ -253,7 +267,17 @@ impl<T: 'static> Indexer<T, [u8]> {
     }
 }
 
-/// A map from strings to strings that a map indexer can walk.
+/// A map from strings to strings that a map indexer can walk; implemented
+/// for `BTreeMap<String, String>` and `HashMap<String, String>`.
+///
+/// ```
+/// # use pandodb::Indexer;
+/// # use std::collections::BTreeMap;
+/// struct Node { labels: BTreeMap<String, String> }
+/// let by_label = Indexer::map_entries(|n: &Node| &n.labels);
+/// let by_label_key = Indexer::map_keys(|n: &Node| &n.labels);
+/// # let _ = (by_label, by_label_key);
+/// ```
 pub trait StringMap {
     /// Calls `f` with every entry.
     fn each(&self, f: &mut dyn FnMut(&str, &str));

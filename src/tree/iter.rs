@@ -239,6 +239,16 @@ impl<H> Raw<H> {
 
 /// A borrowing iterator over `(key, value)` pairs in key order.
 ///
+/// ```
+/// # use pandodb::tree::Tree;
+/// let t: Tree<u8> = [("b", 2), ("a", 1), ("c", 3)].into_iter().collect();
+/// let mut it = t.iter();
+/// assert_eq!(it.len(), 3);
+/// assert_eq!(it.next(), Some((&b"a"[..], &1)));
+/// assert_eq!(it.next_back(), Some((&b"c"[..], &3)));
+/// assert_eq!(it.len(), 1);
+/// ```
+///
 /// Created by [`Tree::iter`](super::Tree::iter) and the other query
 /// methods; double-ended and of exact size.
 pub struct Iter<'a, V> {
@@ -306,6 +316,13 @@ impl<V> FusedIterator for Iter<'_, V> {}
 
 /// An owned key: a handle on the stored leaf, cheap to clone (one
 /// reference count), dereferencing to the key bytes.
+///
+/// ```
+/// # use pandodb::tree::Tree;
+/// let t: Tree<u8> = [("k", 1)].into_iter().collect();
+/// let (key, value) = t.owned_iter().next().unwrap();
+/// assert_eq!((&*key, value), (&b"k"[..], 1));
+/// ```
 pub struct Key<V>(Leaf<V>);
 
 impl<V> Clone for Key<V> {
@@ -362,6 +379,14 @@ impl<V> std::fmt::Debug for Key<V> {
 /// An iterator that owns its version of the tree, yielding owned keys and
 /// cloned values in key order. Writes made after it was created, to any
 /// tree, never affect what it yields.
+///
+/// ```
+/// # use pandodb::tree::Tree;
+/// let mut t: Tree<u8> = [("a", 1), ("b", 2)].into_iter().collect();
+/// let it = t.owned_iter();
+/// t.remove(b"a");
+/// assert_eq!(it.map(|(_, v)| v).collect::<Vec<_>>(), [1, 2]);
+/// ```
 pub struct IntoIter<V> {
     raw: Raw<Arc<Inner<V>>>,
 }
@@ -409,6 +434,12 @@ impl<V: Clone> ExactSizeIterator for IntoIter<V> {}
 impl<V: Clone> FusedIterator for IntoIter<V> {}
 
 /// Like [`IntoIter`], yielding only cloned values.
+///
+/// ```
+/// # use pandodb::tree::Tree;
+/// let t: Tree<u8> = [("a", 1), ("b", 2)].into_iter().collect();
+/// assert_eq!(t.owned_iter().values().rev().collect::<Vec<_>>(), [2, 1]);
+/// ```
 pub struct Values<V> {
     raw: Raw<Arc<Inner<V>>>,
 }

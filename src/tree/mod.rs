@@ -378,6 +378,19 @@ impl<V: Clone> Tree<V> {
     /// Inserts `value` under `key`, returning the value it replaced.
     pub fn insert(&mut self, key: &[u8], value: V) -> Option<V> {
         let grows = !self.contains_key(key);
+        self.insert_known(key, value, grows)
+    }
+
+    /// [`Tree::insert`] for a caller that already knows whether `key` is
+    /// new (`grows`), saving the lookup that finds it out. A wrong `grows`
+    /// would corrupt the subtree counts; the database layer passes it only
+    /// where its own lookups established it.
+    pub(crate) fn insert_known(&mut self, key: &[u8], value: V, grows: bool) -> Option<V> {
+        debug_assert_eq!(
+            grows,
+            !self.contains_key(key),
+            "insert_known: wrong `grows`"
+        );
         let root = self.root.get_or_insert_with(|| Arc::new(Inner::new(&[])));
         let mut node: &mut Inner<V> = Arc::make_mut(root);
         let mut depth = 0;

@@ -31,6 +31,28 @@ pub(crate) mod sealed {
 /// Objects of one query, in index order; owns its version, so no later
 /// write (not even one in the same write transaction) changes what it
 /// yields. Double-ended and of exact size.
+///
+/// ```
+/// # use pandodb::{Db, Indexer, Query, Schema};
+/// # struct Person { id: String, age: i64 }
+/// # let mut schema = Schema::builder();
+/// # let mut t = schema.table::<Person>("person");
+/// # let by_id = t.primary("id", Indexer::string(|p: &Person| p.id.as_str()));
+/// # let by_age = t.index("age", Indexer::value(|p: &Person| p.age));
+/// # let people = schema.add(t)?;
+/// # let db = Db::new(schema.build()?);
+/// let mut w = db.write(&[&people]);
+/// for (id, age) in [("a", 30), ("b", 30), ("c", 31)] {
+///     w.insert(&people, Person { id: id.into(), age })?;
+/// }
+/// let thirty = w.iter(&by_age, &30)?;
+/// w.delete_all(&by_age, &30)?; // does not disturb `thirty`
+/// assert_eq!(thirty.len(), 2);
+/// let ids: Vec<String> = thirty.rev().map(|p| p.id.clone()).collect();
+/// assert_eq!(ids, ["b", "a"]);
+/// # let _ = by_id;
+/// # Ok::<(), pandodb::Error>(())
+/// ```
 pub struct RowIter<T> {
     inner: tree::Values<Arc<T>>,
 }
@@ -55,6 +77,51 @@ impl<T> DoubleEndedIterator for RowIter<T> {
 
 impl<T> ExactSizeIterator for RowIter<T> {}
 impl<T> FusedIterator for RowIter<T> {}
+
+/// Objects of one query, borrowed from the transaction for as long as it is
+/// borrowed: no reference count is touched per row (the zero-copy sibling of
+/// [`RowIter`]). Double-ended and of exact size.
+///
+/// ```
+/// # use pandodb::{Db, Indexer, Query, Schema};
+/// # struct Person { id: String, age: i64 }
+/// # let mut schema = Schema::builder();
+/// # let mut t = schema.table::<Person>("person");
+/// # let by_id = t.primary("id", Indexer::string(|p: &Person| p.id.as_str()));
+/// # let people = schema.add(t)?;
+/// # let db = Db::new(schema.build()?);
+/// # let mut w = db.write(&[&people]);
+/// # w.insert(&people, Person { id: "ann".into(), age: 41 })?;
+/// # w.commit()?;
+/// let r = db.read();
+/// let total: i64 = r.all_ref(&by_id)?.map(|p| p.age).sum();
+/// assert_eq!(total, 41);
+/// # Ok::<(), pandodb::Error>(())
+/// ```
+pub struct RefIter<'s, T> {
+    inner: tree::Iter<'s, Arc<T>>,
+}
+
+impl<'s, T> Iterator for RefIter<'s, T> {
+    type Item = &'s T;
+    #[inline]
+    fn next(&mut self) -> Option<&'s T> {
+        self.inner.next().map(|(_, v)| &**v)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl<'s, T> DoubleEndedIterator for RefIter<'s, T> {
+    #[inline]
+    fn next_back(&mut self) -> Option<&'s T> {
+        self.inner.next_back().map(|(_, v)| &**v)
+    }
+}
+
+impl<T> ExactSizeIterator for RefIter<'_, T> {}
+impl<T> FusedIterator for RefIter<'_, T> {}
 
 fn rows<T>(it: tree::IntoIter<Arc<T>>) -> RowIter<T> {
     RowIter { inner: it.values() }
@@ -121,6 +188,58 @@ pub trait Query: sealed::Source {
                 tree.prefix(enc).next().map(|(_, v)| v.clone())
             }
         }))
+    }
+
+    /// Like [`Query::get`], but borrowed from the transaction (no reference
+    /// count touched): for lookups whose result is not kept.
+    fn get_ref<'s, T: Send + Sync + 'static, K: Encode + ?Sized>(
+        &'s self,
+        idx: &Index<T, K>,
+        key: &K,
+    ) -> Result<Option<&'s T>> {
+        let tree = index_tree(self, idx)?;
+        Ok(idx.with_key(key, |enc| {
+            if idx.unique {
+                tree.get(enc).map(|v| &**v)
+            } else {
+                tree.prefix(enc).next().map(|(_, v)| &**v)
+            }
+        }))
+    }
+
+    /// Like [`Query::iter`], borrowed from the transaction.
+    fn iter_ref<'s, T: Send + Sync + 'static, K: Encode + ?Sized>(
+        &'s self,
+        idx: &Index<T, K>,
+        key: &K,
+    ) -> Result<RefIter<'s, T>> {
+        let tree = index_tree(self, idx)?;
+        Ok(RefIter {
+            inner: tree.prefix(&idx.encode(key, false)),
+        })
+    }
+
+    /// Like [`Query::all`], borrowed from the transaction.
+    fn all_ref<'s, T: Send + Sync + 'static, K: ?Sized>(
+        &'s self,
+        idx: &Index<T, K>,
+    ) -> Result<RefIter<'s, T>> {
+        Ok(RefIter {
+            inner: index_tree(self, idx)?.iter(),
+        })
+    }
+
+    /// Like [`Query::lower_bound`], borrowed from the transaction.
+    fn lower_bound_ref<'s, T: Send + Sync + 'static, K: Encode + ?Sized>(
+        &'s self,
+        idx: &Index<T, K>,
+        key: &K,
+    ) -> Result<RefIter<'s, T>> {
+        let tree = index_tree(self, idx)?;
+        let lo = idx.encode(key, false);
+        Ok(RefIter {
+            inner: tree.lower_bound(&lo),
+        })
     }
 
     /// Same as [`Query::get`].

@@ -10,6 +10,26 @@ use crate::db::Root;
 /// Taking one is lock-free (one atomic load); holding one pins that version
 /// and nothing else, so writers are never blocked by it. It is `Send` and
 /// `Sync`, and has no write methods. Query it through [`Query`](crate::Query).
+///
+/// ```
+/// # use pandodb::{Db, Indexer, Query, Schema};
+/// # struct Person { id: String, age: i64 }
+/// # let mut schema = Schema::builder();
+/// # let mut t = schema.table::<Person>("person");
+/// # let by_id = t.primary("id", Indexer::string(|p: &Person| p.id.as_str()));
+/// # let by_age = t.index("age", Indexer::value(|p: &Person| p.age));
+/// # let people = schema.add(t)?;
+/// # let db = Db::new(schema.build()?);
+/// let snapshot = db.read();
+/// let mut w = db.write(&[&people]);
+/// w.insert(&people, Person { id: "ann".into(), age: 41 })?;
+/// w.commit()?;
+/// assert_eq!(snapshot.len(&people)?, 0); // frozen at revision 0
+/// let r = db.read();
+/// std::thread::spawn(move || assert_eq!(r.count(&by_age, &41).unwrap(), 1)).join().unwrap();
+/// # let _ = by_id;
+/// # Ok::<(), pandodb::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct ReadTxn {
     root: Arc<Root>,

@@ -22,6 +22,27 @@ type TableMut<'a, T> = (
 );
 
 /// One object changed by a committed transaction.
+///
+/// ```
+/// # use pandodb::{Db, Indexer, Query, Schema};
+/// # struct Person { id: String, age: i64 }
+/// # let mut schema = Schema::builder();
+/// # let mut t = schema.table::<Person>("person");
+/// # let by_id = t.primary("id", Indexer::string(|p: &Person| p.id.as_str()));
+/// # let by_age = t.index("age", Indexer::value(|p: &Person| p.age));
+/// # let people = schema.add(t)?;
+/// # let db = Db::new(schema.build()?);
+/// let mut w = db.write(&[&people]);
+/// w.track_changes();
+/// w.insert(&people, Person { id: "ann".into(), age: 41 })?;
+/// let commit = w.commit()?;
+/// let change = &commit.changes[0];
+/// assert_eq!(change.table(), "person");
+/// assert!(change.before::<Person>().is_none());
+/// assert_eq!(change.after::<Person>().unwrap().age, 41);
+/// # let _ = (by_id, by_age);
+/// # Ok::<(), pandodb::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Change {
     table: Arc<str>,
@@ -58,6 +79,24 @@ impl std::fmt::Debug for Change {
 }
 
 /// What a commit produced.
+///
+/// ```
+/// # use pandodb::{Db, Indexer, Query, Schema};
+/// # struct Person { id: String, age: i64 }
+/// # let mut schema = Schema::builder();
+/// # let mut t = schema.table::<Person>("person");
+/// # let by_id = t.primary("id", Indexer::string(|p: &Person| p.id.as_str()));
+/// # let by_age = t.index("age", Indexer::value(|p: &Person| p.age));
+/// # let people = schema.add(t)?;
+/// # let db = Db::new(schema.build()?);
+/// let mut w = db.write(&[&people]);
+/// w.insert(&people, Person { id: "ann".into(), age: 41 })?;
+/// assert_eq!(w.commit()?.revision, 1);
+/// // A transaction that wrote nothing publishes nothing.
+/// assert_eq!(db.write(&[&people]).commit()?.revision, 1);
+/// # let _ = (by_id, by_age);
+/// # Ok::<(), pandodb::Error>(())
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Commit {
@@ -79,6 +118,29 @@ struct Scratch {
 /// of them atomically; dropping it (or [`WriteTxn::abort`]) discards them.
 ///
 /// It holds the writer locks of the tables it named until it ends.
+///
+/// ```
+/// # use pandodb::{Db, Indexer, Query, Schema};
+/// # struct Person { id: String, age: i64 }
+/// # let mut schema = Schema::builder();
+/// # let mut t = schema.table::<Person>("person");
+/// # let by_id = t.primary("id", Indexer::string(|p: &Person| p.id.as_str()));
+/// # let by_age = t.index("age", Indexer::value(|p: &Person| p.age));
+/// # let people = schema.add(t)?;
+/// # let db = Db::new(schema.build()?);
+/// let mut w = db.write(&[&people]);
+/// w.insert(&people, Person { id: "ann".into(), age: 41 })?;
+/// assert_eq!(w.get(&by_id, "ann")?.unwrap().age, 41); // reads its own writes
+/// w.defer(|| println!("committed"));
+/// w.commit()?;
+///
+/// let mut w = db.write(&[&people]);
+/// w.delete_all(&by_id, "ann")?;
+/// drop(w); // aborts
+/// assert_eq!(db.read().len(&people)?, 1);
+/// # let _ = by_age;
+/// # Ok::<(), pandodb::Error>(())
+/// ```
 pub struct WriteTxn {
     db: Arc<DbInner>,
     base: Arc<Root>,
@@ -415,11 +477,14 @@ fn insert_obj<T>(
             continue;
         }
         for k in scratch.new[i].keys() {
+            // New for sure: a unique key was free or held by `old`, whose
+            // keys were just removed; a non-unique key ends with `pk`.
             let stored = entry_key(ix.unique, k, &pk, &mut scratch.key);
-            state.indexes[i].insert(stored, obj.clone());
+            state.indexes[i].insert_known(stored, obj.clone(), true);
         }
     }
-    state.indexes[def.primary].insert(&pk, obj);
+    let grows = old.is_none();
+    state.indexes[def.primary].insert_known(&pk, obj, grows);
     Ok(old)
 }
 
