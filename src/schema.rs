@@ -163,16 +163,7 @@ pub struct Index<T, K: ?Sized> {
 
 impl<T, K: ?Sized> Clone for Index<T, K> {
     fn clone(&self) -> Self {
-        Index {
-            schema: self.schema,
-            table: self.table,
-            pos: self.pos,
-            name: self.name.clone(),
-            table_name: self.table_name.clone(),
-            unique: self.unique,
-            case_insensitive: self.case_insensitive,
-            _p: PhantomData,
-        }
+        self.retype(self.unique)
     }
 }
 
@@ -195,13 +186,18 @@ impl<T, K: ?Sized> Index<T, K> {
 
     /// A view queried by a leading part of the key: never a point lookup.
     fn leading_view<Q: ?Sized>(&self) -> Index<T, Q> {
+        self.retype(false)
+    }
+
+    /// The same index under another query key type.
+    fn retype<Q: ?Sized>(&self, unique: bool) -> Index<T, Q> {
         Index {
             schema: self.schema,
             table: self.table,
             pos: self.pos,
             name: self.name.clone(),
             table_name: self.table_name.clone(),
-            unique: false,
+            unique,
             case_insensitive: self.case_insensitive,
             _p: PhantomData,
         }
