@@ -477,12 +477,15 @@ fn insert_obj<T>(
             continue;
         }
         for k in scratch.new[i].keys() {
-            // New for sure: a unique key was free or held by `old`, whose
-            // keys were just removed; a non-unique key ends with `pk`.
+            // A plain insert (it looks the key up first): the key should be
+            // new, but a user indexer that is not a pure function of the
+            // object could have left a stale entry behind.
             let stored = entry_key(ix.unique, k, &pk, &mut scratch.key);
-            state.indexes[i].insert_known(stored, obj.clone(), true);
+            state.indexes[i].insert(stored, obj.clone());
         }
     }
+    // `old` was looked up under these very `pk` bytes: the key is new
+    // exactly when there was no old object.
     let grows = old.is_none();
     state.indexes[def.primary].insert_known(&pk, obj, grows);
     Ok(old)
