@@ -230,17 +230,26 @@ impl<T, K: ?Sized> Index<T, K> {
     where
         K: Encode,
     {
+        self.with_encoded(key, false, f)
+    }
+
+    /// Runs `f` on the encoding of `key` (complete, or as a prefix) in a
+    /// reused per-thread buffer.
+    pub(crate) fn with_encoded<R>(&self, key: &K, prefix: bool, f: impl FnOnce(&[u8]) -> R) -> R
+    where
+        K: Encode,
+    {
         thread_local! {
             static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         BUF.with(|b| match b.try_borrow_mut() {
             Ok(mut buf) => {
                 buf.clear();
-                self.encode_into(key, false, &mut buf);
+                self.encode_into(key, prefix, &mut buf);
                 f(&buf)
             }
             // Re-entered from inside `f` (an indexer querying): allocate.
-            Err(_) => f(&self.encode(key, false)),
+            Err(_) => f(&self.encode(key, prefix)),
         })
     }
 }

@@ -215,7 +215,7 @@ pub trait Query: sealed::Source {
     ) -> Result<RefIter<'s, T>> {
         let tree = index_tree(self, idx)?;
         Ok(RefIter {
-            inner: tree.prefix(&idx.encode(key, false)),
+            inner: idx.with_key(key, |enc| tree.prefix(enc)),
         })
     }
 
@@ -236,9 +236,8 @@ pub trait Query: sealed::Source {
         key: &K,
     ) -> Result<RefIter<'s, T>> {
         let tree = index_tree(self, idx)?;
-        let lo = idx.encode(key, false);
         Ok(RefIter {
-            inner: tree.lower_bound(&lo),
+            inner: idx.with_key(key, |lo| tree.lower_bound(lo)),
         })
     }
 
@@ -258,8 +257,9 @@ pub trait Query: sealed::Source {
         key: &K,
     ) -> Result<Option<Arc<T>>> {
         let tree = index_tree(self, idx)?;
-        let enc = idx.encode(key, false);
-        Ok(tree.prefix(&enc).next_back().map(|(_, v)| v.clone()))
+        Ok(idx.with_key(key, |enc| {
+            tree.prefix(enc).next_back().map(|(_, v)| v.clone())
+        }))
     }
 
     /// Every object whose key in `idx` equals `key`.
@@ -269,7 +269,7 @@ pub trait Query: sealed::Source {
         key: &K,
     ) -> Result<RowIter<T>> {
         let tree = index_tree(self, idx)?;
-        Ok(rows(tree.owned_prefix(&idx.encode(key, false))))
+        Ok(rows(idx.with_key(key, |enc| tree.owned_prefix(enc))))
     }
 
     /// Every object, in the order of `idx`.
@@ -285,7 +285,9 @@ pub trait Query: sealed::Source {
         prefix: &K,
     ) -> Result<RowIter<T>> {
         let tree = index_tree(self, idx)?;
-        Ok(rows(tree.owned_prefix(&idx.encode(prefix, true))))
+        Ok(rows(
+            idx.with_encoded(prefix, true, |p| tree.owned_prefix(p)),
+        ))
     }
 
     /// Every object whose key is `>= key`, ascending.
@@ -382,7 +384,8 @@ pub trait Query: sealed::Source {
         idx: &Index<T, K>,
         key: &K,
     ) -> Result<usize> {
-        Ok(index_tree(self, idx)?.count_prefix(&idx.encode(key, false)))
+        let tree = index_tree(self, idx)?;
+        Ok(idx.with_key(key, |enc| tree.count_prefix(enc)))
     }
 
     /// Number of objects whose key starts with `prefix`, in O(prefix length).
@@ -391,7 +394,8 @@ pub trait Query: sealed::Source {
         idx: &Index<T, K>,
         prefix: &K,
     ) -> Result<usize> {
-        Ok(index_tree(self, idx)?.count_prefix(&idx.encode(prefix, true)))
+        let tree = index_tree(self, idx)?;
+        Ok(idx.with_encoded(prefix, true, |p| tree.count_prefix(p)))
     }
 
     /// Number of entries in an index (objects, for the primary index; one
