@@ -228,6 +228,10 @@ impl Db {
     /// another write transaction holds one of them; writers of disjoint
     /// tables run in parallel. Handles of another schema are ignored (a
     /// write to them fails with [`Error::UnknownTable`](crate::Error)).
+    ///
+    /// A thread that calls `write` for a table while it still holds an
+    /// unfinished write transaction on that table waits for itself forever:
+    /// commit or drop the first one before beginning the next.
     pub fn write(&self, tables: &[&dyn TableRef]) -> WriteTxn {
         let mut ids: Vec<usize> = tables
             .iter()
