@@ -453,7 +453,10 @@ impl<V: Clone> Tree<V> {
                     // The new key leaves the child's prefix early: split it.
                     let mut split = Inner::new(&key[at..at + c]);
                     split.count = child.count + 1;
-                    let mut old = child.clone();
+                    // Move the child out of its slot (the slot is overwritten
+                    // below), so a child this version owns alone is changed
+                    // in place instead of copied.
+                    let mut old = std::mem::replace(child, Arc::new(Inner::new(&[])));
                     let moved = Arc::make_mut(&mut old);
                     let byte = moved.prefix[c];
                     moved.prefix = node::Prefix::new(&moved.prefix[c + 1..]);
