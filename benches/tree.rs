@@ -549,6 +549,42 @@ fn iter_full(c: &mut Criterion, d: &Data) {
     g.finish();
 }
 
+/// `iter_full` on a tree and a `BTreeMap` built in *ascending* key order:
+/// the same entries, laid out in memory in key order. Set beside `iter_full`
+/// it separates the cost of node transitions in a randomly built tree from
+/// the cost of the iterator itself.
+fn iter_full_ascending_build(c: &mut Criterion, d: &Data) {
+    let mut txn = Tree::new().txn();
+    let mut btree = BTreeMap::new();
+    for i in 0..d.n as u32 {
+        let v = Arc::new(Obj::new(i));
+        txn.insert(&key(i), v.clone());
+        btree.insert(key(i).to_vec(), v);
+    }
+    let tree = txn.commit();
+    let mut g = c.benchmark_group("iter_full_ascending_build");
+    g.throughput(Throughput::Elements(d.n as u64));
+    g.sampling_mode(SamplingMode::Flat);
+    g.sample_size(20);
+    g.warm_up_time(Duration::from_secs(2));
+    g.measurement_time(Duration::from_secs(8));
+    g.bench_function("tree", |b| {
+        b.iter(|| {
+            for (k, v) in tree.iter() {
+                consume(k, v);
+            }
+        });
+    });
+    g.bench_function("btreemap", |b| {
+        b.iter(|| {
+            for (k, v) in btree.iter() {
+                consume(k, v);
+            }
+        });
+    });
+    g.finish();
+}
+
 /// One iteration: `SEEK_BATCH` seeks to random existing keys, each followed
 /// by taking (and consuming) the next `SEEK_TAKE` entries. Throughput counts
 /// seeks.
@@ -603,11 +639,12 @@ fn main() {
     let data = Data::new(n);
     let mut c = Criterion::default().configure_from_args();
     // Each group is one `BenchmarkGroup` with one function per structure.
-    let groups: [fn(&mut Criterion, &Data); 5] = [
+    let groups: [fn(&mut Criterion, &Data); 6] = [
         get_random,
         insert_one_txn_random,
         insert_one_new_version,
         iter_full,
+        iter_full_ascending_build,
         lower_bound_100,
     ];
     for bench in groups {
