@@ -814,3 +814,70 @@ fn two_databases_of_one_schema_are_independent() {
     assert_eq!(ids(&t.db.read(), &t), [1]);
     assert_eq!(ids(&db2.read(), &t), [2]);
 }
+
+/// An indexer that panics (here: when armed) runs before the write changes
+/// anything, so a caught panic leaves the transaction exactly as it was.
+#[test]
+fn a_panicking_indexer_leaves_the_transaction_unchanged() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    struct R {
+        id: u32,
+        tag: String,
+    }
+    let mut s = Schema::builder();
+    let mut t = s.table::<R>("r");
+    let by_id = t.primary("id", Indexer::value(|r: &R| r.id));
+    let by_tag = t.index(
+        "tag",
+        Indexer::custom(|r: &R, keys| {
+            assert!(!ARMED.load(Ordering::SeqCst), "indexer armed to panic");
+            keys.add(r.tag.as_str());
+        }),
+    );
+    let t = s.add(t).unwrap();
+    let db = Db::new(s.build().unwrap());
+    let mut w = db.write(&[&t]);
+    for (id, tag) in [(1, "a"), (2, "b")] {
+        w.insert(
+            &t,
+            R {
+                id,
+                tag: tag.into(),
+            },
+        )
+        .unwrap();
+    }
+    w.commit().unwrap();
+
+    let mut w = db.write(&[&t]);
+    ARMED.store(true, Ordering::SeqCst);
+    let deleted = catch_unwind(AssertUnwindSafe(|| {
+        w.delete(
+            &t,
+            &R {
+                id: 1,
+                tag: "a".into(),
+            },
+        )
+    }));
+    let inserted = catch_unwind(AssertUnwindSafe(|| {
+        w.insert(
+            &t,
+            R {
+                id: 3,
+                tag: "c".into(),
+            },
+        )
+    }));
+    ARMED.store(false, Ordering::SeqCst);
+    assert!(deleted.is_err() && inserted.is_err());
+    assert_eq!(w.len(&t).unwrap(), 2);
+    assert!(w.get(&by_id, &1).unwrap().is_some());
+    assert!(w.get(&by_id, &3).unwrap().is_none());
+    assert_eq!(w.count(&by_tag, "a").unwrap(), 1);
+    assert_eq!(w.count(&by_tag, "c").unwrap(), 0);
+    assert_eq!(w.index_len(&by_tag).unwrap(), 2);
+    assert_eq!(w.commit().unwrap().revision, 1, "nothing was written");
+}

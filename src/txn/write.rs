@@ -497,7 +497,9 @@ fn delete_pk<T>(
     scratch: &mut Scratch,
     pk: &[u8],
 ) -> Option<Arc<T>> {
-    let old = state.indexes[def.primary].remove(pk)?;
+    let old = state.indexes[def.primary].get(pk)?.clone();
+    // User indexers run before anything changes: one that panics leaves the
+    // transaction as it was.
     extract(def, &mut scratch.old, &old);
     for (i, ix) in def.indexes.iter().enumerate() {
         if i == def.primary {
@@ -508,5 +510,6 @@ fn delete_pk<T>(
             state.indexes[i].remove(stored);
         }
     }
+    state.indexes[def.primary].remove(pk);
     Some(old)
 }
