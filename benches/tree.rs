@@ -516,15 +516,25 @@ fn insert_one_new_version(c: &mut Criterion, d: &Data) {
     assert_eq!(map.len(), d.n);
 }
 
-fn iter_full(c: &mut Criterion, d: &Data) {
-    let mut g = c.benchmark_group("iter_full");
-    g.throughput(Throughput::Elements(d.n as u64));
+/// A group timing one full pass over `n` entries per iteration.
+fn full_iteration_group<'c>(
+    c: &'c mut Criterion,
+    name: &str,
+    n: usize,
+) -> criterion::BenchmarkGroup<'c, criterion::measurement::WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Elements(n as u64));
     // Flat: at N = 1M one iteration takes tens of ms, and linear sampling
     // would force at least 1 + 2 + .. + 20 = 210 of them.
     g.sampling_mode(SamplingMode::Flat);
     g.sample_size(20);
     g.warm_up_time(Duration::from_secs(2));
     g.measurement_time(Duration::from_secs(8));
+    g
+}
+
+fn iter_full(c: &mut Criterion, d: &Data) {
+    let mut g = full_iteration_group(c, "iter_full", d.n);
     g.bench_function("tree", |b| {
         b.iter(|| {
             for (k, v) in d.tree.iter() {
@@ -562,12 +572,7 @@ fn iter_full_ascending_build(c: &mut Criterion, d: &Data) {
         btree.insert(key(i).to_vec(), v);
     }
     let tree = txn.commit();
-    let mut g = c.benchmark_group("iter_full_ascending_build");
-    g.throughput(Throughput::Elements(d.n as u64));
-    g.sampling_mode(SamplingMode::Flat);
-    g.sample_size(20);
-    g.warm_up_time(Duration::from_secs(2));
-    g.measurement_time(Duration::from_secs(8));
+    let mut g = full_iteration_group(c, "iter_full_ascending_build", d.n);
     g.bench_function("tree", |b| {
         b.iter(|| {
             for (k, v) in tree.iter() {

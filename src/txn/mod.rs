@@ -123,6 +123,10 @@ impl<'s, T> DoubleEndedIterator for RefIter<'s, T> {
 impl<T> ExactSizeIterator for RefIter<'_, T> {}
 impl<T> FusedIterator for RefIter<'_, T> {}
 
+fn refs<T>(inner: tree::Iter<'_, Arc<T>>) -> RefIter<'_, T> {
+    RefIter { inner }
+}
+
 fn rows<T>(it: tree::IntoIter<Arc<T>>) -> RowIter<T> {
     RowIter { inner: it.values() }
 }
@@ -214,9 +218,7 @@ pub trait Query: sealed::Source {
         key: &K,
     ) -> Result<RefIter<'s, T>> {
         let tree = index_tree(self, idx)?;
-        Ok(RefIter {
-            inner: idx.with_key(key, |enc| tree.prefix(enc)),
-        })
+        Ok(refs(idx.with_key(key, |enc| tree.prefix(enc))))
     }
 
     /// Like [`Query::all`], borrowed from the transaction.
@@ -224,9 +226,7 @@ pub trait Query: sealed::Source {
         &'s self,
         idx: &Index<T, K>,
     ) -> Result<RefIter<'s, T>> {
-        Ok(RefIter {
-            inner: index_tree(self, idx)?.iter(),
-        })
+        Ok(refs(index_tree(self, idx)?.iter()))
     }
 
     /// Like [`Query::lower_bound`], borrowed from the transaction.
@@ -236,9 +236,7 @@ pub trait Query: sealed::Source {
         key: &K,
     ) -> Result<RefIter<'s, T>> {
         let tree = index_tree(self, idx)?;
-        Ok(RefIter {
-            inner: idx.with_key(key, |lo| tree.lower_bound(lo)),
-        })
+        Ok(refs(idx.with_key(key, |lo| tree.lower_bound(lo))))
     }
 
     /// Same as [`Query::get`].
