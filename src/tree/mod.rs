@@ -176,6 +176,43 @@ impl<V> Tree<V> {
         self.iter().next_back()
     }
 
+    /// The smallest key that starts with `prefix`, with its value: one
+    /// descent, no iterator.
+    pub fn first_prefix(&self, prefix: &[u8]) -> Option<(&[u8], &V)> {
+        self.edge_prefix(prefix, true)
+    }
+
+    /// The largest key that starts with `prefix`, with its value.
+    pub fn last_prefix(&self, prefix: &[u8]) -> Option<(&[u8], &V)> {
+        self.edge_prefix(prefix, false)
+    }
+
+    fn edge_prefix(&self, prefix: &[u8], first: bool) -> Option<(&[u8], &V)> {
+        let mut node = self.root.as_deref()?;
+        let mut depth = 0;
+        loop {
+            let rest = &prefix[depth..];
+            if rest.len() <= node.prefix.len() {
+                // Every key below `node` starts with `prefix`, or none does.
+                return node
+                    .prefix
+                    .starts_with(rest)
+                    .then(|| edge_leaf(node, first));
+            }
+            if !rest.starts_with(&node.prefix) {
+                return None;
+            }
+            let pos = depth + node.prefix.len();
+            match node.child(prefix[pos])? {
+                Slot::Leaf(l) => return l.key().starts_with(prefix).then(|| (l.key(), l.value())),
+                Slot::Inner(n) => {
+                    node = n;
+                    depth = pos + 1;
+                }
+            }
+        }
+    }
+
     /// Number of keys that start with `prefix`, in O(prefix length).
     pub fn count_prefix(&self, prefix: &[u8]) -> usize {
         let Some(mut node) = self.root.as_deref() else {
@@ -534,6 +571,24 @@ impl<V: Clone> Tree<V> {
         }
         if self.root.as_ref().is_some_and(|r| r.count == 0) {
             self.root = None;
+        }
+    }
+}
+
+/// The smallest (or largest) key under a non-empty node.
+fn edge_leaf<V>(mut node: &Inner<V>, first: bool) -> (&[u8], &V) {
+    loop {
+        let pos = if first {
+            node.next_pos(node::POS_TERMINAL)
+        } else {
+            node.prev_pos(node::POS_END)
+        };
+        let Some(pos) = pos else {
+            unreachable!("edge_leaf: an inner node in a tree is never empty");
+        };
+        match node.entry(pos) {
+            EntryRef::Leaf(l) => return (l.key(), l.value()),
+            EntryRef::Inner(n) => node = n,
         }
     }
 }

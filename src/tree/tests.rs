@@ -225,3 +225,40 @@ fn thousand_versions_each_kept() {
         }
     }
 }
+
+#[test]
+fn first_and_last_prefix_agree_with_prefix_iteration() {
+    // Small alphabet, short keys: every kind of prefix relation occurs.
+    let alphabet = [0u8, b'a', b'b', 0xFF];
+    let mut t = Tree::new();
+    let mut x = 7u64;
+    for i in 0..3_000u32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = (x % 6) as usize;
+        let key: Vec<u8> = (0..len)
+            .map(|j| alphabet[((x >> (8 + 2 * j)) & 3) as usize])
+            .collect();
+        t.insert(&key, i);
+    }
+    let mut prefixes: Vec<Vec<u8>> = vec![Vec::new()];
+    for a in alphabet {
+        prefixes.push(vec![a]);
+        for b in alphabet {
+            prefixes.push(vec![a, b]);
+            for c in alphabet {
+                prefixes.push(vec![a, b, c, b'a']);
+            }
+        }
+    }
+    for p in &prefixes {
+        assert_eq!(t.first_prefix(p), t.prefix(p).next(), "first_prefix({p:?})");
+        assert_eq!(
+            t.last_prefix(p),
+            t.prefix(p).next_back(),
+            "last_prefix({p:?})"
+        );
+    }
+    assert_eq!(Tree::<u8>::new().first_prefix(b""), None);
+}

@@ -189,7 +189,7 @@ pub trait Query: sealed::Source {
             if idx.unique {
                 tree.get(enc).cloned()
             } else {
-                tree.prefix(enc).next().map(|(_, v)| v.clone())
+                tree.first_prefix(enc).map(|(_, v)| v.clone())
             }
         }))
     }
@@ -206,7 +206,7 @@ pub trait Query: sealed::Source {
             if idx.unique {
                 tree.get(enc).map(|v| &**v)
             } else {
-                tree.prefix(enc).next().map(|(_, v)| &**v)
+                tree.first_prefix(enc).map(|(_, v)| &**v)
             }
         }))
     }
@@ -255,9 +255,7 @@ pub trait Query: sealed::Source {
         key: &K,
     ) -> Result<Option<Arc<T>>> {
         let tree = index_tree(self, idx)?;
-        Ok(idx.with_key(key, |enc| {
-            tree.prefix(enc).next_back().map(|(_, v)| v.clone())
-        }))
+        Ok(idx.with_key(key, |enc| tree.last_prefix(enc).map(|(_, v)| v.clone())))
     }
 
     /// Every object whose key in `idx` equals `key`.
@@ -369,7 +367,7 @@ pub trait Query: sealed::Source {
             if tree.count_prefix(&idx.encode(part, true)) == 0 {
                 break;
             }
-            if let Some((_, v)) = tree.prefix(&idx.encode(part, false)).next() {
+            if let Some((_, v)) = tree.first_prefix(&idx.encode(part, false)) {
                 best = Some(v.clone());
             }
         }

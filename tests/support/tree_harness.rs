@@ -59,7 +59,7 @@ pub enum Op {
     RemovePrefix(Vec<u8>),
     /// `get(k)` and `contains_key(k)`.
     Get(Vec<u8>),
-    /// `count_prefix(p)`.
+    /// `count_prefix(p)`, `first_prefix(p)` and `last_prefix(p)`.
     CountPrefix(Vec<u8>),
     /// `first()`, `last()`, `is_empty()`.
     FirstLast,
@@ -341,7 +341,12 @@ impl Harness {
                 ensure_eq!(t.contains_key(k), m.contains_key(k), "contains_key");
             }
             Op::CountPrefix(p) => {
-                ensure_eq!(t.count_prefix(p), model_prefix(m, p).len(), "count_prefix");
+                let want = model_prefix(m, p);
+                ensure_eq!(t.count_prefix(p), want.len(), "count_prefix");
+                let edge = |e: Option<&(Vec<u8>, u32)>| e.map(|(k, v)| (k.clone(), *v));
+                let got = |e: Option<(&[u8], &u32)>| e.map(|(k, v)| (k.to_vec(), *v));
+                ensure_eq!(got(t.first_prefix(p)), edge(want.first()), "first_prefix");
+                ensure_eq!(got(t.last_prefix(p)), edge(want.last()), "last_prefix");
             }
             Op::FirstLast => {
                 let (mf, ml) = (m.first_key_value(), m.last_key_value());
