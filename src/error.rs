@@ -39,6 +39,59 @@ pub enum Error {
     },
     /// A query argument that cannot be a key (e.g. malformed UUID text).
     InvalidKey(String),
+    /// A conditional write found the object in another state than the one
+    /// expected. The transaction is left as it was.
+    Conflict {
+        /// Table name.
+        table: String,
+        /// The object's primary key, printed lossily.
+        key: String,
+        /// The revision the caller expected (`None`: expected no object).
+        expected: Option<u64>,
+        /// The object's current modified revision (`None`: there is none).
+        current: Option<u64>,
+    },
+    /// A change-feed subscription asked for revisions that are no longer
+    /// retained.
+    Compacted {
+        /// The oldest revision still retained.
+        oldest: u64,
+    },
+    /// An operating-system I/O error.
+    Io {
+        /// What was being done, and on which path.
+        context: String,
+        /// The error's kind.
+        kind: std::io::ErrorKind,
+        /// The error's message.
+        message: String,
+    },
+    /// Stored bytes that fail validation (checksum, framing, lengths).
+    Corrupt {
+        /// The file.
+        file: String,
+        /// Byte offset in the file where the damage was detected.
+        offset: u64,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A file written by an unsupported (newer) format version.
+    UnsupportedVersion {
+        /// The file.
+        file: String,
+        /// The version found.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+    /// Stored data was written under a schema that differs from the one
+    /// given.
+    SchemaMismatch(String),
+    /// A row could not be encoded or decoded by its codec.
+    Codec(String),
+    /// An earlier I/O error stopped the database from accepting writes
+    /// (fail-stop); reopen it to recover.
+    WritesStopped(String),
 }
 
 impl fmt::Display for Error {
@@ -63,11 +116,67 @@ impl fmt::Display for Error {
                 detail,
             } => write!(f, "index {table}.{index}: {detail}"),
             Error::InvalidKey(m) => write!(f, "invalid key: {m}"),
+            Error::Conflict {
+                table,
+                key,
+                expected,
+                current,
+            } => {
+                let rev = |r: &Option<u64>| match r {
+                    Some(r) => format!("revision {r}"),
+                    None => "no object".to_string(),
+                };
+                write!(
+                    f,
+                    "conflict on {table} {key:?}: expected {}, found {}",
+                    rev(expected),
+                    rev(current)
+                )
+            }
+            Error::Compacted { oldest } => write!(
+                f,
+                "revisions before {oldest} are no longer retained by the change feed"
+            ),
+            Error::Io {
+                context,
+                kind,
+                message,
+            } => write!(f, "I/O error ({kind:?}) while {context}: {message}"),
+            Error::Corrupt {
+                file,
+                offset,
+                detail,
+            } => write!(f, "corrupt data in {file} at offset {offset}: {detail}"),
+            Error::UnsupportedVersion {
+                file,
+                found,
+                supported,
+            } => write!(
+                f,
+                "{file} has format version {found}; this build reads up to {supported}"
+            ),
+            Error::SchemaMismatch(m) => write!(f, "schema mismatch: {m}"),
+            Error::Codec(m) => write!(f, "codec error: {m}"),
+            Error::WritesStopped(m) => write!(
+                f,
+                "writes are refused after an earlier I/O error ({m}); reopen the database"
+            ),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+impl Error {
+    /// Wraps an I/O error with what was being done.
+    pub(crate) fn io(context: impl Into<String>, e: &std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
+}
 
 /// `Result` with pandodb's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
