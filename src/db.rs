@@ -6,14 +6,61 @@ use std::sync::Arc;
 
 use crate::sync::{Condvar, Mutex, MutexGuard, PoisonError, RootCell};
 
+use crate::error::Result;
+use crate::feed::{Feed, Retention, Subscription};
 use crate::schema::{Schema, Table};
-use crate::txn::{ReadTxn, WriteTxn};
+use crate::txn::{Change, ReadTxn, WriteTxn};
+use crate::watch::{KeyLog, TableWatches};
 
 /// One immutable version of the whole database: per table, one tree per
 /// index, and the revision of the commit that made it.
 pub(crate) struct Root {
     pub(crate) revision: u64,
     pub(crate) tables: Box<[Arc<dyn Any + Send + Sync>]>,
+    /// The database's watch registries, reachable from every read
+    /// transaction without touching the database handle.
+    pub(crate) watches: Arc<[TableWatches]>,
+}
+
+/// How a database is set up beyond its schema.
+///
+/// ```
+/// use pandodb::{Db, Indexer, Options, Retention, Schema};
+/// # struct Person { id: String }
+/// # let mut schema = Schema::builder();
+/// # let mut t = schema.table::<Person>("person");
+/// # t.primary("id", Indexer::string(|p: &Person| p.id.as_str()));
+/// # schema.add(t)?;
+/// let db = Db::with_options(schema.build()?, Options::default().feed_retention(Retention::commits(100)));
+/// # let _ = db;
+/// # Ok::<(), pandodb::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Options {
+    /// How much history the change feed keeps.
+    pub feed_retention: Retention,
+}
+
+impl Options {
+    /// Sets how much history the change feed keeps.
+    pub fn feed_retention(mut self, r: Retention) -> Options {
+        self.feed_retention = r;
+        self
+    }
+}
+
+/// What a write transaction hands to the commit.
+pub(crate) struct PendingCommit {
+    /// The new private states of the tables it wrote.
+    pub(crate) states: Vec<(usize, Arc<dyn Any + Send + Sync>)>,
+    /// The revision the rows were stamped with.
+    pub(crate) predicted: u64,
+    /// Per written table: the primary keys written (for renumbering) and,
+    /// for watched tables, the index keys changed.
+    pub(crate) logs: Vec<(usize, KeyLog, Option<KeyLog>)>,
+    /// The changes, for the feed (when it is on).
+    pub(crate) changes: Option<(Vec<Change>, usize)>,
 }
 
 /// The writer lock of one table. Held by at most one write transaction;
@@ -58,6 +105,8 @@ pub(crate) struct DbInner {
     /// Serializes the read-modify-write of the root between writers of
     /// disjoint tables; held only for the pointer swap.
     publish: Mutex<()>,
+    pub(crate) watches: Arc<[TableWatches]>,
+    pub(crate) feed: Arc<Feed>,
     /// A deliberately broken variant for the loom model: publish without
     /// the publish lock (a lost update the model must catch).
     #[cfg(loom)]
@@ -70,28 +119,55 @@ impl DbInner {
     }
 
     /// Publishes the given table states on top of the latest root, as the
-    /// next revision. The caller holds the writer locks of those tables.
-    pub(crate) fn publish(&self, changed: Vec<(usize, Arc<dyn Any + Send + Sync>)>) -> u64 {
+    /// next revision, then fires the watches the commit's keys match. The
+    /// caller holds the writer locks of those tables.
+    pub(crate) fn publish(&self, commit: PendingCommit) -> u64 {
+        let PendingCommit {
+            states,
+            predicted,
+            logs,
+            changes,
+        } = commit;
         let previous = {
             #[cfg(loom)]
             let _guard = (!self.broken_publish).then(|| relock(self.publish.lock()));
             #[cfg(not(loom))]
             let _guard = relock(self.publish.lock());
             let current = self.root.load();
+            let revision = current.revision + 1;
             let mut tables = current.tables.clone();
-            for (id, state) in changed {
+            for (id, mut state) in states {
+                if revision != predicted {
+                    // A writer of other tables committed first: renumber
+                    // the rows stamped with the revision this one expected.
+                    if let (Some(s), Some((_, pks, _))) =
+                        (Arc::get_mut(&mut state), logs.iter().find(|l| l.0 == id))
+                    {
+                        self.schema.tables[id].restamp(s, pks, predicted, revision);
+                    }
+                }
                 tables[id] = state;
             }
-            let revision = current.revision + 1;
+            if let Some((changes, bytes)) = changes {
+                self.feed.append(revision, changes, bytes);
+            }
             // Publish the new root: from this swap on, every new reader sees it.
             (
-                self.root.swap(Arc::new(Root { revision, tables })),
+                self.root.swap(Arc::new(Root {
+                    revision,
+                    tables,
+                    watches: self.watches.clone(),
+                })),
                 revision,
             )
         };
+        let (old, revision) = previous;
+        // Watches fire only now that the version is visible.
+        for (id, _, keys) in logs {
+            self.watches[id].notify(revision, keys);
+        }
         // Dropping the previous version can free a whole path of nodes: do it
         // after the lock, so writers of other tables are not held up by it.
-        let (old, revision) = previous;
         drop(old);
         revision
     }
@@ -169,8 +245,14 @@ impl<T> TableRef for Table<T> {
 impl Db {
     /// An empty database with the given schema.
     pub fn new(schema: Schema) -> Db {
+        Self::with_options(schema, Options::default())
+    }
+
+    /// An empty database with the given schema and options.
+    pub fn with_options(schema: Schema, options: Options) -> Db {
         Self::with_publish(
             schema,
+            options,
             #[cfg(loom)]
             false,
         )
@@ -181,21 +263,29 @@ impl Db {
     #[cfg(loom)]
     #[doc(hidden)]
     pub fn new_broken_for_loom(schema: Schema) -> Db {
-        Self::with_publish(schema, true)
+        Self::with_publish(schema, Options::default(), true)
     }
 
-    fn with_publish(schema: Schema, #[cfg(loom)] broken_publish: bool) -> Db {
-        let tables = schema.tables.iter().map(|t| t.empty_state()).collect();
+    fn with_publish(schema: Schema, options: Options, #[cfg(loom)] broken_publish: bool) -> Db {
+        let tables = schema.tables.iter().map(|t| t.clone().empty_state()).collect();
         let locks = schema.tables.iter().map(|_| TableLock::default()).collect();
+        let watches: Arc<[TableWatches]> = schema
+            .tables
+            .iter()
+            .map(|t| TableWatches::new(t.index_count()))
+            .collect();
         Db {
             inner: Arc::new(DbInner {
                 schema,
                 root: RootCell::new(Root {
                     revision: 0,
                     tables,
+                    watches: watches.clone(),
                 }),
                 locks,
                 publish: Mutex::new(()),
+                watches,
+                feed: Arc::new(Feed::new(options.feed_retention, 0)),
                 #[cfg(loom)]
                 broken_publish,
             }),
@@ -242,6 +332,48 @@ impl Db {
         ids.sort_unstable();
         ids.dedup();
         WriteTxn::begin(self.inner.clone(), ids)
+    }
+
+    /// Subscribes to the change feed of the given tables (all tables when
+    /// the slice is empty), from revision `from` on: the subscription
+    /// yields one batch per commit with a revision `>= from` that changed
+    /// one of them. Fails with [`Error::Compacted`](crate::Error) when `from`
+    /// is older than the retained history.
+    ///
+    /// ```
+    /// # use pandodb::{Db, Indexer, Query, Schema};
+    /// # struct Person { id: String }
+    /// # let mut schema = Schema::builder();
+    /// # let mut t = schema.table::<Person>("person");
+    /// # t.primary("id", Indexer::string(|p: &Person| p.id.as_str()));
+    /// # let people = schema.add(t)?;
+    /// # let db = Db::new(schema.build()?);
+    /// let mut feed = db.subscribe(&[&people], db.revision() + 1)?;
+    /// let mut w = db.write(&[&people]);
+    /// w.insert(&people, Person { id: "ann".into() })?;
+    /// w.commit()?;
+    /// let batch = feed.try_next()?.unwrap();
+    /// assert_eq!(batch.revision, 1);
+    /// assert_eq!(batch.changes[0].after::<Person>().unwrap().id, "ann");
+    /// # Ok::<(), pandodb::Error>(())
+    /// ```
+    pub fn subscribe(&self, tables: &[&dyn TableRef], from: u64) -> Result<Subscription> {
+        let ids = tables
+            .iter()
+            .filter(|t| t.schema_id() == self.inner.schema.id)
+            .map(|t| t.table_id())
+            .collect();
+        Subscription::new(self.inner.feed.clone(), ids, from)
+    }
+
+    /// The number of registered (not yet fired) watches and an estimate of
+    /// the heap bytes the watch registries use.
+    pub fn watch_stats(&self) -> (usize, usize) {
+        self.inner
+            .watches
+            .iter()
+            .map(TableWatches::stats)
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
 
     /// A write transaction that may write every table.

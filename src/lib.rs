@@ -20,15 +20,23 @@
 
 mod db;
 mod error;
+mod feed;
 pub mod index;
 mod schema;
+#[allow(dead_code)]
+pub(crate) mod storage;
 mod sync;
 pub mod tree;
 mod txn;
+mod watch;
 
-pub use db::{Db, TableRef};
+pub use db::{Db, Options, TableRef};
+pub use feed::{Batch, Retention, Subscription};
+pub use watch::{Watch, WatchSet};
 pub use error::{Error, Result};
 pub use index::key::{Encode, Uuid, UuidPrefix};
 pub use index::{Indexer, KeySink, StringMap};
-pub use schema::{Index, Schema, SchemaBuilder, Table, TableBuilder};
-pub use txn::{Change, Commit, Query, ReadTxn, RefIter, RowIter, WriteTxn};
+pub use schema::{Index, Schema, SchemaBuilder, Table, TableBuilder, Versioned};
+pub use txn::{
+    Change, ChangeKind, Commit, Query, ReadTxn, RefIter, RowIter, VersionedIter, WriteTxn,
+};

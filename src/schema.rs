@@ -28,21 +28,115 @@ pub(crate) struct IndexDef<T> {
 pub(crate) struct TableDef<T> {
     pub(crate) id: usize,
     pub(crate) name: String,
+    /// The name again, shared by every change record.
+    pub(crate) shared_name: Arc<str>,
     pub(crate) primary: usize,
     pub(crate) indexes: Vec<IndexDef<T>>,
 }
 
-/// The state of one table in one version: one tree per index. Primary and
-/// unique keys map to the object; non-unique keys are the encoded value
-/// followed by the encoded primary key.
+/// An object together with its revisions: the revision of the commit that
+/// created it (etcd's `create_revision`) and of the last commit that wrote
+/// it (`mod_revision`).
+///
+/// Inside a write transaction, objects it wrote show the revision the
+/// transaction expects to commit as (`base_revision() + 1`); if another
+/// writer of other tables commits first, the commit renumbers them.
+///
+/// ```
+/// # use pandodb::{Db, Indexer, Query, Schema};
+/// # struct Person { id: String, age: i64 }
+/// # let mut schema = Schema::builder();
+/// # let mut t = schema.table::<Person>("person");
+/// # let by_id = t.primary("id", Indexer::string(|p: &Person| p.id.as_str()));
+/// # let people = schema.add(t)?;
+/// # let db = Db::new(schema.build()?);
+/// let mut w = db.write(&[&people]);
+/// w.insert(&people, Person { id: "ann".into(), age: 41 })?;
+/// w.commit()?; // revision 1
+/// let mut w = db.write(&[&people]);
+/// w.insert(&people, Person { id: "ann".into(), age: 42 })?;
+/// w.commit()?; // revision 2
+/// let ann = db.read().get_versioned(&by_id, "ann")?.unwrap();
+/// assert_eq!((ann.created, ann.modified, ann.object.age), (1, 2, 42));
+/// # Ok::<(), pandodb::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Versioned<T> {
+    /// The object.
+    pub object: Arc<T>,
+    /// Revision of the commit that inserted it.
+    pub created: u64,
+    /// Revision of the last commit that wrote it.
+    pub modified: u64,
+}
+
+impl<T> Clone for Versioned<T> {
+    #[inline]
+    fn clone(&self) -> Self {
+        Versioned {
+            object: self.object.clone(),
+            created: self.created,
+            modified: self.modified,
+        }
+    }
+}
+
+/// The key of an object in the by-revision tree: its modified revision
+/// (8 bytes, big-endian) followed by its primary key.
+pub(crate) fn revision_key(buf: &mut Vec<u8>, revision: u64, pk: &[u8]) {
+    buf.clear();
+    buf.extend_from_slice(&revision.to_be_bytes());
+    buf.extend_from_slice(pk);
+}
+
+/// The state of one table in one version. `rows` maps the primary key to
+/// the object and its revisions; `by_revision` holds the same rows under
+/// [`revision_key`]; `indexes` holds one tree per secondary index (the slot
+/// of the primary index stays empty). Unique keys map to the object;
+/// non-unique keys are the encoded value followed by the encoded primary key.
 pub(crate) struct TableState<T> {
+    pub(crate) def: Arc<TableDef<T>>,
+    pub(crate) primary: usize,
+    pub(crate) rows: Tree<Versioned<T>>,
+    pub(crate) by_revision: Tree<Versioned<T>>,
     pub(crate) indexes: Box<[Tree<Arc<T>>]>,
 }
 
 impl<T> Clone for TableState<T> {
     fn clone(&self) -> Self {
         TableState {
+            def: self.def.clone(),
+            primary: self.primary,
+            rows: self.rows.clone(),
+            by_revision: self.by_revision.clone(),
             indexes: self.indexes.clone(),
+        }
+    }
+}
+
+impl<T> TableState<T> {
+    /// Renumbers the rows this transaction wrote from revision `from` (the
+    /// one it expected) to `to` (the one it got): `pks` lists their primary
+    /// keys, possibly repeated, possibly deleted since.
+    pub(crate) fn restamp<'a>(&mut self, pks: impl Iterator<Item = &'a [u8]>, from: u64, to: u64) {
+        let mut key = Vec::new();
+        for pk in pks {
+            let Some(row) = self.rows.get(pk) else {
+                continue;
+            };
+            if row.modified != from {
+                continue; // already renumbered (the key was listed twice)
+            }
+            let mut row = row.clone();
+            revision_key(&mut key, from, pk);
+            self.by_revision.remove(&key);
+            row.modified = to;
+            if row.created == from {
+                row.created = to;
+            }
+            revision_key(&mut key, to, pk);
+            self.by_revision.insert(&key, row.clone());
+            self.rows.insert_known(pk, row, false);
         }
     }
 }
@@ -50,32 +144,60 @@ impl<T> Clone for TableState<T> {
 /// The type-erased view the schema and the database keep of a table.
 pub(crate) trait AnyTable: Send + Sync {
     fn name(&self) -> &str;
-    fn empty_state(&self) -> Arc<dyn Any + Send + Sync>;
+    fn empty_state(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     /// Copies a published state into a private one (O(1): the trees are
     /// shared until written). The copy is uniquely owned, so the write
     /// transaction mutates it through `Arc::get_mut` and publishes it as is.
-    fn thaw(&self, state: &Arc<dyn Any + Send + Sync>) -> Arc<dyn Any + Send + Sync>;
+    fn thaw(self: Arc<Self>, state: &Arc<dyn Any + Send + Sync>) -> Arc<dyn Any + Send + Sync>;
+    /// [`TableState::restamp`] through the type-erased state.
+    fn restamp(
+        &self,
+        state: &mut (dyn Any + Send + Sync),
+        pks: &crate::watch::KeyLog,
+        from: u64,
+        to: u64,
+    );
     /// The typed definition behind this trait object, as `Any`.
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    /// Number of indexes (the primary one included).
+    fn index_count(&self) -> usize;
 }
 
 impl<T: Send + Sync + 'static> AnyTable for TableDef<T> {
     fn name(&self) -> &str {
         &self.name
     }
-    fn empty_state(&self) -> Arc<dyn Any + Send + Sync> {
+    fn empty_state(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         Arc::new(TableState::<T> {
+            primary: self.primary,
+            def: self.clone(),
+            rows: Tree::new(),
+            by_revision: Tree::new(),
             indexes: self.indexes.iter().map(|_| Tree::new()).collect(),
         })
     }
-    fn thaw(&self, state: &Arc<dyn Any + Send + Sync>) -> Arc<dyn Any + Send + Sync> {
+    fn thaw(self: Arc<Self>, state: &Arc<dyn Any + Send + Sync>) -> Arc<dyn Any + Send + Sync> {
         match state.downcast_ref::<TableState<T>>() {
             Some(s) => Arc::new(s.clone()),
             None => self.empty_state(),
         }
     }
+    fn restamp(
+        &self,
+        state: &mut (dyn Any + Send + Sync),
+        pks: &crate::watch::KeyLog,
+        from: u64,
+        to: u64,
+    ) {
+        if let Some(s) = state.downcast_mut::<TableState<T>>() {
+            s.restamp(pks.iter().map(|(_, k)| k), from, to);
+        }
+    }
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
+    }
+    fn index_count(&self) -> usize {
+        self.indexes.len()
     }
 }
 
@@ -400,6 +522,7 @@ impl SchemaBuilder {
         }
         let def = Arc::new(TableDef {
             id: t.id,
+            shared_name: t.name.as_str().into(),
             name: t.name,
             primary,
             indexes: t.indexes,

@@ -11,11 +11,11 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 pub use read::ReadTxn;
-pub use write::{Change, Commit, WriteTxn};
+pub use write::{Change, ChangeKind, Commit, WriteTxn};
 
 use crate::error::{Error, Result};
 use crate::index::key::{Encode, UuidPrefix, successor};
-use crate::schema::{Index, Table, TableState};
+use crate::schema::{Index, Table, TableState, Versioned};
 use crate::tree::{self, Tree};
 
 pub(crate) mod sealed {
@@ -54,24 +54,40 @@ pub(crate) mod sealed {
 /// # Ok::<(), pandodb::Error>(())
 /// ```
 pub struct RowIter<T> {
-    inner: tree::Values<Arc<T>>,
+    inner: Rows<T>,
+}
+
+/// The two kinds of index tree a query walks: the primary rows (objects
+/// with their revisions) or a secondary index (objects).
+enum Rows<T> {
+    Primary(tree::Values<Versioned<T>>),
+    Secondary(tree::Values<Arc<T>>),
 }
 
 impl<T> Iterator for RowIter<T> {
     type Item = Arc<T>;
     #[inline]
     fn next(&mut self) -> Option<Arc<T>> {
-        self.inner.next()
+        match &mut self.inner {
+            Rows::Primary(i) => i.next().map(|v| v.object),
+            Rows::Secondary(i) => i.next(),
+        }
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.inner.size_hint()
+        match &self.inner {
+            Rows::Primary(i) => i.size_hint(),
+            Rows::Secondary(i) => i.size_hint(),
+        }
     }
 }
 
 impl<T> DoubleEndedIterator for RowIter<T> {
     #[inline]
     fn next_back(&mut self) -> Option<Arc<T>> {
-        self.inner.next_back()
+        match &mut self.inner {
+            Rows::Primary(i) => i.next_back().map(|v| v.object),
+            Rows::Secondary(i) => i.next_back(),
+        }
     }
 }
 
@@ -99,36 +115,127 @@ impl<T> FusedIterator for RowIter<T> {}
 /// # Ok::<(), pandodb::Error>(())
 /// ```
 pub struct RefIter<'s, T> {
-    inner: tree::Iter<'s, Arc<T>>,
+    inner: Refs<'s, T>,
+}
+
+enum Refs<'s, T> {
+    Primary(tree::Iter<'s, Versioned<T>>),
+    Secondary(tree::Iter<'s, Arc<T>>),
 }
 
 impl<'s, T> Iterator for RefIter<'s, T> {
     type Item = &'s T;
     #[inline]
     fn next(&mut self) -> Option<&'s T> {
-        self.inner.next().map(|(_, v)| &**v)
+        match &mut self.inner {
+            Refs::Primary(i) => i.next().map(|(_, v)| &*v.object),
+            Refs::Secondary(i) => i.next().map(|(_, v)| &**v),
+        }
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.inner.size_hint()
+        match &self.inner {
+            Refs::Primary(i) => i.size_hint(),
+            Refs::Secondary(i) => i.size_hint(),
+        }
     }
 }
 
 impl<'s, T> DoubleEndedIterator for RefIter<'s, T> {
     #[inline]
     fn next_back(&mut self) -> Option<&'s T> {
-        self.inner.next_back().map(|(_, v)| &**v)
+        match &mut self.inner {
+            Refs::Primary(i) => i.next_back().map(|(_, v)| &*v.object),
+            Refs::Secondary(i) => i.next_back().map(|(_, v)| &**v),
+        }
     }
 }
 
 impl<T> ExactSizeIterator for RefIter<'_, T> {}
 impl<T> FusedIterator for RefIter<'_, T> {}
 
-fn refs<T>(inner: tree::Iter<'_, Arc<T>>) -> RefIter<'_, T> {
-    RefIter { inner }
+/// Objects with their revisions, in the order of the table's primary key
+/// or of modification; owns its version. Double-ended and of exact size.
+pub struct VersionedIter<T> {
+    inner: tree::Values<Versioned<T>>,
 }
 
-fn rows<T>(it: tree::IntoIter<Arc<T>>) -> RowIter<T> {
-    RowIter { inner: it.values() }
+impl<T> Iterator for VersionedIter<T> {
+    type Item = Versioned<T>;
+    #[inline]
+    fn next(&mut self) -> Option<Versioned<T>> {
+        self.inner.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl<T> DoubleEndedIterator for VersionedIter<T> {
+    #[inline]
+    fn next_back(&mut self) -> Option<Versioned<T>> {
+        self.inner.next_back()
+    }
+}
+
+impl<T> ExactSizeIterator for VersionedIter<T> {}
+impl<T> FusedIterator for VersionedIter<T> {}
+
+/// A value stored in an index tree: an object, or an object with its
+/// revisions (the primary rows). Lets one query body serve both.
+pub(crate) trait Stored<T>: Clone + Sized {
+    fn obj(&self) -> &Arc<T>;
+    fn rows(it: tree::IntoIter<Self>) -> RowIter<T>;
+    fn refs(it: tree::Iter<'_, Self>) -> RefIter<'_, T>;
+}
+
+impl<T> Stored<T> for Arc<T> {
+    #[inline]
+    fn obj(&self) -> &Arc<T> {
+        self
+    }
+    fn rows(it: tree::IntoIter<Self>) -> RowIter<T> {
+        RowIter {
+            inner: Rows::Secondary(it.values()),
+        }
+    }
+    fn refs(it: tree::Iter<'_, Self>) -> RefIter<'_, T> {
+        RefIter {
+            inner: Refs::Secondary(it),
+        }
+    }
+}
+
+impl<T> Stored<T> for Versioned<T> {
+    #[inline]
+    fn obj(&self) -> &Arc<T> {
+        &self.object
+    }
+    fn rows(it: tree::IntoIter<Self>) -> RowIter<T> {
+        RowIter {
+            inner: Rows::Primary(it.values()),
+        }
+    }
+    fn refs(it: tree::Iter<'_, Self>) -> RefIter<'_, T> {
+        RefIter {
+            inner: Refs::Primary(it),
+        }
+    }
+}
+
+/// The tree of one index: the primary rows or a secondary index.
+pub(crate) enum IndexTree<'s, T> {
+    Primary(&'s Tree<Versioned<T>>),
+    Secondary(&'s Tree<Arc<T>>),
+}
+
+/// Runs `$body` with `$t` bound to the index's tree, whichever kind it is.
+macro_rules! on_tree {
+    ($tree:expr, |$t:ident| $body:expr) => {
+        match $tree {
+            IndexTree::Primary($t) => $body,
+            IndexTree::Secondary($t) => $body,
+        }
+    };
 }
 
 fn state_of<'s, S: sealed::Source + ?Sized, T: Send + Sync + 'static>(
@@ -142,14 +249,43 @@ fn state_of<'s, S: sealed::Source + ?Sized, T: Send + Sync + 'static>(
         .ok_or_else(|| Error::UnknownTable(name.to_string()))
 }
 
-fn index_tree<'s, S: sealed::Source + ?Sized, T: Send + Sync + 'static, K: ?Sized>(
+pub(crate) fn index_tree<'s, S: sealed::Source + ?Sized, T: Send + Sync + 'static, K: ?Sized>(
     src: &'s S,
     idx: &Index<T, K>,
-) -> Result<&'s Tree<Arc<T>>> {
+) -> Result<IndexTree<'s, T>> {
     let st = state_of::<S, T>(src, idx.schema, idx.table, &idx.table_name)?;
+    if idx.pos == st.primary {
+        return Ok(IndexTree::Primary(&st.rows));
+    }
     st.indexes
         .get(idx.pos)
+        .map(IndexTree::Secondary)
         .ok_or_else(|| Error::UnknownTable(idx.table_name.to_string()))
+}
+
+/// The encoded bounds of a range query, or `None` when it is empty.
+pub(crate) fn encode_range<T, K: Encode + ?Sized>(
+    idx: &Index<T, K>,
+    lo: Bound<&K>,
+    hi: Bound<&K>,
+) -> Option<(Bound<Vec<u8>>, Bound<Vec<u8>>)> {
+    // Complete encodings are self-delimiting: the entries equal to `k` are
+    // exactly those starting with enc(k), and they all sort below
+    // successor(enc(k)).
+    let lo = match lo {
+        Bound::Included(k) => Bound::Included(idx.encode(k, false)),
+        Bound::Excluded(k) => Bound::Included(successor(&idx.encode(k, false))?),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    let hi = match hi {
+        Bound::Included(k) => match successor(&idx.encode(k, false)) {
+            Some(s) => Bound::Excluded(s),
+            None => Bound::Unbounded,
+        },
+        Bound::Excluded(k) => Bound::Excluded(idx.encode(k, false)),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    Some((lo, hi))
 }
 
 /// The queries of read and write transactions. Every query names an index
@@ -184,14 +320,13 @@ pub trait Query: sealed::Source {
         idx: &Index<T, K>,
         key: &K,
     ) -> Result<Option<Arc<T>>> {
-        let tree = index_tree(self, idx)?;
-        Ok(idx.with_key(key, |enc| {
+        Ok(on_tree!(index_tree(self, idx)?, |t| idx.with_key(key, |enc| {
             if idx.unique {
-                tree.get(enc).cloned()
+                t.get(enc).map(|v| v.obj().clone())
             } else {
-                tree.first_prefix(enc).map(|(_, v)| v.clone())
+                t.first_prefix(enc).map(|(_, v)| v.obj().clone())
             }
-        }))
+        })))
     }
 
     /// Like [`Query::get`], but borrowed from the transaction (no reference
@@ -201,14 +336,13 @@ pub trait Query: sealed::Source {
         idx: &Index<T, K>,
         key: &K,
     ) -> Result<Option<&'s T>> {
-        let tree = index_tree(self, idx)?;
-        Ok(idx.with_key(key, |enc| {
+        Ok(on_tree!(index_tree(self, idx)?, |t| idx.with_key(key, |enc| {
             if idx.unique {
-                tree.get(enc).map(|v| &**v)
+                t.get(enc).map(|v| &**v.obj())
             } else {
-                tree.first_prefix(enc).map(|(_, v)| &**v)
+                t.first_prefix(enc).map(|(_, v)| &**v.obj())
             }
-        }))
+        })))
     }
 
     /// Like [`Query::iter`], borrowed from the transaction.
@@ -217,8 +351,9 @@ pub trait Query: sealed::Source {
         idx: &Index<T, K>,
         key: &K,
     ) -> Result<RefIter<'s, T>> {
-        let tree = index_tree(self, idx)?;
-        Ok(refs(idx.with_key(key, |enc| tree.prefix(enc))))
+        Ok(on_tree!(index_tree(self, idx)?, |t| {
+            Stored::refs(idx.with_key(key, |enc| t.prefix(enc)))
+        }))
     }
 
     /// Like [`Query::all`], borrowed from the transaction.
@@ -226,7 +361,7 @@ pub trait Query: sealed::Source {
         &'s self,
         idx: &Index<T, K>,
     ) -> Result<RefIter<'s, T>> {
-        Ok(refs(index_tree(self, idx)?.iter()))
+        Ok(on_tree!(index_tree(self, idx)?, |t| Stored::refs(t.iter())))
     }
 
     /// Like [`Query::lower_bound`], borrowed from the transaction.
@@ -235,8 +370,9 @@ pub trait Query: sealed::Source {
         idx: &Index<T, K>,
         key: &K,
     ) -> Result<RefIter<'s, T>> {
-        let tree = index_tree(self, idx)?;
-        Ok(refs(idx.with_key(key, |lo| tree.lower_bound(lo))))
+        Ok(on_tree!(index_tree(self, idx)?, |t| {
+            Stored::refs(idx.with_key(key, |lo| t.lower_bound(lo)))
+        }))
     }
 
     /// Same as [`Query::get`].
@@ -254,8 +390,9 @@ pub trait Query: sealed::Source {
         idx: &Index<T, K>,
         key: &K,
     ) -> Result<Option<Arc<T>>> {
-        let tree = index_tree(self, idx)?;
-        Ok(idx.with_key(key, |enc| tree.last_prefix(enc).map(|(_, v)| v.clone())))
+        Ok(on_tree!(index_tree(self, idx)?, |t| idx.with_key(key, |enc| t
+            .last_prefix(enc)
+            .map(|(_, v)| v.obj().clone()))))
     }
 
     /// Every object whose key in `idx` equals `key`.
@@ -264,13 +401,14 @@ pub trait Query: sealed::Source {
         idx: &Index<T, K>,
         key: &K,
     ) -> Result<RowIter<T>> {
-        let tree = index_tree(self, idx)?;
-        Ok(rows(idx.with_key(key, |enc| tree.owned_prefix(enc))))
+        Ok(on_tree!(index_tree(self, idx)?, |t| {
+            Stored::rows(idx.with_key(key, |enc| t.owned_prefix(enc)))
+        }))
     }
 
     /// Every object, in the order of `idx`.
     fn all<T: Send + Sync + 'static, K: ?Sized>(&self, idx: &Index<T, K>) -> Result<RowIter<T>> {
-        Ok(rows(index_tree(self, idx)?.owned_iter()))
+        Ok(on_tree!(index_tree(self, idx)?, |t| Stored::rows(t.owned_iter())))
     }
 
     /// Every object whose key starts with `prefix` (strings and byte strings
@@ -280,10 +418,9 @@ pub trait Query: sealed::Source {
         idx: &Index<T, K>,
         prefix: &K,
     ) -> Result<RowIter<T>> {
-        let tree = index_tree(self, idx)?;
-        Ok(rows(
-            idx.with_encoded(prefix, true, |p| tree.owned_prefix(p)),
-        ))
+        Ok(on_tree!(index_tree(self, idx)?, |t| Stored::rows(
+            idx.with_encoded(prefix, true, |p| t.owned_prefix(p))
+        )))
     }
 
     /// Every object whose key is `>= key`, ascending.
@@ -314,29 +451,16 @@ pub trait Query: sealed::Source {
         hi: Bound<&K>,
     ) -> Result<RowIter<T>> {
         let tree = index_tree(self, idx)?;
-        // Complete encodings are self-delimiting: the entries equal to `k`
-        // are exactly those starting with enc(k), and they all sort below
-        // successor(enc(k)).
-        let lo = match lo {
-            Bound::Included(k) => Bound::Included(idx.encode(k, false)),
-            Bound::Excluded(k) => match successor(&idx.encode(k, false)) {
-                Some(s) => Bound::Included(s),
-                None => return Ok(rows(tree.owned_range(&b""[..]..&b""[..]))),
-            },
-            Bound::Unbounded => Bound::Unbounded,
+        let Some((lo, hi)) = encode_range(idx, lo, hi) else {
+            return Ok(on_tree!(tree, |t| Stored::rows(
+                t.owned_range(&b""[..]..&b""[..])
+            )));
         };
-        let hi = match hi {
-            Bound::Included(k) => match successor(&idx.encode(k, false)) {
-                Some(s) => Bound::Excluded(s),
-                None => Bound::Unbounded,
-            },
-            Bound::Excluded(k) => Bound::Excluded(idx.encode(k, false)),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        Ok(rows(tree.owned_range((
+        let bounds = (
             lo.as_ref().map(Vec::as_slice),
             hi.as_ref().map(Vec::as_slice),
-        ))))
+        );
+        Ok(on_tree!(tree, |t| Stored::rows(t.owned_range(bounds))))
     }
 
     /// Objects of a UUID index whose UUID's hex form starts with `hex`.
@@ -350,7 +474,8 @@ pub trait Query: sealed::Source {
         let hi = hi
             .as_ref()
             .map_or(Bound::Unbounded, |h| Bound::Excluded(h.as_slice()));
-        Ok(rows(tree.owned_range((Bound::Included(lo.as_slice()), hi))))
+        let bounds = (Bound::Included(lo.as_slice()), hi);
+        Ok(on_tree!(tree, |t| Stored::rows(t.owned_range(bounds))))
     }
 
     /// The object of a string index whose key is the longest one that is a
@@ -360,18 +485,19 @@ pub trait Query: sealed::Source {
         idx: &Index<T, str>,
         key: &str,
     ) -> Result<Option<Arc<T>>> {
-        let tree = index_tree(self, idx)?;
-        let mut best = None;
-        for end in (0..=key.len()).filter(|&i| key.is_char_boundary(i)) {
-            let part = &key[..end];
-            if tree.count_prefix(&idx.encode(part, true)) == 0 {
-                break;
+        Ok(on_tree!(index_tree(self, idx)?, |t| {
+            let mut best = None;
+            for end in (0..=key.len()).filter(|&i| key.is_char_boundary(i)) {
+                let part = &key[..end];
+                if t.count_prefix(&idx.encode(part, true)) == 0 {
+                    break;
+                }
+                if let Some((_, v)) = t.first_prefix(&idx.encode(part, false)) {
+                    best = Some(v.obj().clone());
+                }
             }
-            if let Some((_, v)) = tree.first_prefix(&idx.encode(part, false)) {
-                best = Some(v.clone());
-            }
-        }
-        Ok(best)
+            best
+        }))
     }
 
     /// Number of objects whose key equals `key`, in O(key length).
@@ -380,8 +506,8 @@ pub trait Query: sealed::Source {
         idx: &Index<T, K>,
         key: &K,
     ) -> Result<usize> {
-        let tree = index_tree(self, idx)?;
-        Ok(idx.with_key(key, |enc| tree.count_prefix(enc)))
+        Ok(on_tree!(index_tree(self, idx)?, |t| idx
+            .with_key(key, |enc| t.count_prefix(enc))))
     }
 
     /// Number of objects whose key starts with `prefix`, in O(prefix length).
@@ -390,19 +516,85 @@ pub trait Query: sealed::Source {
         idx: &Index<T, K>,
         prefix: &K,
     ) -> Result<usize> {
-        let tree = index_tree(self, idx)?;
-        Ok(idx.with_encoded(prefix, true, |p| tree.count_prefix(p)))
+        Ok(on_tree!(index_tree(self, idx)?, |t| idx
+            .with_encoded(prefix, true, |p| t.count_prefix(p))))
     }
 
     /// Number of entries in an index (objects, for the primary index; one
     /// per key for multi-value indexes).
     fn index_len<T: Send + Sync + 'static, K: ?Sized>(&self, idx: &Index<T, K>) -> Result<usize> {
-        Ok(index_tree(self, idx)?.len())
+        Ok(on_tree!(index_tree(self, idx)?, |t| t.len()))
     }
 
     /// Number of objects in `table`, in O(1).
     fn len<T: Send + Sync + 'static>(&self, table: &Table<T>) -> Result<usize> {
         let st = state_of::<Self, T>(self, table.schema, table.id(), table.name())?;
-        Ok(st.indexes[table.def.primary].len())
+        Ok(st.rows.len())
+    }
+
+    /// Like [`Query::get`], with the object's revisions.
+    fn get_versioned<T: Send + Sync + 'static, K: Encode + ?Sized>(
+        &self,
+        idx: &Index<T, K>,
+        key: &K,
+    ) -> Result<Option<Versioned<T>>> {
+        let st = state_of::<Self, T>(self, idx.schema, idx.table, &idx.table_name)?;
+        if idx.pos == st.primary && idx.unique {
+            return Ok(idx.with_key(key, |enc| st.rows.get(enc).cloned()));
+        }
+        let Some(obj) = self.get(idx, key)? else {
+            return Ok(None);
+        };
+        let def = &st.def;
+        let mut sinks = Vec::new();
+        let pk = crate::txn::write::primary_key(def, &mut sinks, &obj)?;
+        Ok(st.rows.get(&pk).cloned())
+    }
+
+    /// Every object of `table` whose modified revision is greater than
+    /// `revision`, in the order they were modified (oldest first; objects
+    /// written by one commit in primary-key order). Deleted objects are not
+    /// listed: the change feed reports deletions.
+    ///
+    /// ```
+    /// # use pandodb::{Db, Indexer, Query, Schema};
+    /// # struct Person { id: String }
+    /// # let mut schema = Schema::builder();
+    /// # let mut t = schema.table::<Person>("person");
+    /// # t.primary("id", Indexer::string(|p: &Person| p.id.as_str()));
+    /// # let people = schema.add(t)?;
+    /// # let db = Db::new(schema.build()?);
+    /// for id in ["a", "b", "a"] {
+    ///     let mut w = db.write(&[&people]);
+    ///     w.insert(&people, Person { id: id.into() })?;
+    ///     w.commit()?; // revisions 1, 2, 3
+    /// }
+    /// let recent: Vec<_> = db.read().modified_since(&people, 1)?.map(|v| (v.object.id.clone(), v.modified)).collect();
+    /// assert_eq!(recent, [("b".to_string(), 2), ("a".to_string(), 3)]);
+    /// # Ok::<(), pandodb::Error>(())
+    /// ```
+    fn modified_since<T: Send + Sync + 'static>(
+        &self,
+        table: &Table<T>,
+        revision: u64,
+    ) -> Result<VersionedIter<T>> {
+        let st = state_of::<Self, T>(self, table.schema, table.id(), table.name())?;
+        let inner = match revision.checked_add(1) {
+            Some(from) => st
+                .by_revision
+                .owned_range((Bound::Included(&from.to_be_bytes()[..]), Bound::Unbounded)),
+            None => st.by_revision.owned_range(&b""[..]..&b""[..]),
+        };
+        Ok(VersionedIter {
+            inner: inner.values(),
+        })
+    }
+
+    /// Every object of `table` with its revisions, in primary-key order.
+    fn all_versioned<T: Send + Sync + 'static>(&self, table: &Table<T>) -> Result<VersionedIter<T>> {
+        let st = state_of::<Self, T>(self, table.schema, table.id(), table.name())?;
+        Ok(VersionedIter {
+            inner: st.rows.owned_iter().values(),
+        })
     }
 }

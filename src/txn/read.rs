@@ -1,9 +1,15 @@
 //! Read transactions: one frozen version of the database.
 
 use std::any::Any;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::db::Root;
+use crate::error::{Error, Result};
+use crate::index::key::Encode;
+use crate::schema::{Index, Table};
+use crate::txn::{Query, RowIter, encode_range};
+use crate::watch::{Target, Watch};
 
 /// A read transaction: a consistent snapshot of one committed version.
 ///
@@ -45,6 +51,148 @@ impl ReadTxn {
     /// database).
     pub fn revision(&self) -> u64 {
         self.root.revision
+    }
+
+    /// Registers a watch on `target` in the encoded key space of `idx`.
+    fn watch_on<T, K: ?Sized>(&self, idx: &Index<T, K>, target: Target) -> Result<Watch> {
+        let tables = &self.root.watches;
+        match tables.get(idx.table) {
+            Some(t) if idx.schema == self.schema => {
+                Ok(t.register(idx.pos, target, self.root.revision))
+            }
+            _ => Err(Error::UnknownTable(idx.table_name.to_string())),
+        }
+    }
+
+    /// The target of a query for the objects whose key equals `key`.
+    fn key_target<T, K: Encode + ?Sized>(idx: &Index<T, K>, key: &K) -> Target {
+        let enc = idx.encode(key, false);
+        if idx.unique {
+            Target::Exact(enc)
+        } else {
+            Target::Prefix(enc)
+        }
+    }
+
+    /// [`Query::get`] and a watch that fires when its answer may change
+    /// (also when an object with that key appears).
+    pub fn get_watch<T: Send + Sync + 'static, K: Encode + ?Sized>(
+        &self,
+        idx: &Index<T, K>,
+        key: &K,
+    ) -> Result<(Option<Arc<T>>, Watch)> {
+        let found = self.get(idx, key)?;
+        Ok((found, self.watch_on(idx, Self::key_target(idx, key))?))
+    }
+
+    /// [`Query::first`] with a watch (the same as [`ReadTxn::get_watch`]).
+    pub fn first_watch<T: Send + Sync + 'static, K: Encode + ?Sized>(
+        &self,
+        idx: &Index<T, K>,
+        key: &K,
+    ) -> Result<(Option<Arc<T>>, Watch)> {
+        self.get_watch(idx, key)
+    }
+
+    /// [`Query::last`] with a watch.
+    pub fn last_watch<T: Send + Sync + 'static, K: Encode + ?Sized>(
+        &self,
+        idx: &Index<T, K>,
+        key: &K,
+    ) -> Result<(Option<Arc<T>>, Watch)> {
+        let found = self.last(idx, key)?;
+        Ok((found, self.watch_on(idx, Self::key_target(idx, key))?))
+    }
+
+    /// [`Query::iter`] with a watch.
+    pub fn iter_watch<T: Send + Sync + 'static, K: Encode + ?Sized>(
+        &self,
+        idx: &Index<T, K>,
+        key: &K,
+    ) -> Result<(RowIter<T>, Watch)> {
+        let rows = self.iter(idx, key)?;
+        Ok((rows, self.watch_on(idx, Self::key_target(idx, key))?))
+    }
+
+    /// [`Query::count`] with a watch.
+    pub fn count_watch<T: Send + Sync + 'static, K: Encode + ?Sized>(
+        &self,
+        idx: &Index<T, K>,
+        key: &K,
+    ) -> Result<(usize, Watch)> {
+        let n = self.count(idx, key)?;
+        Ok((n, self.watch_on(idx, Self::key_target(idx, key))?))
+    }
+
+    /// [`Query::prefix`] with a watch: it fires only when an object whose
+    /// key starts with `prefix` changes, appears or goes.
+    pub fn prefix_watch<T: Send + Sync + 'static, K: Encode + ?Sized>(
+        &self,
+        idx: &Index<T, K>,
+        prefix: &K,
+    ) -> Result<(RowIter<T>, Watch)> {
+        let rows = self.prefix(idx, prefix)?;
+        let target = Target::Prefix(idx.encode(prefix, true));
+        Ok((rows, self.watch_on(idx, target)?))
+    }
+
+    /// [`Query::count_prefix`] with a watch.
+    pub fn count_prefix_watch<T: Send + Sync + 'static, K: Encode + ?Sized>(
+        &self,
+        idx: &Index<T, K>,
+        prefix: &K,
+    ) -> Result<(usize, Watch)> {
+        let n = self.count_prefix(idx, prefix)?;
+        let target = Target::Prefix(idx.encode(prefix, true));
+        Ok((n, self.watch_on(idx, target)?))
+    }
+
+    /// [`Query::all`] with a watch on the whole index.
+    pub fn all_watch<T: Send + Sync + 'static, K: ?Sized>(
+        &self,
+        idx: &Index<T, K>,
+    ) -> Result<(RowIter<T>, Watch)> {
+        let rows = self.all(idx)?;
+        Ok((rows, self.watch_on(idx, Target::Prefix(Vec::new()))?))
+    }
+
+    /// [`Query::lower_bound`] with a watch on every key `>= key`.
+    pub fn lower_bound_watch<T: Send + Sync + 'static, K: Encode + ?Sized>(
+        &self,
+        idx: &Index<T, K>,
+        key: &K,
+    ) -> Result<(RowIter<T>, Watch)> {
+        self.range_watch(idx, Bound::Included(key), Bound::Unbounded)
+    }
+
+    /// [`Query::range`] with a watch on the range.
+    pub fn range_watch<T: Send + Sync + 'static, K: Encode + ?Sized>(
+        &self,
+        idx: &Index<T, K>,
+        lo: Bound<&K>,
+        hi: Bound<&K>,
+    ) -> Result<(RowIter<T>, Watch)> {
+        let rows = self.range(idx, lo, hi)?;
+        let target = match encode_range(idx, lo, hi) {
+            Some((lo, hi)) => Target::Range(lo, hi),
+            // An empty range: a watch that only an impossible key fires.
+            None => Target::Range(Bound::Excluded(Vec::new()), Bound::Excluded(Vec::new())),
+        };
+        Ok((rows, self.watch_on(idx, target)?))
+    }
+
+    /// A watch that fires on the next commit that changes `table` (after
+    /// this transaction's revision).
+    pub fn table_watch<T: Send + Sync + 'static>(&self, table: &Table<T>) -> Result<Watch> {
+        let tables = &self.root.watches;
+        match tables.get(table.id()) {
+            Some(t) if table.schema == self.schema => Ok(t.register(
+                table.def.primary,
+                Target::Prefix(Vec::new()),
+                self.root.revision,
+            )),
+            _ => Err(Error::UnknownTable(table.name().to_string())),
+        }
     }
 }
 

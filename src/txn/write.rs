@@ -5,21 +5,52 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use crate::db::{DbInner, Root};
+use crate::db::{DbInner, PendingCommit, Root};
 use crate::error::{Error, Result};
 use crate::index::KeySink;
 use crate::index::key::Encode;
-use crate::schema::{Index, Table, TableDef, TableState};
+use crate::schema::{Index, Table, TableDef, TableState, Versioned, revision_key};
+use crate::watch::KeyLog;
 
 type Hook = Box<dyn FnOnce() + Send>;
 
-/// A locked table's private state, with the transaction's scratch buffers and
-/// change list.
-type TableMut<'a, T> = (
-    &'a mut TableState<T>,
-    &'a mut Scratch,
-    &'a mut Option<Vec<Change>>,
-);
+/// What a write transaction notes per written table.
+#[derive(Default)]
+struct TableLog {
+    /// Primary keys written (to renumber them if the commit's revision is
+    /// not the one expected).
+    pks: KeyLog,
+    /// Every index key changed, when the table had watches.
+    keys: Option<KeyLog>,
+}
+
+/// The changes recorded so far and their estimated size.
+#[derive(Default)]
+struct Changes {
+    list: Vec<Change>,
+    bytes: usize,
+}
+
+/// A locked table's private state, with the transaction's scratch buffers,
+/// key log and change list.
+struct TableMut<'a, T> {
+    state: &'a mut TableState<T>,
+    scratch: &'a mut Scratch,
+    log: &'a mut TableLog,
+    changes: Option<&'a mut Changes>,
+    revision: u64,
+}
+
+/// The condition of a conditional write.
+#[derive(Clone, Copy)]
+enum Cond {
+    /// None: write whatever is there.
+    Any,
+    /// Only if no object has the primary key.
+    Absent,
+    /// Only if the object's modified revision is this.
+    Modified(u64),
+}
 
 /// One object changed by a committed transaction.
 ///
@@ -45,15 +76,41 @@ type TableMut<'a, T> = (
 /// ```
 #[derive(Clone)]
 pub struct Change {
+    table_id: usize,
     table: Arc<str>,
     before: Option<Arc<dyn Any + Send + Sync>>,
     after: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+/// What a [`Change`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// A new object.
+    Insert,
+    /// An object replaced by another with the same primary key.
+    Update,
+    /// An object deleted.
+    Delete,
 }
 
 impl Change {
     /// The table's name.
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// The table's position in the schema.
+    pub(crate) fn table_id(&self) -> usize {
+        self.table_id
+    }
+
+    /// Insert, update or delete.
+    pub fn kind(&self) -> ChangeKind {
+        match (&self.before, &self.after) {
+            (None, _) => ChangeKind::Insert,
+            (Some(_), Some(_)) => ChangeKind::Update,
+            (Some(_), None) => ChangeKind::Delete,
+        }
     }
 
     /// The object before the change (`None`: it was inserted).
@@ -69,10 +126,10 @@ impl Change {
 
 impl std::fmt::Debug for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match (&self.before, &self.after) {
-            (None, Some(_)) => "insert",
-            (Some(_), Some(_)) => "update",
-            _ => "delete",
+        let kind = match self.kind() {
+            ChangeKind::Insert => "insert",
+            ChangeKind::Update => "update",
+            ChangeKind::Delete => "delete",
         };
         write!(f, "Change({} {kind})", self.table)
     }
@@ -146,8 +203,12 @@ pub struct WriteTxn {
     base: Arc<Root>,
     locked: Vec<usize>,
     states: Vec<Option<Arc<dyn Any + Send + Sync>>>,
+    logs: Vec<TableLog>,
     hooks: Vec<Hook>,
-    changes: Option<Vec<Change>>,
+    /// Recorded when the change feed is on or the caller asked for them.
+    changes: Option<Changes>,
+    /// Whether the caller asked for the changes (`track_changes`).
+    tracked: bool,
     wrote: bool,
     scratch: Scratch,
 }
@@ -159,13 +220,16 @@ impl WriteTxn {
         }
         // Loaded after the locks: nobody else can commit these tables now.
         let base = db.load();
+        let feed = db.feed.enabled();
         WriteTxn {
             states: (0..base.tables.len()).map(|_| None).collect(),
+            logs: (0..base.tables.len()).map(|_| TableLog::default()).collect(),
             db,
             base,
             locked,
             hooks: Vec::new(),
-            changes: None,
+            changes: feed.then(Changes::default),
+            tracked: false,
             wrote: false,
             scratch: SCRATCH.with(|c| c.take()).unwrap_or_default(),
         }
@@ -174,7 +238,8 @@ impl WriteTxn {
     /// Records every changed object; the list comes back from
     /// [`WriteTxn::commit`].
     pub fn track_changes(&mut self) {
-        self.changes.get_or_insert_with(Vec::new);
+        self.tracked = true;
+        self.changes.get_or_insert_with(Changes::default);
     }
 
     /// Runs `f` after this transaction commits (never if it aborts), after
@@ -198,14 +263,23 @@ impl WriteTxn {
         }
         let slot = &mut self.states[id];
         if slot.is_none() {
-            *slot = Some(self.db.schema.tables[id].thaw(&self.base.tables[id]));
+            *slot = Some(self.db.schema.tables[id].clone().thaw(&self.base.tables[id]));
+            if self.db.watches[id].watched() {
+                self.logs[id].keys = Some(KeyLog::default());
+            }
         }
         let state = slot
             .as_mut()
             .and_then(Arc::get_mut)
             .and_then(|s| s.downcast_mut::<TableState<T>>())
             .ok_or_else(|| Error::UnknownTable(table.name().to_string()))?;
-        Ok((state, &mut self.scratch, &mut self.changes))
+        Ok(TableMut {
+            state,
+            scratch: &mut self.scratch,
+            log: &mut self.logs[id],
+            changes: self.changes.as_mut(),
+            revision: self.base.revision + 1,
+        })
     }
 
     /// Inserts `obj`, replacing the object with the same primary key;
@@ -216,13 +290,83 @@ impl WriteTxn {
         table: &Table<T>,
         obj: impl Into<Arc<T>>,
     ) -> Result<Option<Arc<T>>> {
+        Ok(self.write_obj(table, obj.into(), Cond::Any)?.map(|v| v.object))
+    }
+
+    /// Inserts `obj` only if no object has its primary key; otherwise fails
+    /// with [`Error::Conflict`] (carrying the existing object's modified
+    /// revision) and leaves the transaction as it was.
+    ///
+    /// ```
+    /// # use pandodb::{Db, Error, Indexer, Query, Schema};
+    /// # struct User { name: String }
+    /// # let mut schema = Schema::builder();
+    /// # let mut t = schema.table::<User>("user");
+    /// # t.primary("name", Indexer::string(|u: &User| u.name.as_str()));
+    /// # let users = schema.add(t)?;
+    /// # let db = Db::new(schema.build()?);
+    /// let mut w = db.write(&[&users]);
+    /// w.insert_if_absent(&users, User { name: "bob".into() })?;
+    /// let again = w.insert_if_absent(&users, User { name: "bob".into() });
+    /// assert!(matches!(again, Err(Error::Conflict { current: Some(_), .. })));
+    /// # Ok::<(), pandodb::Error>(())
+    /// ```
+    pub fn insert_if_absent<T: Send + Sync + 'static>(
+        &mut self,
+        table: &Table<T>,
+        obj: impl Into<Arc<T>>,
+    ) -> Result<()> {
+        self.write_obj(table, obj.into(), Cond::Absent).map(|_| ())
+    }
+
+    /// Replaces the object with `obj`'s primary key only if its modified
+    /// revision is `expected` (as read from [`Versioned::modified`]);
+    /// returns the replaced object. Fails with [`Error::Conflict`] when the
+    /// object changed since, or is gone, and leaves the transaction as it
+    /// was: a stale read-modify-write never wins.
+    ///
+    /// ```
+    /// # use pandodb::{Db, Error, Indexer, Query, Schema};
+    /// # struct User { name: String, admin: bool }
+    /// # let mut schema = Schema::builder();
+    /// # let mut t = schema.table::<User>("user");
+    /// # let by_name = t.primary("name", Indexer::string(|u: &User| u.name.as_str()));
+    /// # let users = schema.add(t)?;
+    /// # let db = Db::new(schema.build()?);
+    /// # let mut w = db.write(&[&users]);
+    /// # w.insert(&users, User { name: "bob".into(), admin: false })?;
+    /// # w.commit()?;
+    /// let seen = db.read().get_versioned(&by_name, "bob")?.unwrap();
+    /// // Meanwhile bob is deleted.
+    /// let mut w = db.write(&[&users]);
+    /// w.delete_all(&by_name, "bob")?;
+    /// w.commit()?;
+    /// // The stale write-back is refused.
+    /// let mut w = db.write(&[&users]);
+    /// let stale = w.update_if(&users, User { name: "bob".into(), admin: true }, seen.modified);
+    /// assert!(matches!(stale, Err(Error::Conflict { current: None, .. })));
+    /// # Ok::<(), pandodb::Error>(())
+    /// ```
+    pub fn update_if<T: Send + Sync + 'static>(
+        &mut self,
+        table: &Table<T>,
+        obj: impl Into<Arc<T>>,
+        expected: u64,
+    ) -> Result<Arc<T>> {
+        let old = self.write_obj(table, obj.into(), Cond::Modified(expected))?;
+        old.map(|v| v.object)
+            .ok_or_else(|| Error::Schema("update_if: the condition admitted no object".into()))
+    }
+
+    fn write_obj<T: Send + Sync + 'static>(
+        &mut self,
+        table: &Table<T>,
+        obj: Arc<T>,
+        cond: Cond,
+    ) -> Result<Option<Versioned<T>>> {
         let def = table.def.clone();
-        let (state, scratch, changes) = self.table_mut(table)?;
-        let obj = obj.into();
-        let old = insert_obj(&def, state, scratch, obj.clone())?;
-        if let Some(c) = changes {
-            c.push(change(&def.name, old.clone(), Some(obj)));
-        }
+        let m = self.table_mut(table)?;
+        let old = insert_obj(&def, m, obj, cond)?;
         self.wrote = true;
         Ok(old)
     }
@@ -233,13 +377,34 @@ impl WriteTxn {
         table: &Table<T>,
         obj: &T,
     ) -> Result<Option<Arc<T>>> {
+        Ok(self.delete_obj(table, obj, Cond::Any)?.map(|v| v.object))
+    }
+
+    /// Deletes the object with `obj`'s primary key only if its modified
+    /// revision is `expected`; returns it. Fails with [`Error::Conflict`]
+    /// when it changed since or is gone, leaving the transaction as it was.
+    pub fn delete_if<T: Send + Sync + 'static>(
+        &mut self,
+        table: &Table<T>,
+        obj: &T,
+        expected: u64,
+    ) -> Result<Arc<T>> {
+        let old = self.delete_obj(table, obj, Cond::Modified(expected))?;
+        old.map(|v| v.object)
+            .ok_or_else(|| Error::Schema("delete_if: the condition admitted no object".into()))
+    }
+
+    fn delete_obj<T: Send + Sync + 'static>(
+        &mut self,
+        table: &Table<T>,
+        obj: &T,
+        cond: Cond,
+    ) -> Result<Option<Versioned<T>>> {
         let def = table.def.clone();
-        let (state, scratch, changes) = self.table_mut(table)?;
-        let pk = primary_key(&def, &mut scratch.new, obj)?;
-        let old = delete_pk(&def, state, scratch, &pk);
-        if let (Some(c), Some(o)) = (changes, &old) {
-            c.push(change(&def.name, Some(o.clone()), None));
-        }
+        let m = self.table_mut(table)?;
+        let pk = primary_key(&def, &mut m.scratch.new, obj)?;
+        check(&def, &pk, m.state.rows.get(&pk), cond)?;
+        let old = delete_pk(&def, m, &pk);
         self.wrote |= old.is_some();
         Ok(old)
     }
@@ -314,8 +479,30 @@ impl WriteTxn {
                 changed.push((id, s));
             }
         }
+        let changes = self.changes.take().unwrap_or_default();
+        let tracked = if self.tracked {
+            changes.list.clone()
+        } else {
+            Vec::new()
+        };
         let revision = if self.wrote {
-            self.db.publish(changed)
+            let logs = changed
+                .iter()
+                .map(|&(id, _)| {
+                    let log = std::mem::take(&mut self.logs[id]);
+                    (id, log.pks, log.keys)
+                })
+                .collect();
+            self.db.publish(PendingCommit {
+                states: changed,
+                predicted: self.base.revision + 1,
+                logs,
+                changes: self
+                    .db
+                    .feed
+                    .enabled()
+                    .then_some((changes.list, changes.bytes)),
+            })
         } else {
             self.base.revision
         };
@@ -325,7 +512,7 @@ impl WriteTxn {
         }
         Ok(Commit {
             revision,
-            changes: self.changes.take().unwrap_or_default(),
+            changes: tracked,
         })
     }
 
@@ -376,16 +563,43 @@ impl std::fmt::Debug for WriteTxn {
     }
 }
 
-fn change<T: Send + Sync + 'static>(
-    table: &str,
-    before: Option<Arc<T>>,
-    after: Option<Arc<T>>,
-) -> Change {
-    Change {
-        table: table.into(),
-        before: before.map(|o| o as Arc<dyn Any + Send + Sync>),
-        after: after.map(|o| o as Arc<dyn Any + Send + Sync>),
+fn record<T: Send + Sync + 'static>(
+    changes: Option<&mut Changes>,
+    def: &TableDef<T>,
+    before: Option<&Arc<T>>,
+    after: Option<&Arc<T>>,
+) {
+    if let Some(c) = changes {
+        let objects = usize::from(before.is_some()) + usize::from(after.is_some());
+        c.bytes += std::mem::size_of::<Change>() + objects * std::mem::size_of::<T>();
+        c.list.push(Change {
+            table_id: def.id,
+            table: def.shared_name.clone(),
+            before: before.map(|o| o.clone() as Arc<dyn Any + Send + Sync>),
+            after: after.map(|o| o.clone() as Arc<dyn Any + Send + Sync>),
+        });
     }
+}
+
+/// Fails with [`Error::Conflict`] unless `current` satisfies `cond`.
+fn check<T>(def: &TableDef<T>, pk: &[u8], current: Option<&Versioned<T>>, cond: Cond) -> Result<()> {
+    let ok = match cond {
+        Cond::Any => true,
+        Cond::Absent => current.is_none(),
+        Cond::Modified(rev) => current.is_some_and(|c| c.modified == rev),
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(Error::Conflict {
+        table: def.name.clone(),
+        key: crate::index::key::display(pk),
+        expected: match cond {
+            Cond::Modified(rev) => Some(rev),
+            _ => None,
+        },
+        current: current.map(|c| c.modified),
+    })
 }
 
 /// Fills one sink per index with the keys of `obj` (sorted, deduplicated).
@@ -398,7 +612,7 @@ fn extract<T>(def: &TableDef<T>, sinks: &mut Vec<KeySink>, obj: &T) {
     }
 }
 
-fn primary_key<T>(def: &TableDef<T>, sinks: &mut Vec<KeySink>, obj: &T) -> Result<Vec<u8>> {
+pub(crate) fn primary_key<T>(def: &TableDef<T>, sinks: &mut Vec<KeySink>, obj: &T) -> Result<Vec<u8>> {
     sinks.resize_with(def.indexes.len(), KeySink::default);
     let ix = &def.indexes[def.primary];
     let sink = &mut sinks[def.primary];
@@ -434,15 +648,23 @@ fn entry_key<'b>(unique: bool, key: &'b [u8], pk: &[u8], buf: &'b mut Vec<u8>) -
     }
 }
 
-fn insert_obj<T>(
+fn insert_obj<T: Send + Sync + 'static>(
     def: &TableDef<T>,
-    state: &mut TableState<T>,
-    scratch: &mut Scratch,
+    m: TableMut<'_, T>,
     obj: Arc<T>,
-) -> Result<Option<Arc<T>>> {
+    cond: Cond,
+) -> Result<Option<Versioned<T>>> {
+    let TableMut {
+        state,
+        scratch,
+        log,
+        changes,
+        revision,
+    } = m;
     extract(def, &mut scratch.new, &obj);
     let pk = single_key(def, &scratch.new[def.primary])?;
-    let old = state.indexes[def.primary].get(&pk).cloned();
+    let old = state.rows.get(&pk).cloned();
+    check(def, &pk, old.as_ref(), cond)?;
     // Check every unique index before changing anything.
     for (i, ix) in def.indexes.iter().enumerate() {
         if !ix.unique || i == def.primary {
@@ -450,7 +672,7 @@ fn insert_obj<T>(
         }
         for k in scratch.new[i].keys() {
             if let Some(holder) = state.indexes[i].get(k) {
-                if !old.as_ref().is_some_and(|o| Arc::ptr_eq(o, holder)) {
+                if !old.as_ref().is_some_and(|o| Arc::ptr_eq(&o.object, holder)) {
                     return Err(Error::UniqueViolation {
                         table: def.name.clone(),
                         index: ix.name.clone(),
@@ -461,7 +683,7 @@ fn insert_obj<T>(
         }
     }
     if let Some(old) = &old {
-        extract(def, &mut scratch.old, old);
+        extract(def, &mut scratch.old, &old.object);
         for (i, ix) in def.indexes.iter().enumerate() {
             if i == def.primary {
                 continue;
@@ -469,8 +691,13 @@ fn insert_obj<T>(
             for k in scratch.old[i].keys() {
                 let stored = entry_key(ix.unique, k, &pk, &mut scratch.key);
                 state.indexes[i].remove(stored);
+                if let Some(keys) = &mut log.keys {
+                    keys.push(i, stored);
+                }
             }
         }
+        revision_key(&mut scratch.key, old.modified, &pk);
+        state.by_revision.remove(&scratch.key);
     }
     for (i, ix) in def.indexes.iter().enumerate() {
         if i == def.primary {
@@ -482,25 +709,46 @@ fn insert_obj<T>(
             // object could have left a stale entry behind.
             let stored = entry_key(ix.unique, k, &pk, &mut scratch.key);
             state.indexes[i].insert(stored, obj.clone());
+            if let Some(keys) = &mut log.keys {
+                keys.push(i, stored);
+            }
         }
     }
+    record(changes, def, old.as_ref().map(|o| &o.object), Some(&obj));
+    let row = Versioned {
+        object: obj,
+        created: old.as_ref().map_or(revision, |o| o.created),
+        modified: revision,
+    };
+    revision_key(&mut scratch.key, revision, &pk);
+    state.by_revision.insert(&scratch.key, row.clone());
     // `old` was looked up under these very `pk` bytes: the key is new
     // exactly when there was no old object.
     let grows = old.is_none();
-    state.indexes[def.primary].insert_known(&pk, obj, grows);
+    state.rows.insert_known(&pk, row, grows);
+    log.pks.push(def.primary, &pk);
+    if let Some(keys) = &mut log.keys {
+        keys.push(def.primary, &pk);
+    }
     Ok(old)
 }
 
-fn delete_pk<T>(
+fn delete_pk<T: Send + Sync + 'static>(
     def: &TableDef<T>,
-    state: &mut TableState<T>,
-    scratch: &mut Scratch,
+    m: TableMut<'_, T>,
     pk: &[u8],
-) -> Option<Arc<T>> {
-    let old = state.indexes[def.primary].get(pk)?.clone();
+) -> Option<Versioned<T>> {
+    let TableMut {
+        state,
+        scratch,
+        log,
+        changes,
+        ..
+    } = m;
+    let old = state.rows.get(pk)?.clone();
     // User indexers run before anything changes: one that panics leaves the
     // transaction as it was.
-    extract(def, &mut scratch.old, &old);
+    extract(def, &mut scratch.old, &old.object);
     for (i, ix) in def.indexes.iter().enumerate() {
         if i == def.primary {
             continue;
@@ -508,8 +756,17 @@ fn delete_pk<T>(
         for k in scratch.old[i].keys() {
             let stored = entry_key(ix.unique, k, pk, &mut scratch.key);
             state.indexes[i].remove(stored);
+            if let Some(keys) = &mut log.keys {
+                keys.push(i, stored);
+            }
         }
     }
-    state.indexes[def.primary].remove(pk);
+    revision_key(&mut scratch.key, old.modified, pk);
+    state.by_revision.remove(&scratch.key);
+    state.rows.remove(pk);
+    if let Some(keys) = &mut log.keys {
+        keys.push(def.primary, pk);
+    }
+    record(changes, def, Some(&old.object), None);
     Some(old)
 }

@@ -1,0 +1,296 @@
+//! The change feed: every commit's changes, retained in revision order for
+//! a configurable window, and the [`Subscription`]s that read them.
+//!
+//! Commits append one batch each, under the publish lock (so batches are in
+//! revision order, with no gaps); subscribers read the retained log under
+//! its own short lock and never hold up a writer: a subscriber that falls
+//! behind the retained window gets [`Error::Compacted`] instead.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use event_listener::{Event, Listener};
+
+use crate::error::{Error, Result};
+use crate::sync::{Mutex, MutexGuard, PoisonError};
+use crate::txn::Change;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The log is left consistent by every critical section.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How much history the change feed keeps: the newest commits up to both
+/// limits (the newest commit is always kept, whatever its size).
+///
+/// ```
+/// use pandodb::{Options, Retention};
+/// let opts = Options::default().feed_retention(Retention::commits(100).max_bytes(1 << 20));
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    commits: usize,
+    bytes: usize,
+}
+
+impl Default for Retention {
+    /// The last 10,000 commits, up to 64 MiB.
+    fn default() -> Self {
+        Retention {
+            commits: 10_000,
+            bytes: 64 << 20,
+        }
+    }
+}
+
+impl Retention {
+    /// Keep the last `n` commits (0 turns the feed off: nothing is recorded
+    /// and every subscription is answered with [`Error::Compacted`]).
+    pub fn commits(n: usize) -> Retention {
+        Retention {
+            commits: n,
+            bytes: usize::MAX,
+        }
+    }
+
+    /// Keep commits while their estimated size stays within `n` bytes (the
+    /// estimate counts the change records and the objects' `size_of`, not
+    /// their heap contents).
+    pub fn bytes(n: usize) -> Retention {
+        Retention {
+            commits: usize::MAX,
+            bytes: n,
+        }
+    }
+
+    /// Adds a byte limit to a commit-count limit.
+    pub fn max_bytes(self, n: usize) -> Retention {
+        Retention { bytes: n, ..self }
+    }
+
+    /// Whether anything is recorded.
+    pub(crate) fn enabled(&self) -> bool {
+        self.commits > 0 && self.bytes > 0
+    }
+}
+
+/// The changes of one commit, as a subscription delivers them: only the
+/// subscribed tables' changes, in the order the transaction made them.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Batch {
+    /// The commit's revision.
+    pub revision: u64,
+    /// The changes.
+    pub changes: Vec<Change>,
+}
+
+struct Entry {
+    revision: u64,
+    changes: Vec<Change>,
+    bytes: usize,
+}
+
+struct Log {
+    entries: VecDeque<Arc<Entry>>,
+    bytes: usize,
+    /// Every revision up to this one is no longer retained.
+    compacted_upto: u64,
+}
+
+/// The retained log and its wake-up event.
+pub(crate) struct Feed {
+    retention: Retention,
+    log: Mutex<Log>,
+    event: Event,
+}
+
+impl Feed {
+    pub(crate) fn new(retention: Retention, revision: u64) -> Feed {
+        Feed {
+            retention,
+            log: Mutex::new(Log {
+                entries: VecDeque::new(),
+                bytes: 0,
+                compacted_upto: revision,
+            }),
+            event: Event::new(),
+        }
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.retention.enabled()
+    }
+
+    /// Records the changes of the commit of `revision`. Called under the
+    /// publish lock, in revision order.
+    pub(crate) fn append(&self, revision: u64, changes: Vec<Change>, bytes: usize) {
+        {
+            let mut log = lock(&self.log);
+            if !self.retention.enabled() {
+                log.compacted_upto = revision;
+                return;
+            }
+            let bytes = bytes + std::mem::size_of::<Entry>() + 32;
+            log.bytes += bytes;
+            log.entries.push_back(Arc::new(Entry {
+                revision,
+                changes,
+                bytes,
+            }));
+            while log.entries.len() > 1
+                && (log.entries.len() > self.retention.commits || log.bytes > self.retention.bytes)
+            {
+                if let Some(old) = log.entries.pop_front() {
+                    log.bytes -= old.bytes;
+                    log.compacted_upto = old.revision;
+                }
+            }
+        }
+        self.event.notify(usize::MAX);
+    }
+
+    /// The oldest revision still retained (the next one to be committed
+    /// when nothing is).
+    pub(crate) fn oldest(&self) -> u64 {
+        lock(&self.log).compacted_upto + 1
+    }
+}
+
+/// A reader of the change feed: yields every commit that changed one of its
+/// tables, in revision order, one [`Batch`] per commit, from the revision it
+/// was opened at. Made by [`Db::subscribe`](crate::Db::subscribe).
+///
+/// Blocking: iterate it (each item a `Result<Batch>`) or call
+/// [`Subscription::next_timeout`]; async: [`Subscription::next_async`].
+/// A subscriber that falls so far behind that its next revision is no
+/// longer retained gets [`Error::Compacted`] and can resubscribe from
+/// [`Subscription::revision`] after restoring from a snapshot.
+pub struct Subscription {
+    feed: Arc<Feed>,
+    tables: Vec<usize>,
+    next: u64,
+    failed: bool,
+}
+
+impl Subscription {
+    pub(crate) fn new(feed: Arc<Feed>, tables: Vec<usize>, from: u64) -> Result<Subscription> {
+        let oldest = feed.oldest();
+        if from < oldest {
+            return Err(Error::Compacted { oldest });
+        }
+        Ok(Subscription {
+            feed,
+            tables,
+            next: from,
+            failed: false,
+        })
+    }
+
+    /// The next revision this subscription will look at.
+    pub fn revision(&self) -> u64 {
+        self.next
+    }
+
+    /// The next batch if one is retained, without blocking.
+    pub fn try_next(&mut self) -> Result<Option<Batch>> {
+        let log = lock(&self.feed.log);
+        if self.next <= log.compacted_upto {
+            self.failed = true;
+            return Err(Error::Compacted {
+                oldest: log.compacted_upto + 1,
+            });
+        }
+        let Some(front) = log.entries.front() else {
+            return Ok(None);
+        };
+        // Revisions in the log are consecutive.
+        let mut i = usize::try_from(self.next.saturating_sub(front.revision)).unwrap_or(usize::MAX);
+        while let Some(e) = log.entries.get(i) {
+            self.next = e.revision + 1;
+            let changes: Vec<Change> = e
+                .changes
+                .iter()
+                .filter(|c| self.tables.is_empty() || self.tables.contains(&c.table_id()))
+                .cloned()
+                .collect();
+            if !changes.is_empty() {
+                return Ok(Some(Batch {
+                    revision: e.revision,
+                    changes,
+                }));
+            }
+            i += 1;
+        }
+        Ok(None)
+    }
+
+    /// Blocks until a batch arrives or `timeout` passes (`Ok(None)`).
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Batch>> {
+        self.next_deadline(Some(Instant::now() + timeout))
+    }
+
+    fn next_deadline(&mut self, deadline: Option<Instant>) -> Result<Option<Batch>> {
+        loop {
+            if let Some(b) = self.try_next()? {
+                return Ok(Some(b));
+            }
+            let listener = self.feed.event.listen();
+            if let Some(b) = self.try_next()? {
+                return Ok(Some(b));
+            }
+            match deadline {
+                None => listener.wait(),
+                Some(d) => {
+                    if listener.wait_deadline(d).is_none() {
+                        return self.try_next();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits (asynchronously, on any runtime) for the next batch.
+    pub fn next_async(&mut self) -> impl Future<Output = Result<Batch>> + Send + '_ {
+        async move {
+            loop {
+                if let Some(b) = self.try_next()? {
+                    return Ok(b);
+                }
+                let listener = self.feed.event.listen();
+                if let Some(b) = self.try_next()? {
+                    return Ok(b);
+                }
+                listener.await;
+            }
+        }
+    }
+}
+
+impl Iterator for Subscription {
+    type Item = Result<Batch>;
+
+    /// Blocks until the next batch; after an error, the iterator ends.
+    fn next(&mut self) -> Option<Result<Batch>> {
+        if self.failed {
+            return None;
+        }
+        match self.next_deadline(None) {
+            Ok(Some(b)) => Some(Ok(b)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("tables", &self.tables)
+            .field("next", &self.next)
+            .finish()
+    }
+}
