@@ -160,6 +160,38 @@ fn all_of<Q: Query, K: ?Sized>(q: &Q, idx: &Index<Obj, K>, rev: bool) -> Vec<Obj
 /// Every index of both tables equals its recomputation from `model`.
 fn check_view<Q: Query>(q: &Q, hs: &[Handles; 2], model: &Tables, what: &str) {
     for (t, h) in hs.iter().enumerate() {
+        // The by-revision index holds exactly the rows, with the same
+        // revisions, ordered by modified revision.
+        let rows: Vec<(String, u64, u64)> = q
+            .all_versioned(&h.t)
+            .unwrap()
+            .map(|v| (v.object.pk.clone(), v.created, v.modified))
+            .collect();
+        let want: Vec<String> = model[t].keys().cloned().collect();
+        let mut pks: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        pks.sort();
+        assert_eq!(pks, want, "{what}: all_versioned of {}", TABLES[t]);
+        let by_rev: Vec<(String, u64, u64)> = q
+            .modified_since(&h.t, 0)
+            .unwrap()
+            .map(|v| (v.object.pk.clone(), v.created, v.modified))
+            .collect();
+        assert!(
+            by_rev.windows(2).all(|w| w[0].2 <= w[1].2),
+            "{what}: modified_since order of {}",
+            TABLES[t]
+        );
+        let mut sorted = by_rev.clone();
+        sorted.sort();
+        let mut rows_sorted = rows.clone();
+        rows_sorted.sort();
+        assert_eq!(sorted, rows_sorted, "{what}: by-revision index of {}", TABLES[t]);
+        for (pk, created, modified) in &rows {
+            assert!(
+                1 <= *created && created <= modified,
+                "{what}: revisions of {pk}: created {created}, modified {modified}"
+            );
+        }
         assert_eq!(
             q.len(&h.t).unwrap(),
             model[t].len(),
