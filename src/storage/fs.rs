@@ -230,9 +230,18 @@ struct Inode {
 
 #[derive(Clone)]
 enum DirOp {
-    Link { path: PathBuf, ino: u64 },
-    Unlink { path: PathBuf },
-    Rename { from: PathBuf, to: PathBuf, ino: u64 },
+    Link {
+        path: PathBuf,
+        ino: u64,
+    },
+    Unlink {
+        path: PathBuf,
+    },
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+        ino: u64,
+    },
 }
 
 #[derive(Default, Clone)]
@@ -455,7 +464,8 @@ impl SimFs {
                                 *b = rng.next_u64() as u8;
                             }
                             if rng.below(2) == 0 {
-                                let end = start + rng.below((data.len() - start) as u64 + 1) as usize;
+                                let end =
+                                    start + rng.below((data.len() - start) as u64 + 1) as usize;
                                 data.truncate(end);
                             }
                         }

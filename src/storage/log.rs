@@ -278,9 +278,8 @@ pub fn recover(
     dir: &Path,
     mut on_record: impl FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<(LogWriter, Recovered)> {
-    let io = |what: &str, p: &Path, e: &std::io::Error| {
-        Error::io(format!("{what} {}", p.display()), e)
-    };
+    let io =
+        |what: &str, p: &Path, e: &std::io::Error| Error::io(format!("{what} {}", p.display()), e);
     vfs.create_dir_all(dir)
         .map_err(|e| io("creating log directory", dir, &e))?;
     let mut segments: Vec<u64> = vfs
@@ -355,11 +354,11 @@ pub fn recover(
     Ok((writer, found))
 }
 
+/// Records as `(revision, payload)`, in revision order.
+pub type Records = Vec<(u64, Vec<u8>)>;
+
 /// [`recover`] collecting the records into a vector.
-pub fn recover_all(
-    vfs: Arc<dyn Vfs>,
-    dir: &Path,
-) -> Result<(Vec<(u64, Vec<u8>)>, LogWriter, Recovered)> {
+pub fn recover_all(vfs: Arc<dyn Vfs>, dir: &Path) -> Result<(Records, LogWriter, Recovered)> {
     let mut records = Vec::new();
     let (w, found) = recover(vfs, dir, |rev, p| {
         records.push((rev, p.to_vec()));
@@ -423,8 +422,7 @@ impl LogWriter {
         }
         assert!(rev != NO_REV, "log revision {NO_REV} is reserved");
         if self.buf.is_empty() && self.active.is_none() {
-            self.buf
-                .extend_from_slice(&segment_header(self.last_rev));
+            self.buf.extend_from_slice(&segment_header(self.last_rev));
         }
         if self.buf_first_rev.is_none() {
             self.buf_first_rev = Some(rev);

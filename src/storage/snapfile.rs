@@ -249,7 +249,7 @@ impl<R: Read> SnapshotReader<R> {
             failed: None,
         };
         let mut pre = [0u8; 24];
-        s.read_exact(&mut pre, "the file header")?;
+        s.read_exact(&mut pre, 0, "the file header")?;
         if &pre[..8] != SNAPSHOT_MAGIC {
             return Err(s.corrupt(0, "not a snapshot file (bad magic)"));
         }
@@ -299,14 +299,16 @@ impl<R: Read> SnapshotReader<R> {
         }
     }
 
-    fn read_exact(&mut self, buf: &mut [u8], what: &str) -> Result<()> {
+    /// Reads exactly `buf.len()` bytes; a short file is damage to the
+    /// structure that starts at `at`.
+    fn read_exact(&mut self, buf: &mut [u8], at: u64, what: &str) -> Result<()> {
         match self.r.read_exact(buf) {
             Ok(()) => {
                 self.pos += buf.len() as u64;
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                Err(self.corrupt(self.pos, format!("file ends inside {what}")))
+                Err(self.corrupt(at, format!("file ends inside {what}")))
             }
             Err(e) => Err(Error::io(format!("reading {}", self.file), &e)),
         }
@@ -326,12 +328,12 @@ impl<R: Read> SnapshotReader<R> {
     fn next_block(&mut self) -> Result<bool> {
         let at = self.pos;
         let mut head = [0u8; 8];
-        self.read_exact(&mut head, "a block header")?;
+        self.read_exact(&mut head, at, "a block header")?;
         let len = le32(&head) as usize;
         let crc = le32(&head[4..]);
         if len == 0 {
             let mut t = [0u8; 20];
-            self.read_exact(&mut t, "the trailer")?;
+            self.read_exact(&mut t, at, "the trailer")?;
             if crc32c::crc32c(&t) != crc {
                 return Err(self.corrupt(at, "trailer checksum mismatch"));
             }
@@ -361,7 +363,7 @@ impl<R: Read> SnapshotReader<R> {
         }
         self.block.resize(len, 0);
         let mut block = std::mem::take(&mut self.block);
-        let r = self.read_exact(&mut block, "a block");
+        let r = self.read_exact(&mut block, at, "a block");
         self.block = block;
         r?;
         let want = block_crc(self.blocks, &self.block);

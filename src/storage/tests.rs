@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::fs::{CrashMode, SimFs, StdFs, Vfs, XorShift};
-use super::log::{LogWriter, RECORD_HEADER_LEN, recover_all, segment_name};
+use super::log::{LogWriter, RECORD_HEADER_LEN, Records, recover_all, segment_name};
 use super::snapfile::{
     BLOCK_SIZE, SnapshotReader, SnapshotWriter, open_snapshot_file, remove_temp_files,
     write_snapshot_file,
@@ -65,8 +65,6 @@ fn vfs(fs: &SimFs) -> Arc<dyn Vfs> {
     Arc::new(fs.clone())
 }
 
-type Records = Vec<(u64, Vec<u8>)>;
-
 fn recover(fs: &SimFs) -> Result<(Records, LogWriter), Error> {
     recover_all(vfs(fs), &dir()).map(|(r, w, _)| (r, w))
 }
@@ -122,7 +120,10 @@ fn workload(
 /// least every acknowledged revision not below the removal floor.
 fn check_recovered(recs: &Records, model: &Model) {
     for (i, (rev, p)) in recs.iter().enumerate() {
-        assert!(*rev >= 1 && *rev as usize <= model.appended.len(), "rev {rev}");
+        assert!(
+            *rev >= 1 && *rev as usize <= model.appended.len(),
+            "rev {rev}"
+        );
         assert_eq!(&model.appended[*rev as usize - 1].1, p, "payload of {rev}");
         if i > 0 {
             assert_eq!(recs[i - 1].0 + 1, *rev, "gap in recovered revisions");
@@ -134,8 +135,14 @@ fn check_recovered(recs: &Records, model: &Model) {
             (Some(f), Some(l)) => (f.0, l.0),
             _ => panic!("acknowledged revision {acked} lost: nothing recovered"),
         };
-        assert!(last >= acked, "acknowledged {acked}, recovered up to {last}");
-        assert!(first <= need, "revisions from {need} needed, first is {first}");
+        assert!(
+            last >= acked,
+            "acknowledged {acked}, recovered up to {last}"
+        );
+        assert!(
+            first <= need,
+            "revisions from {need} needed, first is {first}"
+        );
     }
 }
 
@@ -257,8 +264,7 @@ fn log_torn_tail_every_cut() {
                 5
             } else if cut < header_end + RECORD_HEADER_LEN + want[3].1.len() {
                 3
-            } else if cut < header_end + 2 * RECORD_HEADER_LEN + want[3].1.len() + want[4].1.len()
-            {
+            } else if cut < header_end + 2 * RECORD_HEADER_LEN + want[3].1.len() + want[4].1.len() {
                 4
             } else {
                 5
@@ -369,42 +375,54 @@ fn crash_and_check(fs: &SimFs, mode: CrashMode, model: &Model, second_crashes: b
     check_writable(fs, &recs, w);
 }
 
+/// Crash (every crash mode) at every operation of four append / sync /
+/// rotate / remove workloads, and again at every operation of the recovery
+/// that follows.
 #[test]
 fn log_crash_at_every_op() {
     let s = seed();
-    let steps = 30;
-    let fs = sim();
-    let base = fs.op_count();
-    workload(&fs, s.0, steps, &mut Model::default(), &mut None).unwrap();
-    let total = fs.op_count() - base;
-    assert!(total > 60, "{total}");
-    for i in 0..=total {
-        for mode in modes(s.0 ^ i) {
-            let fs = sim();
-            fs.fail_at(fs.op_count() + i, true);
-            let mut model = Model::default();
-            let r = workload(&fs, s.0, steps, &mut model, &mut None);
-            assert_eq!(r.is_err(), i < total, "op {i}");
-            crash_and_check(&fs, mode, &model, i % 3 == 0);
+    let steps = 40;
+    for k in 0..4 {
+        let wseed = s.0.wrapping_add(k);
+        let fs = sim();
+        let base = fs.op_count();
+        workload(&fs, wseed, steps, &mut Model::default(), &mut None).unwrap();
+        let total = fs.op_count() - base;
+        assert!(total > 80, "{total}");
+        for i in 0..=total {
+            for mode in modes(wseed ^ i) {
+                let fs = sim();
+                fs.fail_at(fs.op_count() + i, true);
+                let mut model = Model::default();
+                let r = workload(&fs, wseed, steps, &mut model, &mut None);
+                assert_eq!(r.is_err(), i < total, "op {i}");
+                crash_and_check(&fs, mode, &model, true);
+            }
         }
     }
 }
 
+/// Fail every operation of two workloads, once or forever: the failing
+/// call errs, the writer refuses everything after, and reopening (with or
+/// without a power loss) recovers every acknowledged record.
 #[test]
 fn log_fail_every_op_once_and_forever() {
     let s = seed();
-    let steps = 30;
-    let fs = sim();
-    let base = fs.op_count();
-    workload(&fs, s.0, steps, &mut Model::default(), &mut None).unwrap();
-    let total = fs.op_count() - base;
-    for i in 0..total {
-        for forever in [false, true] {
+    let steps = 40;
+    for (wseed, i, forever) in (0..2).flat_map(|k| {
+        let wseed = s.0.wrapping_add(k);
+        let fs = sim();
+        let base = fs.op_count();
+        workload(&fs, wseed, steps, &mut Model::default(), &mut None).unwrap();
+        let total = fs.op_count() - base;
+        (0..total).flat_map(move |i| [(wseed, i, false), (wseed, i, true)])
+    }) {
+        {
             let fs = sim();
             fs.fail_at(fs.op_count() + i, forever);
             let mut model = Model::default();
             let mut writer = None;
-            let r = workload(&fs, s.0, steps, &mut model, &mut writer);
+            let r = workload(&fs, wseed, steps, &mut model, &mut writer);
             assert!(matches!(r, Err(Error::Io { .. })), "op {i}: {r:?}");
             if let Some(mut w) = writer {
                 assert!(w.is_stopped());
@@ -497,7 +515,16 @@ fn read_all(bytes: &[u8]) -> (Option<Vec<u8>>, Vec<Vec<u8>>, Option<Error>) {
 
 #[test]
 fn snapshot_round_trip() {
-    let sizes = [0, 1, 5, BLOCK_SIZE - 4, BLOCK_SIZE, 3 * BLOCK_SIZE + 7, 2, 0];
+    let sizes = [
+        0,
+        1,
+        5,
+        BLOCK_SIZE - 4,
+        BLOCK_SIZE,
+        3 * BLOCK_SIZE + 7,
+        2,
+        0,
+    ];
     let records: Vec<Vec<u8>> = sizes
         .iter()
         .enumerate()
@@ -644,7 +671,10 @@ fn snapshot_file_is_atomic_under_crashes() {
             if ok {
                 assert!(got == new, "a written snapshot is durable");
             } else {
-                assert!(got == old || got == new, "old or new, whole (op {i}, {mode:?})");
+                assert!(
+                    got == old || got == new,
+                    "old or new, whole (op {i}, {mode:?})"
+                );
             }
             remove_temp_files(&fs, d).unwrap();
             assert_eq!(fs.list_dir(d).unwrap(), vec!["snap".to_string()]);
