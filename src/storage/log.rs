@@ -31,10 +31,13 @@
 //! [`NO_REV`]), the first record of a segment has the revision in the
 //! segment's name, and a segment's header names the last revision of the
 //! segment before it, so a segment cut short at a record boundary is
-//! detected. A segment is created
-//! by the first [`LogWriter::sync`] that has records for it, with its header
-//! and those records in one write, then the file is synced and then the
-//! directory, so every segment but the last one is complete and non-empty.
+//! detected (the first segment's is reported as [`Recovered::first_prev`]:
+//! the records up to it were removed and must be in a snapshot). A segment
+//! is created by the first [`LogWriter::sync`] that has records for it,
+//! with its header and those records in one write, then the file is synced
+//! and then the directory, so every segment but the last one is complete
+//! and non-empty. A segment header with a valid checksum and a version
+//! above [`LOG_VERSION`] is [`Error::UnsupportedVersion`].
 //!
 //! # Recovery rules
 //!
@@ -47,8 +50,8 @@
 //! bad segment header, an empty segment that is not the last, a revision
 //! that does not increase, a first revision that differs from the name, or
 //! a previous revision in the header that differs from the end of the
-//! previous segment is
-//! [`Error::Corrupt`] naming the file and byte offset. This assumes that a
+//! previous segment is [`Error::Corrupt`] naming the file and byte offset.
+//! This assumes that a
 //! crash leaves the unsynced end of a file as a prefix of what was written,
 //! possibly followed by garbage; a valid record after damage means the
 //! damage is not a torn write. (A payload that itself contains a valid

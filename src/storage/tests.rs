@@ -681,3 +681,50 @@ fn snapshot_file_is_atomic_under_crashes() {
         }
     }
 }
+
+#[test]
+fn log_reports_versions_cuts_and_removed_prefix() {
+    let fs = sim();
+    let (_, mut w) = recover(&fs).unwrap();
+    for rev in 1..=6u64 {
+        w.append(rev, &payload(rev, 30)).unwrap();
+        if rev % 2 == 0 {
+            w.rotate().unwrap();
+        }
+    }
+    assert_eq!(w.remove_segments_below(3).unwrap(), 1);
+    drop(w);
+    let (recs, _, found) = recover_all(vfs(&fs), &dir()).unwrap();
+    assert_eq!(recs.first().map(|r| r.0), Some(3));
+    assert_eq!(found.first_prev, Some(2), "records up to 2 were removed");
+    assert_eq!(
+        (found.last_rev, found.records, found.cut),
+        (Some(6), 4, None)
+    );
+
+    // A torn tail is reported.
+    let last = dir().join(segment_name(5));
+    let full = fs.contents(&last).unwrap();
+    fs.overwrite(&last, full[..full.len() - 1].to_vec());
+    let (_, _, found) = recover_all(vfs(&fs), &dir()).unwrap();
+    let (file, new_len, old_len) = found.cut.unwrap();
+    assert_eq!(file, last.display().to_string());
+    assert_eq!(old_len, full.len() as u64 - 1);
+    assert!(new_len < old_len);
+    assert_eq!(found.last_rev, Some(5));
+
+    // A newer format version (with a valid header checksum) is refused.
+    let seg = dir().join(segment_name(3));
+    let mut bytes = fs.contents(&seg).unwrap();
+    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let c = crc32c::crc32c(&bytes[..20]);
+    bytes[20..24].copy_from_slice(&c.to_le_bytes());
+    fs.overwrite(&seg, bytes);
+    match recover(&fs) {
+        Err(Error::UnsupportedVersion {
+            found, supported, ..
+        }) => assert_eq!((found, supported), (2, 1)),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("accepted a newer version"),
+    }
+}
