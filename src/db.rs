@@ -148,9 +148,8 @@ impl DbInner {
                 }
                 tables[id] = state;
             }
-            if let Some((changes, bytes)) = changes {
-                self.feed.append(revision, changes, bytes);
-            }
+            let (changes, bytes) = changes.unwrap_or_default();
+            self.feed.append(revision, changes, bytes);
             // Publish the new root: from this swap on, every new reader sees it.
             (
                 self.root.swap(Arc::new(Root {
