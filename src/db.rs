@@ -254,6 +254,8 @@ impl Db {
             options,
             #[cfg(loom)]
             false,
+            #[cfg(loom)]
+            false,
         )
     }
 
@@ -262,16 +264,40 @@ impl Db {
     #[cfg(loom)]
     #[doc(hidden)]
     pub fn new_broken_for_loom(schema: Schema) -> Db {
-        Self::with_publish(schema, Options::default(), true)
+        Self::with_publish(schema, Options::default(), true, false)
     }
 
-    fn with_publish(schema: Schema, options: Options, #[cfg(loom)] broken_publish: bool) -> Db {
-        let tables = schema.tables.iter().map(|t| t.clone().empty_state()).collect();
+    /// The loom model's database with a deliberately broken watch
+    /// registration (it ignores commits since the reader's revision). Only
+    /// exists under `--cfg loom`.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn new_broken_watch_for_loom(schema: Schema) -> Db {
+        Self::with_publish(schema, Options::default(), false, true)
+    }
+
+    fn with_publish(
+        schema: Schema,
+        options: Options,
+        #[cfg(loom)] broken_publish: bool,
+        #[cfg(loom)] broken_watch: bool,
+    ) -> Db {
+        let tables = schema
+            .tables
+            .iter()
+            .map(|t| t.clone().empty_state())
+            .collect();
         let locks = schema.tables.iter().map(|_| TableLock::default()).collect();
         let watches: Arc<[TableWatches]> = schema
             .tables
             .iter()
-            .map(|t| TableWatches::new(t.index_count()))
+            .map(|t| {
+                TableWatches::new(
+                    t.index_count(),
+                    #[cfg(loom)]
+                    broken_watch,
+                )
+            })
             .collect();
         Db {
             inner: Arc::new(DbInner {

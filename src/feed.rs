@@ -7,7 +7,6 @@
 //! behind the retained window gets [`Error::Compacted`] instead.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -254,18 +253,16 @@ impl Subscription {
     }
 
     /// Waits (asynchronously, on any runtime) for the next batch.
-    pub fn next_async(&mut self) -> impl Future<Output = Result<Batch>> + Send + '_ {
-        async move {
-            loop {
-                if let Some(b) = self.try_next()? {
-                    return Ok(b);
-                }
-                let listener = self.feed.event.listen();
-                if let Some(b) = self.try_next()? {
-                    return Ok(b);
-                }
-                listener.await;
+    pub async fn next_async(&mut self) -> Result<Batch> {
+        loop {
+            if let Some(b) = self.try_next()? {
+                return Ok(b);
             }
+            let listener = self.feed.event.listen();
+            if let Some(b) = self.try_next()? {
+                return Ok(b);
+            }
+            listener.await;
         }
     }
 }

@@ -31,12 +31,12 @@ mod txn;
 mod watch;
 
 pub use db::{Db, Options, TableRef};
-pub use feed::{Batch, Retention, Subscription};
-pub use watch::{Watch, WatchSet};
 pub use error::{Error, Result};
+pub use feed::{Batch, Retention, Subscription};
 pub use index::key::{Encode, Uuid, UuidPrefix};
 pub use index::{Indexer, KeySink, StringMap};
 pub use schema::{Index, Schema, SchemaBuilder, Table, TableBuilder, Versioned};
 pub use txn::{
     Change, ChangeKind, Commit, Query, ReadTxn, RefIter, RowIter, VersionedIter, WriteTxn,
 };
+pub use watch::{Watch, WatchSet};

@@ -411,6 +411,9 @@ impl std::fmt::Debug for WatchSet {
     }
 }
 
+/// A range watch: lower and upper bound, and the watch.
+type RangeWatch = (Bound<Vec<u8>>, Bound<Vec<u8>>, Arc<Cell>);
+
 /// The watches of one index.
 #[derive(Default)]
 struct IndexWatches {
@@ -419,7 +422,7 @@ struct IndexWatches {
     /// Distinct prefix lengths in `prefix`, with how many prefixes have
     /// each: a changed key is looked up once per length, not once per byte.
     prefix_lens: BTreeMap<usize, usize>,
-    ranges: Vec<(Bound<Vec<u8>>, Bound<Vec<u8>>, Arc<Cell>)>,
+    ranges: Vec<RangeWatch>,
 }
 
 impl IndexWatches {
@@ -543,11 +546,17 @@ pub(crate) struct TableWatches {
     /// whether to log their keys).
     active: AtomicUsize,
     registry: Mutex<Registry>,
+    /// A deliberately broken variant for the loom model: registration
+    /// skips the check of commits since the reader's revision.
+    #[cfg(loom)]
+    broken: bool,
 }
 
 impl TableWatches {
-    pub(crate) fn new(indexes: usize) -> TableWatches {
+    pub(crate) fn new(indexes: usize, #[cfg(loom)] broken: bool) -> TableWatches {
         TableWatches {
+            #[cfg(loom)]
+            broken,
             active: AtomicUsize::new(0),
             registry: Mutex::new(Registry {
                 indexes: (0..indexes).map(|_| IndexWatches::default()).collect(),
@@ -572,13 +581,13 @@ impl TableWatches {
         let mut reg = lock(&self.registry);
         // Commits after `seen` that already ran their notification: check
         // them now, or fire if their keys are not known any more.
+        #[cfg(loom)]
+        let seen = if self.broken { u64::MAX } else { seen };
         let missed = reg.unknown_upto > seen
             || reg.recent.iter().any(|(rev, keys)| {
                 *rev > seen
                     && (keys.overflowed()
-                        || keys
-                            .iter()
-                            .any(|(ix, k)| ix == index && target.matches(k)))
+                        || keys.iter().any(|(ix, k)| ix == index && target.matches(k)))
             });
         if missed {
             drop(reg);
@@ -647,7 +656,7 @@ impl TableWatches {
             for (k, cells) in ix.exact.iter().chain(ix.prefix.iter()) {
                 bytes += k.len() + 16 + 24 + 8 + cells.capacity() * 8 + cells.len() * cell;
             }
-            bytes += ix.ranges.capacity() * std::mem::size_of::<(Bound<Vec<u8>>, Bound<Vec<u8>>, Arc<Cell>)>();
+            bytes += ix.ranges.capacity() * std::mem::size_of::<RangeWatch>();
             for (lo, hi, _) in &ix.ranges {
                 for b in [lo, hi] {
                     if let Bound::Included(v) | Bound::Excluded(v) = b {
@@ -657,7 +666,11 @@ impl TableWatches {
                 bytes += cell;
             }
         }
-        bytes += reg.recent.iter().map(|(_, k)| k.heap_bytes()).sum::<usize>();
+        bytes += reg
+            .recent
+            .iter()
+            .map(|(_, k)| k.heap_bytes())
+            .sum::<usize>();
         (reg.count, bytes)
     }
 }

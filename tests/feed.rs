@@ -62,8 +62,18 @@ fn batches_carry_inserts_updates_and_deletes() {
     let b1 = sub.try_next().unwrap().unwrap();
     assert_eq!(b1.revision, 1);
     // Only the subscribed table's changes.
-    let kinds: Vec<_> = b1.changes.iter().map(|c| (c.table().to_string(), c.kind())).collect();
-    assert_eq!(kinds, [("a".into(), ChangeKind::Insert), ("a".into(), ChangeKind::Insert)]);
+    let kinds: Vec<_> = b1
+        .changes
+        .iter()
+        .map(|c| (c.table().to_string(), c.kind()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("a".into(), ChangeKind::Insert),
+            ("a".into(), ChangeKind::Insert)
+        ]
+    );
     let b2 = sub.try_next().unwrap().unwrap();
     assert_eq!(b2.revision, 2);
     let c = &b2.changes;
@@ -76,13 +86,12 @@ fn batches_carry_inserts_updates_and_deletes() {
     assert!(sub.try_next().unwrap().is_none());
     assert_eq!(sub.revision(), 4);
     // All tables: three batches.
-    let all: Vec<u64> = s
-        .db
-        .subscribe(&[], 1)
-        .unwrap()
-        .take(3)
-        .map(|b| b.unwrap().revision)
-        .collect();
+    let all: Vec<u64> =
+        s.db.subscribe(&[], 1)
+            .unwrap()
+            .take(3)
+            .map(|b| b.unwrap().revision)
+            .collect();
     assert_eq!(all, [1, 2, 3]);
     // From a later revision.
     let mut late = s.db.subscribe(&[], 3).unwrap();
@@ -99,7 +108,10 @@ fn history_beyond_retention_is_compacted_and_writers_never_wait() {
         w.insert(&s.a, Item { id: i, v: 0 }).unwrap();
         w.commit().unwrap();
     }
-    assert_eq!(slow.try_next().unwrap_err(), Error::Compacted { oldest: 991 });
+    assert_eq!(
+        slow.try_next().unwrap_err(),
+        Error::Compacted { oldest: 991 }
+    );
     assert!(slow.next().is_none(), "the iterator ends after an error");
     let mut slow = s.db.subscribe(&[&s.a], 991).unwrap();
     drop(s.db.write(&[&s.a])); // nothing written
@@ -108,7 +120,10 @@ fn history_beyond_retention_is_compacted_and_writers_never_wait() {
         w.insert(&s.a, Item { id: i, v: 1 }).unwrap();
         w.commit().unwrap();
     }
-    assert!(matches!(slow.next(), Some(Err(Error::Compacted { oldest: 1011 }))));
+    assert!(matches!(
+        slow.next(),
+        Some(Err(Error::Compacted { oldest: 1011 }))
+    ));
     assert!(slow.next().is_none());
     assert_eq!(
         s.db.subscribe(&[&s.a], 1010).unwrap_err(),
@@ -141,7 +156,10 @@ fn history_beyond_retention_is_compacted_and_writers_never_wait() {
 
 /// What each commit did, as the writer saw it: revision → per table
 /// (id, new value or deleted).
-type Log = BTreeMap<u64, Vec<(String, u32, Option<u64>)>>;
+type Log = BTreeMap<u64, Vec<Did>>;
+
+/// One change: table, id, new value (`None`: deleted).
+type Did = (String, u32, Option<u64>);
 
 #[test]
 fn validators_under_a_fast_writer() {
@@ -185,48 +203,54 @@ fn validators_under_a_fast_writer() {
     };
     // Subscriber on `a`, reading while the writer runs; it drops its
     // subscription half-way and resumes from where it stopped.
-    let mut got: Vec<(u64, Vec<(String, u32, Option<u64>)>)> = Vec::new();
+    let mut got: Vec<(u64, Vec<Did>)> = Vec::new();
     let mut sub = s.db.subscribe(&[&s.a], 1).unwrap();
     let mut resumed = false;
     loop {
-        match sub.next_timeout(Duration::from_millis(200)).unwrap() {
-            Some(batch) => {
-                let changes = batch
-                    .changes
-                    .iter()
-                    .map(|c| {
-                        let obj = c.after::<Item>().or(c.before::<Item>()).unwrap();
-                        (
-                            c.table().to_string(),
-                            obj.id,
-                            c.after::<Item>().map(|a| a.v),
-                        )
-                    })
-                    .collect();
-                got.push((batch.revision, changes));
-                if !resumed && got.len() == 1000 {
-                    let from = sub.revision();
-                    drop(sub);
-                    sub = s.db.subscribe(&[&s.a], from).unwrap();
-                    resumed = true;
-                }
-            }
-            None if writer.is_finished() => {
-                if sub.try_next().unwrap().is_none() {
-                    break;
-                }
-            }
-            None => {}
+        let batch = match sub.next_timeout(Duration::from_millis(200)).unwrap() {
+            Some(b) => b,
+            None if writer.is_finished() => match sub.try_next().unwrap() {
+                Some(b) => b,
+                None => break,
+            },
+            None => continue,
+        };
+        let changes = batch
+            .changes
+            .iter()
+            .map(|c| {
+                let obj = c.after::<Item>().or(c.before::<Item>()).unwrap();
+                (
+                    c.table().to_string(),
+                    obj.id,
+                    c.after::<Item>().map(|a| a.v),
+                )
+            })
+            .collect();
+        got.push((batch.revision, changes));
+        if !resumed && got.len() == 1000 {
+            let from = sub.revision();
+            drop(sub);
+            sub = s.db.subscribe(&[&s.a], from).unwrap();
+            resumed = true;
         }
     }
     let log = writer.join().unwrap();
     // Ordered and unique.
-    assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "out of order or duplicated");
+    assert!(
+        got.windows(2).all(|w| w[0].0 < w[1].0),
+        "out of order or duplicated"
+    );
     // Atomic and gap-free: exactly the commits that changed `a`, each with
     // exactly its changes to `a`, in order.
-    let want: Vec<(u64, Vec<(String, u32, Option<u64>)>)> = log
+    let want: Vec<(u64, Vec<Did>)> = log
         .into_iter()
-        .map(|(rev, did)| (rev, did.into_iter().filter(|d| d.0 == "a").collect::<Vec<_>>()))
+        .map(|(rev, did)| {
+            (
+                rev,
+                did.into_iter().filter(|d| d.0 == "a").collect::<Vec<_>>(),
+            )
+        })
         .filter(|(_, d)| !d.is_empty())
         .collect();
     assert_eq!(got.len(), want.len(), "batches missing or extra");

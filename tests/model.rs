@@ -185,7 +185,11 @@ fn check_view<Q: Query>(q: &Q, hs: &[Handles; 2], model: &Tables, what: &str) {
         sorted.sort();
         let mut rows_sorted = rows.clone();
         rows_sorted.sort();
-        assert_eq!(sorted, rows_sorted, "{what}: by-revision index of {}", TABLES[t]);
+        assert_eq!(
+            sorted, rows_sorted,
+            "{what}: by-revision index of {}",
+            TABLES[t]
+        );
         for (pk, created, modified) in &rows {
             assert!(
                 1 <= *created && created <= modified,

@@ -87,7 +87,11 @@ fn objects_carry_create_and_modified_revisions() {
     assert_eq!(since(0), [("bob".to_string(), 2)]);
     // Re-created: a new create revision.
     put(&s, user("ann", 5));
-    let ann = s.db.read().get_versioned(&s.by_name, "ann").unwrap().unwrap();
+    let ann =
+        s.db.read()
+            .get_versioned(&s.by_name, "ann")
+            .unwrap()
+            .unwrap();
     assert_eq!((ann.created, ann.modified), (5, 5));
 }
 
@@ -149,7 +153,10 @@ fn conditional_writes() {
             current,
             ..
         }) => {
-            assert_eq!((table.as_str(), expected, current), ("user", None, Some(rev)));
+            assert_eq!(
+                (table.as_str(), expected, current),
+                ("user", None, Some(rev))
+            );
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
@@ -171,7 +178,11 @@ fn conditional_writes() {
     let old = w.update_if(&s.users, user("bob", 4), rev).unwrap();
     assert_eq!(old.n, 1);
     // delete_if: wrong revision refused, right one deletes.
-    let now = w.get_versioned(&s.by_name, "bob").unwrap().unwrap().modified;
+    let now = w
+        .get_versioned(&s.by_name, "bob")
+        .unwrap()
+        .unwrap()
+        .modified;
     assert!(matches!(
         w.delete_if(&s.users, &user("bob", 0), rev),
         Err(Error::Conflict { .. })
@@ -196,7 +207,11 @@ fn a_stale_read_modify_write_cannot_resurrect_a_deleted_user() {
     let a = {
         let s = s.clone();
         thread::spawn(move || {
-            let seen = s.db.read().get_versioned(&s.by_name, "bob").unwrap().unwrap();
+            let seen =
+                s.db.read()
+                    .get_versioned(&s.by_name, "bob")
+                    .unwrap()
+                    .unwrap();
             read_tx.send(()).unwrap();
             deleted_rx.recv().unwrap();
             let mut promoted = (*seen.object).clone();
@@ -240,12 +255,11 @@ fn cas_counter_under_contention_counts_every_success() {
                 barrier.wait();
                 let (mut ok, mut conflicts) = (0u64, 0u64);
                 while ok < per_thread {
-                    let seen = s
-                        .db
-                        .read()
-                        .get_versioned(&s.by_name, "counter")
-                        .unwrap()
-                        .unwrap();
+                    let seen =
+                        s.db.read()
+                            .get_versioned(&s.by_name, "counter")
+                            .unwrap()
+                            .unwrap();
                     let next = user("counter", seen.object.n + 1);
                     let mut w = s.db.write(&[&s.users]);
                     match w.update_if(&s.users, next, seen.modified) {
@@ -268,12 +282,11 @@ fn cas_counter_under_contention_counts_every_success() {
         successes += ok;
         conflicts += c;
     }
-    let v = s
-        .db
-        .read()
-        .get_versioned(&s.by_name, "counter")
-        .unwrap()
-        .unwrap();
+    let v =
+        s.db.read()
+            .get_versioned(&s.by_name, "counter")
+            .unwrap()
+            .unwrap();
     assert_eq!(v.object.n, successes);
     assert_eq!(successes, threads as u64 * per_thread);
     // Every successful increment was one commit.

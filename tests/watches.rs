@@ -114,7 +114,10 @@ fn exact_watches_are_precise() {
         [false, true, false]
     );
     // A unique secondary key: fires when its holder goes.
-    assert_eq!(fired_after(&[&w_db, &w_port], || del(&s, "db")), [true, true]);
+    assert_eq!(
+        fired_after(&[&w_db, &w_port], || del(&s, "db")),
+        [true, true]
+    );
     // A change to another table fires nothing here.
     let (_, w) = s.db.read().get_watch(&s.by_name, "api").unwrap();
     let mut tx = s.db.write(&[&s.other]);
@@ -152,12 +155,16 @@ fn non_unique_and_prefix_watches_are_precise() {
     );
     // A zone that sorts next to "ap" but is not "ap": no fire. The zone
     // "ap" itself: fire.
-    assert!(!fired_after(&[&w_ap], || {
-        put(&s, svc("q", 3, "apac"));
-    })[0]);
-    assert!(fired_after(&[&w_ap], || {
-        put(&s, svc("r", 4, "ap"));
-    })[0]);
+    assert!(
+        !fired_after(&[&w_ap], || {
+            put(&s, svc("q", 3, "apac"));
+        })[0]
+    );
+    assert!(
+        fired_after(&[&w_ap], || {
+            put(&s, svc("r", 4, "ap"));
+        })[0]
+    );
 }
 
 #[test]
@@ -184,9 +191,11 @@ fn range_all_and_table_watches() {
         }),
         [false, true]
     );
-    assert!(fired_after(&[&w_lb], || {
-        put(&s, svc("high", 9000, "eu"));
-    })[0]);
+    assert!(
+        fired_after(&[&w_lb], || {
+            put(&s, svc("high", 9000, "eu"));
+        })[0]
+    );
 }
 
 #[test]
@@ -225,7 +234,10 @@ fn a_woken_reader_sees_the_commit_that_fired_the_watch() {
             let s = s.clone();
             thread::spawn(move || put(&s, svc("api", 1000 + i, "eu")))
         };
-        assert!(w.wait_timeout(Duration::from_secs(30)), "watch {i} never fired");
+        assert!(
+            w.wait_timeout(Duration::from_secs(30)),
+            "watch {i} never fired"
+        );
         let seen = s.db.read().get(&s.by_name, "api").unwrap().unwrap().port;
         assert_eq!(seen, 1000 + i, "woken before the commit was visible");
         writer.join().unwrap();

@@ -263,12 +263,15 @@ pub(crate) fn index_tree<'s, S: sealed::Source + ?Sized, T: Send + Sync + 'stati
         .ok_or_else(|| Error::UnknownTable(idx.table_name.to_string()))
 }
 
+/// Encoded lower and upper bounds.
+pub(crate) type EncodedRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+
 /// The encoded bounds of a range query, or `None` when it is empty.
 pub(crate) fn encode_range<T, K: Encode + ?Sized>(
     idx: &Index<T, K>,
     lo: Bound<&K>,
     hi: Bound<&K>,
-) -> Option<(Bound<Vec<u8>>, Bound<Vec<u8>>)> {
+) -> Option<EncodedRange> {
     // Complete encodings are self-delimiting: the entries equal to `k` are
     // exactly those starting with enc(k), and they all sort below
     // successor(enc(k)).
@@ -320,13 +323,16 @@ pub trait Query: sealed::Source {
         idx: &Index<T, K>,
         key: &K,
     ) -> Result<Option<Arc<T>>> {
-        Ok(on_tree!(index_tree(self, idx)?, |t| idx.with_key(key, |enc| {
-            if idx.unique {
-                t.get(enc).map(|v| v.obj().clone())
-            } else {
-                t.first_prefix(enc).map(|(_, v)| v.obj().clone())
+        Ok(on_tree!(index_tree(self, idx)?, |t| idx.with_key(
+            key,
+            |enc| {
+                if idx.unique {
+                    t.get(enc).map(|v| v.obj().clone())
+                } else {
+                    t.first_prefix(enc).map(|(_, v)| v.obj().clone())
+                }
             }
-        })))
+        )))
     }
 
     /// Like [`Query::get`], but borrowed from the transaction (no reference
@@ -336,13 +342,16 @@ pub trait Query: sealed::Source {
         idx: &Index<T, K>,
         key: &K,
     ) -> Result<Option<&'s T>> {
-        Ok(on_tree!(index_tree(self, idx)?, |t| idx.with_key(key, |enc| {
-            if idx.unique {
-                t.get(enc).map(|v| &**v.obj())
-            } else {
-                t.first_prefix(enc).map(|(_, v)| &**v.obj())
+        Ok(on_tree!(index_tree(self, idx)?, |t| idx.with_key(
+            key,
+            |enc| {
+                if idx.unique {
+                    t.get(enc).map(|v| &**v.obj())
+                } else {
+                    t.first_prefix(enc).map(|(_, v)| &**v.obj())
+                }
             }
-        })))
+        )))
     }
 
     /// Like [`Query::iter`], borrowed from the transaction.
@@ -390,9 +399,10 @@ pub trait Query: sealed::Source {
         idx: &Index<T, K>,
         key: &K,
     ) -> Result<Option<Arc<T>>> {
-        Ok(on_tree!(index_tree(self, idx)?, |t| idx.with_key(key, |enc| t
-            .last_prefix(enc)
-            .map(|(_, v)| v.obj().clone()))))
+        Ok(on_tree!(index_tree(self, idx)?, |t| idx
+            .with_key(key, |enc| t
+                .last_prefix(enc)
+                .map(|(_, v)| v.obj().clone()))))
     }
 
     /// Every object whose key in `idx` equals `key`.
@@ -408,7 +418,9 @@ pub trait Query: sealed::Source {
 
     /// Every object, in the order of `idx`.
     fn all<T: Send + Sync + 'static, K: ?Sized>(&self, idx: &Index<T, K>) -> Result<RowIter<T>> {
-        Ok(on_tree!(index_tree(self, idx)?, |t| Stored::rows(t.owned_iter())))
+        Ok(on_tree!(index_tree(self, idx)?, |t| Stored::rows(
+            t.owned_iter()
+        )))
     }
 
     /// Every object whose key starts with `prefix` (strings and byte strings
@@ -516,8 +528,11 @@ pub trait Query: sealed::Source {
         idx: &Index<T, K>,
         prefix: &K,
     ) -> Result<usize> {
-        Ok(on_tree!(index_tree(self, idx)?, |t| idx
-            .with_encoded(prefix, true, |p| t.count_prefix(p))))
+        Ok(on_tree!(index_tree(self, idx)?, |t| idx.with_encoded(
+            prefix,
+            true,
+            |p| t.count_prefix(p)
+        )))
     }
 
     /// Number of entries in an index (objects, for the primary index; one
@@ -591,7 +606,10 @@ pub trait Query: sealed::Source {
     }
 
     /// Every object of `table` with its revisions, in primary-key order.
-    fn all_versioned<T: Send + Sync + 'static>(&self, table: &Table<T>) -> Result<VersionedIter<T>> {
+    fn all_versioned<T: Send + Sync + 'static>(
+        &self,
+        table: &Table<T>,
+    ) -> Result<VersionedIter<T>> {
         let st = state_of::<Self, T>(self, table.schema, table.id(), table.name())?;
         Ok(VersionedIter {
             inner: st.rows.owned_iter().values(),

@@ -223,7 +223,9 @@ impl WriteTxn {
         let feed = db.feed.enabled();
         WriteTxn {
             states: (0..base.tables.len()).map(|_| None).collect(),
-            logs: (0..base.tables.len()).map(|_| TableLog::default()).collect(),
+            logs: (0..base.tables.len())
+                .map(|_| TableLog::default())
+                .collect(),
             db,
             base,
             locked,
@@ -263,7 +265,11 @@ impl WriteTxn {
         }
         let slot = &mut self.states[id];
         if slot.is_none() {
-            *slot = Some(self.db.schema.tables[id].clone().thaw(&self.base.tables[id]));
+            *slot = Some(
+                self.db.schema.tables[id]
+                    .clone()
+                    .thaw(&self.base.tables[id]),
+            );
             if self.db.watches[id].watched() {
                 self.logs[id].keys = Some(KeyLog::default());
             }
@@ -290,7 +296,9 @@ impl WriteTxn {
         table: &Table<T>,
         obj: impl Into<Arc<T>>,
     ) -> Result<Option<Arc<T>>> {
-        Ok(self.write_obj(table, obj.into(), Cond::Any)?.map(|v| v.object))
+        Ok(self
+            .write_obj(table, obj.into(), Cond::Any)?
+            .map(|v| v.object))
     }
 
     /// Inserts `obj` only if no object has its primary key; otherwise fails
@@ -582,7 +590,12 @@ fn record<T: Send + Sync + 'static>(
 }
 
 /// Fails with [`Error::Conflict`] unless `current` satisfies `cond`.
-fn check<T>(def: &TableDef<T>, pk: &[u8], current: Option<&Versioned<T>>, cond: Cond) -> Result<()> {
+fn check<T>(
+    def: &TableDef<T>,
+    pk: &[u8],
+    current: Option<&Versioned<T>>,
+    cond: Cond,
+) -> Result<()> {
     let ok = match cond {
         Cond::Any => true,
         Cond::Absent => current.is_none(),
@@ -612,7 +625,11 @@ fn extract<T>(def: &TableDef<T>, sinks: &mut Vec<KeySink>, obj: &T) {
     }
 }
 
-pub(crate) fn primary_key<T>(def: &TableDef<T>, sinks: &mut Vec<KeySink>, obj: &T) -> Result<Vec<u8>> {
+pub(crate) fn primary_key<T>(
+    def: &TableDef<T>,
+    sinks: &mut Vec<KeySink>,
+    obj: &T,
+) -> Result<Vec<u8>> {
     sinks.resize_with(def.indexes.len(), KeySink::default);
     let ix = &def.indexes[def.primary];
     let sink = &mut sinks[def.primary];
