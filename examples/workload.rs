@@ -16,6 +16,11 @@
 //! 60: before each timed section wait until other processes use < 0.1 CPU
 //! cores; 0 = don't wait), `--duration SECS` for the concurrent workloads
 //! (default 3).
+//!
+//! pandodb-only workloads (issue 4): `watch` (prints `watch_register`,
+//! `watch_notify`, `watch_notify_watchset`), `watch_idle_commit` (commit
+//! cost with 100,000 idle watches against none) and `feed_throughput`
+//! (change-feed events/s to one subscriber).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -23,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use pandodb::{Db, Index, Indexer, Query, Schema, Table};
+use pandodb::{Db, Index, Indexer, Options, Query, Retention, Schema, Table, WatchSet};
 
 #[global_allocator]
 static ALLOC: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
@@ -675,6 +680,272 @@ fn concurrent<E: Engine>(
     )
 }
 
+/// `watch_register`, `watch_notify`, `watch_notify_watchset` as the go-memdb
+/// harness runs them: 10,000 watches (get + watch + add to a set) on random
+/// existing ids, then one update of a watched object; latency from the start
+/// of commit until the blocked waiter runs, median of 20 trials each.
+fn watch_workloads(cfg: &Cfg) {
+    let n = cfg.n;
+    let db: Pando = fresh(n);
+    let nw = 10_000.min(n as usize);
+    let trials = 20;
+    let mut rng = Rng(0x5eed_0005);
+    let mut ids: Vec<u64> = Vec::with_capacity(nw);
+    let mut seen = std::collections::HashSet::new();
+    while ids.len() < nw {
+        let i = rng.below(n);
+        if seen.insert(i) {
+            ids.push(i);
+        }
+    }
+    let keys: Vec<String> = ids.iter().map(|&i| person(i).id).collect();
+    let mut reg_ns = 0.0;
+    let mut get_ns = 0.0;
+    let mut reg_count = 0usize;
+    let (mut wake, mut wake_set, mut commit, mut commit_set) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    cfg.wait_quiet();
+    for t in 0..2 * trials {
+        let use_set = t >= trials;
+        let r = db.db.read();
+        let mut set = WatchSet::new();
+        let mut watches = Vec::with_capacity(nw);
+        let start = Instant::now();
+        for k in &keys {
+            let (obj, w) = r.get_watch(&db.by_id, k.as_str()).expect("watch");
+            assert!(obj.is_some(), "watch: get miss");
+            set.add(w.clone());
+            watches.push(w);
+        }
+        reg_ns += start.elapsed().as_nanos() as f64;
+        reg_count += nw;
+        // The same lookups without watches, for the registration's share.
+        let start = Instant::now();
+        for k in &keys {
+            let obj = r.get(&db.by_id, k.as_str()).expect("get");
+            assert!(obj.is_some(), "get miss");
+        }
+        get_ns += start.elapsed().as_nanos() as f64;
+        drop(r);
+        let j = rng.below(nw as u64) as usize;
+        let mut upd = person(ids[j]);
+        upd.age = (upd.age + 1 + t as i64) % 100;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let w = watches[j].clone();
+        let waiter = std::thread::spawn(move || {
+            ready_tx.send(()).expect("ready");
+            if use_set {
+                let fired = set.wait_timeout(Duration::from_secs(10));
+                assert_eq!(fired, Some(j), "watch set woke for the wrong watch");
+            } else {
+                assert!(w.wait_timeout(Duration::from_secs(10)), "watch timed out");
+            }
+            tx.send(Instant::now()).expect("woke");
+        });
+        ready_rx.recv().expect("ready");
+        std::thread::sleep(Duration::from_millis(20));
+        let mut txn = db.db.write(&[&db.people]);
+        txn.insert(&db.people, upd).expect("insert");
+        let c0 = Instant::now();
+        txn.commit().expect("commit");
+        let c1 = Instant::now();
+        let woke = rx.recv().expect("woke");
+        waiter.join().expect("waiter");
+        let (c, l) = if use_set {
+            (&mut commit_set, &mut wake_set)
+        } else {
+            (&mut commit, &mut wake)
+        };
+        c.push((c1 - c0).as_nanos() as f64);
+        l.push((woke - c0).as_nanos() as f64);
+        for (jj, w) in watches.iter().enumerate() {
+            assert!(jj == j || !w.is_fired(), "an unrelated watch fired");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (registered, bytes) = db.db.watch_stats();
+    emit(
+        "pandodb",
+        "watch_register",
+        n,
+        Some(reg_ns / reg_count as f64),
+        &[
+            ("op", "\"get_watch + WatchSet::add\"".into()),
+            ("watches", nw.to_string()),
+            ("ops", reg_count.to_string()),
+            ("get_only_ns_per_op", f2(get_ns / reg_count as f64)),
+            ("registered_now", registered.to_string()),
+            (
+                "registry_bytes_per_watch",
+                f2(bytes as f64 / registered.max(1) as f64),
+            ),
+        ],
+    );
+    for (name, l, c) in [
+        ("watch_notify", &mut wake, &mut commit),
+        ("watch_notify_watchset", &mut wake_set, &mut commit_set),
+    ] {
+        let (min, med, max) = stats(l);
+        emit(
+            "pandodb",
+            name,
+            n,
+            Some(med),
+            &[
+                ("watches", nw.to_string()),
+                ("trials", trials.to_string()),
+                ("wake_ns_min", f2(min)),
+                ("wake_ns_median", f2(med)),
+                ("wake_ns_max", f2(max)),
+                ("commit_ns_median", f2(stats(c).1)),
+            ],
+        );
+    }
+}
+
+/// (min, median, max) of a sample.
+fn stats(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let med = if v.len() % 2 == 0 {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    } else {
+        v[v.len() / 2]
+    };
+    (v[0], med, v[v.len() - 1])
+}
+
+/// Cost of a commit touching no watched key, with 100,000 idle watches
+/// registered on the table against none: two databases of N objects, one
+/// with the watches, single-object insert transactions alternating between
+/// them in rounds (A B A B ...), medians of the rounds compared.
+fn watch_idle_overhead(cfg: &Cfg) {
+    let n = cfg.n;
+    let plain: Pando = fresh(n);
+    let watched: Pando = fresh(n);
+    let nw = 100_000.min(n as usize);
+    let mut set = WatchSet::new();
+    {
+        let r = watched.db.read();
+        let mut rng = Rng(0x5eed_0006);
+        for _ in 0..nw {
+            let id = person(rng.below(n)).id;
+            set.add(r.get_watch(&watched.by_id, id.as_str()).expect("watch").1);
+        }
+    }
+    let (registered, bytes) = watched.db.watch_stats();
+    let rounds = 10;
+    let per_round = 10_000u64;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    cfg.wait_quiet();
+    for round in 0..rounds {
+        for (db, out) in [(&plain, &mut a), (&watched, &mut b)] {
+            let base = n + round * per_round;
+            let objs = people(base, base + per_round);
+            let t = Instant::now();
+            for p in objs {
+                db.insert_one(p);
+            }
+            out.push(t.elapsed().as_nanos() as f64 / per_round as f64);
+        }
+    }
+    assert_eq!(set.fired(), None, "an idle watch fired");
+    let (_, none, _) = stats(&mut a);
+    let (_, with, _) = stats(&mut b);
+    emit(
+        "pandodb",
+        "watch_idle_commit",
+        n,
+        Some(with),
+        &[
+            ("ns_per_commit_no_watches", f2(none)),
+            ("ns_per_commit_100k_idle_watches", f2(with)),
+            ("overhead_ratio", format!("{:.3}", with / none)),
+            ("watches_registered", registered.to_string()),
+            (
+                "registry_bytes_per_watch",
+                f2(bytes as f64 / registered.max(1) as f64),
+            ),
+            (
+                "op",
+                "\"single-object insert txn + commit, medians of 10 alternating rounds\"".into(),
+            ),
+        ],
+    );
+}
+
+/// Change-feed throughput: one subscriber thread drains the feed while a
+/// writer commits 200,000 single-object insert transactions as fast as it
+/// can; events delivered per second, and the writer's rate beside a run
+/// without a subscriber.
+fn feed_throughput(cfg: &Cfg) {
+    let n = cfg.n;
+    let commits = 200_000u64;
+    let mut rates = Vec::new();
+    for subscribe in [false, true] {
+        let e = {
+            let mut schema = Schema::builder();
+            let mut t = schema.table::<Person>("person");
+            let by_id = t.primary("id", Indexer::string(|p: &Person| p.id.as_str()));
+            t.unique("email", Indexer::string(|p: &Person| p.email.as_str()));
+            let by_age = t.index("age", Indexer::value(|p: &Person| p.age));
+            let people = schema.add(t).expect("valid table");
+            let opts = Options::default().feed_retention(Retention::commits(1 << 20).max_bytes(1 << 30));
+            Pando {
+                db: Db::with_options(schema.build().expect("valid schema"), opts),
+                people,
+                by_id,
+                by_age,
+            }
+        };
+        let objs = people(n, n + commits);
+        cfg.wait_quiet();
+        let sub = subscribe.then(|| {
+            let mut s = e.db.subscribe(&[&e.people], 1).expect("subscribe");
+            std::thread::spawn(move || {
+                let mut events = 0u64;
+                let mut last = 0;
+                while events < commits {
+                    let b = s
+                        .next_timeout(Duration::from_secs(10))
+                        .expect("no gap")
+                        .expect("a batch within 10 s");
+                    assert_eq!(b.revision, last + 1, "gap or duplicate");
+                    last = b.revision;
+                    events += b.changes.len() as u64;
+                }
+                (events, Instant::now())
+            })
+        });
+        let t = Instant::now();
+        for p in objs {
+            e.insert_one(p);
+        }
+        let writer_secs = t.elapsed().as_secs_f64();
+        let delivered = sub.map(|h| {
+            let (events, end) = h.join().expect("subscriber");
+            events as f64 / (end - t).as_secs_f64()
+        });
+        rates.push((commits as f64 / writer_secs, delivered));
+    }
+    let events = rates[1].1.unwrap_or(0.0);
+    emit(
+        "pandodb",
+        "feed_throughput",
+        n,
+        Some(1e9 / events),
+        &[
+            ("events_per_s", f2(events)),
+            ("writer_commits_per_s_with_subscriber", f2(rates[1].0)),
+            ("writer_commits_per_s_without", f2(rates[0].0)),
+            (
+                "op",
+                "\"1 writer, single-object insert txns; 1 subscriber thread\"".into(),
+            ),
+        ],
+    );
+}
+
 fn main() {
     let mut cfg = Cfg {
         n: 1_000_000,
@@ -699,6 +970,15 @@ fn main() {
     }
     if engine == "pandodb" || engine == "both" {
         run::<Pando>(&cfg);
+        if cfg.enabled("watch") {
+            watch_workloads(&cfg);
+        }
+        if cfg.enabled("watch_idle_commit") {
+            watch_idle_overhead(&cfg);
+        }
+        if cfg.enabled("feed_throughput") {
+            feed_throughput(&cfg);
+        }
         if cfg.enabled("parallel_writers") {
             let (disjoint, same) = parallel_writers(&cfg);
             emit(
