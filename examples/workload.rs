@@ -890,7 +890,8 @@ fn feed_throughput(cfg: &Cfg) {
             t.unique("email", Indexer::string(|p: &Person| p.email.as_str()));
             let by_age = t.index("age", Indexer::value(|p: &Person| p.age));
             let people = schema.add(t).expect("valid table");
-            let opts = Options::default().feed_retention(Retention::commits(1 << 20).max_bytes(1 << 30));
+            let opts =
+                Options::default().feed_retention(Retention::commits(1 << 20).max_bytes(1 << 30));
             Pando {
                 db: Db::with_options(schema.build().expect("valid schema"), opts),
                 people,

@@ -82,11 +82,23 @@ impl<T> Clone for Versioned<T> {
 }
 
 /// The key of an object in the by-revision tree: its modified revision
-/// (8 bytes, big-endian) followed by its primary key.
+/// (big-endian, one nibble per byte: 16 bytes) followed by its primary key.
+///
+/// Nibbles keep the fan-out of the nodes where consecutive revisions
+/// branch at 16: every commit copies the rightmost path of this tree, and
+/// with whole bytes that path would hold a 256-child node.
 pub(crate) fn revision_key(buf: &mut Vec<u8>, revision: u64, pk: &[u8]) {
     buf.clear();
-    buf.extend_from_slice(&revision.to_be_bytes());
+    revision_prefix(buf, revision);
     buf.extend_from_slice(pk);
+}
+
+/// The first 16 bytes of [`revision_key`].
+pub(crate) fn revision_prefix(buf: &mut Vec<u8>, revision: u64) {
+    for b in revision.to_be_bytes() {
+        buf.push(b >> 4);
+        buf.push(b & 0x0f);
+    }
 }
 
 /// The state of one table in one version. `rows` maps the primary key to

@@ -111,8 +111,10 @@ struct Cell {
 #[derive(Default)]
 struct CellState {
     fired: bool,
-    /// Watch sets waiting on this watch, with the watch's index in each.
-    waiters: Vec<(Arc<Waiter>, usize)>,
+    /// Watch sets waiting on this watch, with the watch's index in each
+    /// (the first inline: most watches have one waiter).
+    first: Option<(Arc<Waiter>, usize)>,
+    more: Vec<(Arc<Waiter>, usize)>,
 }
 
 /// The signal of one [`WatchSet`]: the index of the first watch that fired.
@@ -187,15 +189,15 @@ impl Cell {
     }
 
     fn fire(&self) {
-        let waiters = {
+        let (first, more) = {
             let mut st = lock(&self.state);
             if st.fired {
                 return;
             }
             st.fired = true;
-            std::mem::take(&mut st.waiters)
+            (st.first.take(), std::mem::take(&mut st.more))
         };
-        for (w, id) in waiters {
+        for (w, id) in first.into_iter().chain(more) {
             w.signal(id);
         }
     }
@@ -205,9 +207,15 @@ impl Cell {
     }
 
     fn detach(&self, waiter: &Arc<Waiter>) {
-        lock(&self.state)
-            .waiters
-            .retain(|(w, _)| !Arc::ptr_eq(w, waiter));
+        let mut st = lock(&self.state);
+        if st
+            .first
+            .as_ref()
+            .is_some_and(|(w, _)| Arc::ptr_eq(w, waiter))
+        {
+            st.first = st.more.pop();
+        }
+        st.more.retain(|(w, _)| !Arc::ptr_eq(w, waiter));
     }
 
     /// Adds a waiter, or signals it at once if the watch already fired.
@@ -216,8 +224,10 @@ impl Cell {
         if st.fired {
             drop(st);
             waiter.signal(id);
+        } else if st.first.is_none() {
+            st.first = Some((waiter.clone(), id));
         } else {
-            st.waiters.push((waiter.clone(), id));
+            st.more.push((waiter.clone(), id));
         }
     }
 }
@@ -263,11 +273,6 @@ pub struct Watch {
 }
 
 impl Watch {
-    fn new() -> (Watch, Arc<Cell>) {
-        let cell = Cell::new();
-        (Watch { cell: cell.clone() }, cell)
-    }
-
     /// Whether the watch has fired.
     pub fn is_fired(&self) -> bool {
         self.cell.is_fired()
@@ -297,9 +302,26 @@ impl Watch {
     pub fn fired(&self) -> impl Future<Output = ()> + Send + 'static {
         let w = Waiter::new();
         self.cell.attach(&w, 0);
+        // Detaches the waiter if the future is dropped before it completes.
+        let guard = Attached {
+            cell: self.cell.clone(),
+            waiter: w,
+        };
         async move {
-            w.wait_async().await;
+            guard.waiter.wait_async().await;
         }
+    }
+}
+
+/// A waiter attached to a cell, detached when dropped.
+struct Attached {
+    cell: Arc<Cell>,
+    waiter: Arc<Waiter>,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.cell.detach(&self.waiter);
     }
 }
 
@@ -402,6 +424,18 @@ impl WatchSet {
     }
 }
 
+impl Drop for WatchSet {
+    fn drop(&mut self) {
+        // Watches shared with other holders outlive the set: leave no
+        // waiter behind in them.
+        for c in &self.cells {
+            if Arc::strong_count(c) > 1 {
+                c.detach(&self.waiter);
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for WatchSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WatchSet")
@@ -414,11 +448,13 @@ impl std::fmt::Debug for WatchSet {
 /// A range watch: lower and upper bound, and the watch.
 type RangeWatch = (Bound<Vec<u8>>, Bound<Vec<u8>>, Arc<Cell>);
 
-/// The watches of one index.
+/// The watches of one index. Watches on the same key or prefix share one
+/// cell: they fire together, and registering a key already watched
+/// allocates nothing.
 #[derive(Default)]
 struct IndexWatches {
-    exact: HashMap<Box<[u8]>, Vec<Arc<Cell>>>,
-    prefix: HashMap<Box<[u8]>, Vec<Arc<Cell>>>,
+    exact: HashMap<Box<[u8]>, Arc<Cell>>,
+    prefix: HashMap<Box<[u8]>, Arc<Cell>>,
     /// Distinct prefix lengths in `prefix`, with how many prefixes have
     /// each: a changed key is looked up once per length, not once per byte.
     prefix_lens: BTreeMap<usize, usize>,
@@ -426,34 +462,46 @@ struct IndexWatches {
 }
 
 impl IndexWatches {
-    fn add(&mut self, target: Target, cell: Arc<Cell>) {
-        match target {
-            Target::Exact(k) => self.exact.entry(k.into()).or_default().push(cell),
+    /// The cell for `target`: an existing one, or a new one (then `true`).
+    fn add(&mut self, target: Target) -> (Arc<Cell>, bool) {
+        let (map, key) = match target {
+            Target::Exact(k) => (&mut self.exact, k),
             Target::Prefix(p) => {
-                let len = p.len();
-                let cells = self.prefix.entry(p.into()).or_default();
-                if cells.is_empty() {
-                    *self.prefix_lens.entry(len).or_default() += 1;
+                if !self.prefix.contains_key(p.as_slice()) {
+                    *self.prefix_lens.entry(p.len()).or_default() += 1;
                 }
-                cells.push(cell);
+                (&mut self.prefix, p)
             }
-            Target::Range(lo, hi) => self.ranges.push((lo, hi, cell)),
+            Target::Range(lo, hi) => {
+                let cell = Cell::new();
+                self.ranges.push((lo, hi, cell.clone()));
+                return (cell, true);
+            }
+        };
+        if let Some(c) = map.get(key.as_slice()) {
+            return (c.clone(), false);
         }
+        let cell = Cell::new();
+        map.insert(key.into(), cell.clone());
+        (cell, true)
     }
 
-    /// Fires and removes every watch covering `key`; returns how many.
+    /// Fires and removes every watch covering `key`; returns how many
+    /// registry entries that removed.
     fn fire(&mut self, key: &[u8]) -> usize {
         let mut n = 0;
         if !self.exact.is_empty() {
-            if let Some(cells) = self.exact.remove(key) {
-                n += fire_all(cells);
+            if let Some(cell) = self.exact.remove(key) {
+                cell.fire();
+                n += 1;
             }
         }
         if !self.prefix.is_empty() {
             let mut emptied = Vec::new();
             for (&len, _) in self.prefix_lens.range(..=key.len()) {
-                if let Some(cells) = self.prefix.remove(&key[..len]) {
-                    n += fire_all(cells);
+                if let Some(cell) = self.prefix.remove(&key[..len]) {
+                    cell.fire();
+                    n += 1;
                     emptied.push(len);
                 }
             }
@@ -482,8 +530,9 @@ impl IndexWatches {
 
     fn fire_everything(&mut self) -> usize {
         let mut n = 0;
-        for (_, cells) in self.exact.drain().chain(self.prefix.drain()) {
-            n += fire_all(cells);
+        for (_, cell) in self.exact.drain().chain(self.prefix.drain()) {
+            cell.fire();
+            n += 1;
         }
         self.prefix_lens.clear();
         for (_, _, cell) in self.ranges.drain(..) {
@@ -494,32 +543,18 @@ impl IndexWatches {
     }
 
     /// Drops watches nobody holds any more (their handles were dropped
-    /// before they fired); returns how many remain.
+    /// before they fired); returns how many entries remain.
     fn sweep(&mut self) -> usize {
         let live = |c: &Arc<Cell>| Arc::strong_count(c) > 1;
-        let mut n = 0;
-        for map in [&mut self.exact, &mut self.prefix] {
-            map.retain(|_, cells| {
-                cells.retain(live);
-                n += cells.len();
-                !cells.is_empty()
-            });
-        }
+        self.exact.retain(|_, c| live(c));
+        self.prefix.retain(|_, c| live(c));
         self.prefix_lens.clear();
         for k in self.prefix.keys() {
             *self.prefix_lens.entry(k.len()).or_default() += 1;
         }
         self.ranges.retain(|(_, _, c)| live(c));
-        n + self.ranges.len()
+        self.exact.len() + self.prefix.len() + self.ranges.len()
     }
-}
-
-fn fire_all(cells: Vec<Arc<Cell>>) -> usize {
-    let n = cells.len();
-    for c in cells {
-        c.fire();
-    }
-    n
 }
 
 /// How many recent commits' keys a table keeps to check watches registered
@@ -577,7 +612,6 @@ impl TableWatches {
     /// A watch on `target` of index `index`, for a reader that saw revision
     /// `seen`.
     pub(crate) fn register(&self, index: usize, target: Target, seen: u64) -> Watch {
-        let (watch, cell) = Watch::new();
         let mut reg = lock(&self.registry);
         // Commits after `seen` that already ran their notification: check
         // them now, or fire if their keys are not known any more.
@@ -589,17 +623,16 @@ impl TableWatches {
                     && (keys.overflowed()
                         || keys.iter().any(|(ix, k)| ix == index && target.matches(k)))
             });
-        if missed {
+        let Some(ix) = reg.indexes.get_mut(index).filter(|_| !missed) else {
             drop(reg);
+            let cell = Cell::new();
             cell.fire();
-            return watch;
-        }
-        let Some(ix) = reg.indexes.get_mut(index) else {
-            drop(reg);
-            cell.fire();
-            return watch;
+            return Watch { cell };
         };
-        ix.add(target, cell);
+        let (cell, new) = ix.add(target);
+        if !new {
+            return Watch { cell };
+        }
         reg.count += 1;
         if reg.count >= reg.sweep_at {
             let remaining: usize = reg.indexes.iter_mut().map(IndexWatches::sweep).sum();
@@ -607,7 +640,7 @@ impl TableWatches {
             reg.sweep_at = (remaining * 2).max(1024);
         }
         self.active.store(reg.count, Ordering::Release);
-        watch
+        Watch { cell }
     }
 
     /// Runs after a commit of revision `revision` changing this table was
@@ -651,10 +684,13 @@ impl TableWatches {
     pub(crate) fn stats(&self) -> (usize, usize) {
         let reg = lock(&self.registry);
         let cell = std::mem::size_of::<Cell>() + 16;
+        // A hash map entry: the boxed key (16), the cell pointer (8) and a
+        // control byte, at the map's load factor (7/8).
+        let entry = (16 + 8 + 1) * 8 / 7;
         let mut bytes = 0;
         for ix in &reg.indexes {
-            for (k, cells) in ix.exact.iter().chain(ix.prefix.iter()) {
-                bytes += k.len() + 16 + 24 + 8 + cells.capacity() * 8 + cells.len() * cell;
+            for k in ix.exact.keys().chain(ix.prefix.keys()) {
+                bytes += entry + k.len() + cell;
             }
             bytes += ix.ranges.capacity() * std::mem::size_of::<RangeWatch>();
             for (lo, hi, _) in &ix.ranges {

@@ -595,9 +595,12 @@ pub trait Query: sealed::Source {
     ) -> Result<VersionedIter<T>> {
         let st = state_of::<Self, T>(self, table.schema, table.id(), table.name())?;
         let inner = match revision.checked_add(1) {
-            Some(from) => st
-                .by_revision
-                .owned_range((Bound::Included(&from.to_be_bytes()[..]), Bound::Unbounded)),
+            Some(from) => {
+                let mut lo = Vec::with_capacity(16);
+                crate::schema::revision_prefix(&mut lo, from);
+                st.by_revision
+                    .owned_range((Bound::Included(lo.as_slice()), Bound::Unbounded))
+            }
             None => st.by_revision.owned_range(&b""[..]..&b""[..]),
         };
         Ok(VersionedIter {
