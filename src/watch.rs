@@ -445,16 +445,79 @@ impl std::fmt::Debug for WatchSet {
     }
 }
 
-/// A range watch: lower and upper bound, and the watch.
-type RangeWatch = (Bound<Vec<u8>>, Bound<Vec<u8>>, Arc<Cell>);
+/// A range watch: the revision its reader saw, lower and upper bound, and
+/// the watch.
+type RangeWatch = (u64, Bound<Vec<u8>>, Bound<Vec<u8>>, Arc<Cell>);
 
-/// The watches of one index. Watches on the same key or prefix share one
-/// cell: they fire together, and registering a key already watched
-/// allocates nothing.
+/// The watches registered on one key or prefix, each with the revision its
+/// reader saw: a commit fires only those that saw an older revision (a
+/// reader that already sees a commit is not woken by it). Readers of the
+/// same revision share one cell, so registering a key already watched at
+/// that revision allocates nothing.
+struct Watched {
+    seen: u64,
+    cell: Arc<Cell>,
+    more: Vec<(u64, Arc<Cell>)>,
+}
+
+impl Watched {
+    /// The cell for readers of `seen`, and whether it is new.
+    fn cell_for(&mut self, seen: u64) -> (Arc<Cell>, bool) {
+        if self.seen == seen {
+            return (self.cell.clone(), false);
+        }
+        if let Some((_, c)) = self.more.iter().find(|(s, _)| *s == seen) {
+            return (c.clone(), false);
+        }
+        let cell = Cell::new();
+        self.more.push((seen, cell.clone()));
+        (cell, true)
+    }
+
+    /// Fires the watches older than `revision`; returns how many fired and
+    /// what remains (watches of readers that already see `revision`).
+    fn fire(self, revision: u64) -> (usize, Option<Watched>) {
+        let mut n = 0;
+        let mut left: Vec<(u64, Arc<Cell>)> = Vec::new();
+        for (seen, cell) in std::iter::once((self.seen, self.cell)).chain(self.more) {
+            if seen < revision {
+                cell.fire();
+                n += 1;
+            } else {
+                left.push((seen, cell));
+            }
+        }
+        (n, Watched::from_list(left))
+    }
+
+    fn from_list(mut list: Vec<(u64, Arc<Cell>)>) -> Option<Watched> {
+        let (seen, cell) = list.pop()?;
+        Some(Watched {
+            seen,
+            cell,
+            more: list,
+        })
+    }
+
+    fn len(&self) -> usize {
+        1 + self.more.len()
+    }
+
+    /// Drops the cells nobody holds; `None` when none is left.
+    fn sweep(self) -> Option<Watched> {
+        let live: Vec<(u64, Arc<Cell>)> = std::iter::once((self.seen, self.cell))
+            .chain(self.more)
+            .filter(|(_, c)| Arc::strong_count(c) > 1)
+            .collect();
+        Watched::from_list(live)
+    }
+}
+
+/// The watches of one index.
 #[derive(Default)]
 struct IndexWatches {
-    exact: HashMap<Box<[u8]>, Arc<Cell>>,
-    prefix: HashMap<Box<[u8]>, Arc<Cell>>,
+    exact: HashMap<Box<[u8]>, Watched>,
+    prefix: HashMap<Box<[u8]>, Watched>,
     /// Distinct prefix lengths in `prefix`, with how many prefixes have
     /// each: a changed key is looked up once per length, not once per byte.
     prefix_lens: BTreeMap<usize, usize>,
@@ -462,8 +525,9 @@ struct IndexWatches {
 }
 
 impl IndexWatches {
-    /// The cell for `target`: an existing one, or a new one (then `true`).
-    fn add(&mut self, target: Target) -> (Arc<Cell>, bool) {
+    /// The cell for `target` seen at `seen`: an existing one, or a new one
+    /// (then `true`).
+    fn add(&mut self, target: Target, seen: u64) -> (Arc<Cell>, bool) {
         let (map, key) = match target {
             Target::Exact(k) => (&mut self.exact, k),
             Target::Prefix(p) => {
@@ -474,35 +538,50 @@ impl IndexWatches {
             }
             Target::Range(lo, hi) => {
                 let cell = Cell::new();
-                self.ranges.push((lo, hi, cell.clone()));
+                self.ranges.push((seen, lo, hi, cell.clone()));
                 return (cell, true);
             }
         };
-        if let Some(c) = map.get(key.as_slice()) {
-            return (c.clone(), false);
+        if let Some(w) = map.get_mut(key.as_slice()) {
+            return w.cell_for(seen);
         }
         let cell = Cell::new();
-        map.insert(key.into(), cell.clone());
+        map.insert(
+            key.into(),
+            Watched {
+                seen,
+                cell: cell.clone(),
+                more: Vec::new(),
+            },
+        );
         (cell, true)
     }
 
-    /// Fires and removes every watch covering `key`; returns how many
-    /// registry entries that removed.
-    fn fire(&mut self, key: &[u8]) -> usize {
+    /// Fires the watches covering `key` that saw a revision older than
+    /// `revision`; returns how many.
+    fn fire(&mut self, key: &[u8], revision: u64) -> usize {
         let mut n = 0;
         if !self.exact.is_empty() {
-            if let Some(cell) = self.exact.remove(key) {
-                cell.fire();
-                n += 1;
+            if let Some((k, w)) = self.exact.remove_entry(key) {
+                let (fired, left) = w.fire(revision);
+                n += fired;
+                if let Some(left) = left {
+                    self.exact.insert(k, left);
+                }
             }
         }
         if !self.prefix.is_empty() {
             let mut emptied = Vec::new();
             for (&len, _) in self.prefix_lens.range(..=key.len()) {
-                if let Some(cell) = self.prefix.remove(&key[..len]) {
-                    cell.fire();
-                    n += 1;
-                    emptied.push(len);
+                if let Some((k, w)) = self.prefix.remove_entry(&key[..len]) {
+                    let (fired, left) = w.fire(revision);
+                    n += fired;
+                    match left {
+                        Some(left) => {
+                            self.prefix.insert(k, left);
+                        }
+                        None => emptied.push(len),
+                    }
                 }
             }
             for len in emptied {
@@ -515,8 +594,8 @@ impl IndexWatches {
             }
         }
         if !self.ranges.is_empty() {
-            self.ranges.retain(|(lo, hi, cell)| {
-                if in_range(lo, hi, key) {
+            self.ranges.retain(|(seen, lo, hi, cell)| {
+                if *seen < revision && in_range(lo, hi, key) {
                     cell.fire();
                     n += 1;
                     false
@@ -528,32 +607,54 @@ impl IndexWatches {
         n
     }
 
-    fn fire_everything(&mut self) -> usize {
+    /// Fires every watch that saw a revision older than `revision`.
+    fn fire_everything(&mut self, revision: u64) -> usize {
         let mut n = 0;
-        for (_, cell) in self.exact.drain().chain(self.prefix.drain()) {
-            cell.fire();
-            n += 1;
+        for map in [&mut self.exact, &mut self.prefix] {
+            let old = std::mem::take(map);
+            for (k, w) in old {
+                let (fired, left) = w.fire(revision);
+                n += fired;
+                if let Some(left) = left {
+                    map.insert(k, left);
+                }
+            }
         }
-        self.prefix_lens.clear();
-        for (_, _, cell) in self.ranges.drain(..) {
-            cell.fire();
-            n += 1;
-        }
-        n
-    }
-
-    /// Drops watches nobody holds any more (their handles were dropped
-    /// before they fired); returns how many entries remain.
-    fn sweep(&mut self) -> usize {
-        let live = |c: &Arc<Cell>| Arc::strong_count(c) > 1;
-        self.exact.retain(|_, c| live(c));
-        self.prefix.retain(|_, c| live(c));
         self.prefix_lens.clear();
         for k in self.prefix.keys() {
             *self.prefix_lens.entry(k.len()).or_default() += 1;
         }
-        self.ranges.retain(|(_, _, c)| live(c));
-        self.exact.len() + self.prefix.len() + self.ranges.len()
+        self.ranges.retain(|(seen, _, _, cell)| {
+            if *seen < revision {
+                cell.fire();
+                n += 1;
+                false
+            } else {
+                true
+            }
+        });
+        n
+    }
+
+    /// Drops watches nobody holds any more (their handles were dropped
+    /// before they fired); returns how many remain.
+    fn sweep(&mut self) -> usize {
+        let mut n = 0;
+        for map in [&mut self.exact, &mut self.prefix] {
+            let old = std::mem::take(map);
+            for (k, w) in old {
+                if let Some(w) = w.sweep() {
+                    n += w.len();
+                    map.insert(k, w);
+                }
+            }
+        }
+        self.prefix_lens.clear();
+        for k in self.prefix.keys() {
+            *self.prefix_lens.entry(k.len()).or_default() += 1;
+        }
+        self.ranges.retain(|(_, _, _, c)| Arc::strong_count(c) > 1);
+        n + self.ranges.len()
     }
 }
 
@@ -629,7 +730,7 @@ impl TableWatches {
             cell.fire();
             return Watch { cell };
         };
-        let (cell, new) = ix.add(target);
+        let (cell, new) = ix.add(target, seen);
         if !new {
             return Watch { cell };
         }
@@ -655,7 +756,7 @@ impl TableWatches {
                 if reg.count > 0 {
                     for (ix, key) in keys.iter() {
                         if let Some(w) = reg.indexes.get_mut(ix) {
-                            n += w.fire(key);
+                            n += w.fire(key, revision);
                         }
                     }
                 }
@@ -671,7 +772,7 @@ impl TableWatches {
                 reg.unknown_upto = reg.unknown_upto.max(revision);
                 reg.indexes
                     .iter_mut()
-                    .map(IndexWatches::fire_everything)
+                    .map(|w| w.fire_everything(revision))
                     .sum()
             }
         };
@@ -684,16 +785,16 @@ impl TableWatches {
     pub(crate) fn stats(&self) -> (usize, usize) {
         let reg = lock(&self.registry);
         let cell = std::mem::size_of::<Cell>() + 16;
-        // A hash map entry: the boxed key (16), the cell pointer (8) and a
+        // A hash map entry: the boxed key (16), the `Watched` (48) and a
         // control byte, at the map's load factor (7/8).
-        let entry = (16 + 8 + 1) * 8 / 7;
+        let entry = (16 + 48 + 1) * 8 / 7;
         let mut bytes = 0;
         for ix in &reg.indexes {
-            for k in ix.exact.keys().chain(ix.prefix.keys()) {
-                bytes += entry + k.len() + cell;
+            for (k, w) in ix.exact.iter().chain(ix.prefix.iter()) {
+                bytes += entry + k.len() + w.len() * cell + w.more.capacity() * 16;
             }
             bytes += ix.ranges.capacity() * std::mem::size_of::<RangeWatch>();
-            for (lo, hi, _) in &ix.ranges {
+            for (_, lo, hi, _) in &ix.ranges {
                 for b in [lo, hi] {
                     if let Bound::Included(v) | Bound::Excluded(v) = b {
                         bytes += v.capacity();

@@ -7,7 +7,13 @@
 //!   (the two tables of one commit become visible together),
 //! - revisions never go backwards, and a read never shows a revision newer
 //!   than the database's,
-//! - a snapshot kept for a while still reads back exactly what it did.
+//! - a snapshot kept for a while still reads back exactly what it did;
+//!
+//! a watcher (G9) waits on a watch of the ledger taken from a fresh read and
+//! checks that it always fires while writers run, and that the read after
+//! the wake-up shows a newer revision; a change-feed subscriber checks that
+//! every transfer arrives once, in revision order, as one batch of exactly
+//! its three changes, with no gap.
 //!
 //! Runs for `STRESS_SECS` seconds (default 10), then asserts zero
 //! violations, progress on every thread, and that the final revision equals
@@ -20,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pandodb::{Db, Index, Indexer, Query, ReadTxn, Schema, Table};
+use pandodb::{ChangeKind, Db, Index, Indexer, Options, Query, ReadTxn, Retention, Schema, Table};
 
 #[derive(Debug, Clone, PartialEq)]
 struct Account {
@@ -61,7 +67,10 @@ fn bank() -> Bank {
     let _by_from = l.index("from", Indexer::value(|e: &Entry| e.from));
     let accounts = s.add(a).unwrap();
     let ledger = s.add(l).unwrap();
-    let db = Db::new(s.build().unwrap());
+    let db = Db::with_options(
+        s.build().unwrap(),
+        Options::default().feed_retention(Retention::commits(4_000_000).max_bytes(4 << 30)),
+    );
     let mut w = db.write(&[&accounts]);
     for id in 0..ACCOUNTS {
         w.insert(
@@ -247,6 +256,78 @@ fn transfers_keep_the_sum_and_readers_see_consistent_versions() {
         }));
     }
 
+    let watcher = {
+        let (b, stop, report) = (b.clone(), stop.clone(), report.clone());
+        thread::spawn(move || {
+            let mut wakes = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let r = b.db.read();
+                let (_, w) = r.all_watch(&b.by_seq).unwrap();
+                if !w.wait_timeout(Duration::from_secs(5)) {
+                    if !stop.load(Ordering::Relaxed) {
+                        report(format!("watch taken at {} never fired", r.revision()));
+                    }
+                    break;
+                }
+                let after = b.db.read().revision();
+                if after <= r.revision() {
+                    report(format!(
+                        "woken at revision {after}, watch taken at {}",
+                        r.revision()
+                    ));
+                }
+                wakes += 1;
+            }
+            wakes
+        })
+    };
+    let subscriber = {
+        let (b, stop, report) = (b.clone(), stop.clone(), report.clone());
+        let mut sub = b.db.subscribe(&[&b.accounts, &b.ledger], 2).unwrap();
+        thread::spawn(move || {
+            let mut batches = 0u64;
+            let mut last = 1u64;
+            loop {
+                let batch = match sub.next_timeout(Duration::from_millis(100)) {
+                    Ok(Some(batch)) => batch,
+                    Ok(None) if stop.load(Ordering::Relaxed) => break,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        report(format!("feed: {e}"));
+                        break;
+                    }
+                };
+                if batch.revision != last + 1 {
+                    report(format!("feed: revision {} after {last}", batch.revision));
+                }
+                last = batch.revision;
+                let kinds: Vec<(String, ChangeKind)> = batch
+                    .changes
+                    .iter()
+                    .map(|c| (c.table().to_string(), c.kind()))
+                    .collect();
+                let want = [
+                    ("accounts".to_string(), ChangeKind::Update),
+                    ("accounts".to_string(), ChangeKind::Update),
+                    ("ledger".to_string(), ChangeKind::Insert),
+                ];
+                if kinds != want {
+                    report(format!("feed: batch {} is {kinds:?}", batch.revision));
+                }
+                batches += 1;
+            }
+            // Drain what is left after the writers stopped.
+            while let Ok(Some(batch)) = sub.try_next() {
+                if batch.revision != last + 1 {
+                    report(format!("feed: revision {} after {last}", batch.revision));
+                }
+                last = batch.revision;
+                batches += 1;
+            }
+            batches
+        })
+    };
+
     while Instant::now() < deadline {
         thread::sleep(Duration::from_millis(20));
     }
@@ -263,6 +344,15 @@ fn transfers_keep_the_sum_and_readers_see_consistent_versions() {
         eprintln!("reader {i}: {reads} read transactions audited");
         assert!(reads > 0, "reader {i} made no progress");
     }
+    let wakes = watcher.join().unwrap();
+    eprintln!("watcher: {wakes} wake-ups");
+    assert!(wakes > 0, "the watcher was never woken");
+    let batches = subscriber.join().unwrap();
+    eprintln!("subscriber: {batches} batches");
+    assert_eq!(
+        batches, commits,
+        "the feed delivered one batch per transfer"
+    );
     let v = violations.load(Ordering::Relaxed);
     assert_eq!(
         v,
