@@ -22,7 +22,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// How much history the change feed keeps: the newest commits up to both
-/// limits (the newest commit is always kept, whatever its size).
+/// limits. A commit whose changes alone exceed the byte limit is not kept
+/// (a subscriber behind it gets [`Error::Compacted`]).
 ///
 /// ```
 /// use pandodb::{Options, Retention};
@@ -36,7 +37,7 @@ pub struct Retention {
 }
 
 impl Default for Retention {
-    /// The last 10,000 commits, up to 64 MiB.
+    /// The last 10,000 commits, up to an estimated 64 MiB.
     fn default() -> Self {
         Retention {
             commits: 10_000,
@@ -140,8 +141,11 @@ impl Feed {
                 changes,
                 bytes,
             }));
-            while log.entries.len() > 1
-                && (log.entries.len() > self.retention.commits || log.bytes > self.retention.bytes)
+            // Over the commit limit, drop the oldest (the newest stays);
+            // over the byte limit, drop even the newest: a single commit
+            // larger than the whole budget is not kept.
+            while (log.entries.len() > 1 && log.entries.len() > self.retention.commits)
+                || (!log.entries.is_empty() && log.bytes > self.retention.bytes)
             {
                 if let Some(old) = log.entries.pop_front() {
                     log.bytes -= old.bytes;

@@ -102,7 +102,8 @@ pub(crate) fn revision_prefix(buf: &mut Vec<u8>, revision: u64) {
 }
 
 /// The state of one table in one version. `rows` maps the primary key to
-/// the object and its revisions; `by_revision` holds the same rows under
+/// the object and its revisions; `by_revision` holds the keys of the same
+/// rows (no values: a lookup in `rows` gives the row) under
 /// [`revision_key`]; `indexes` holds one tree per secondary index (the slot
 /// of the primary index stays empty). Unique keys map to the object;
 /// non-unique keys are the encoded value followed by the encoded primary key.
@@ -110,7 +111,7 @@ pub(crate) struct TableState<T> {
     pub(crate) def: Arc<TableDef<T>>,
     pub(crate) primary: usize,
     pub(crate) rows: Tree<Versioned<T>>,
-    pub(crate) by_revision: Tree<Versioned<T>>,
+    pub(crate) by_revision: Tree<()>,
     pub(crate) indexes: Box<[Tree<Arc<T>>]>,
 }
 
@@ -147,7 +148,7 @@ impl<T> TableState<T> {
                 row.created = to;
             }
             revision_key(&mut key, to, pk);
-            self.by_revision.insert(&key, row.clone());
+            self.by_revision.insert(&key, ());
             self.rows.insert_known(pk, row, false);
         }
     }

@@ -134,15 +134,32 @@ fn history_beyond_retention_is_compacted_and_writers_never_wait() {
         .map(|b| b.revision)
         .collect();
     assert_eq!(revs, (1011..=1020).collect::<Vec<_>>());
-    // A byte limit keeps at least the newest commit.
+    // A byte limit: a commit larger than the whole budget is not kept; small
+    // ones are, newest first.
     let s = setup(Retention::bytes(1));
     for i in 0..5 {
         let mut w = s.db.write(&[&s.a]);
         w.insert(&s.a, Item { id: i, v: 0 }).unwrap();
         w.commit().unwrap();
     }
-    let mut sub = s.db.subscribe(&[], 5).unwrap();
-    assert_eq!(sub.try_next().unwrap().unwrap().revision, 5);
+    assert_eq!(
+        s.db.subscribe(&[], 5).unwrap_err(),
+        Error::Compacted { oldest: 6 }
+    );
+    let s = setup(Retention::bytes(4096));
+    for i in 0..100 {
+        let mut w = s.db.write(&[&s.a]);
+        w.insert(&s.a, Item { id: i, v: 0 }).unwrap();
+        w.commit().unwrap();
+    }
+    let oldest = match s.db.subscribe(&[], 1) {
+        Err(Error::Compacted { oldest }) => oldest,
+        other => panic!("expected compaction, got {other:?}"),
+    };
+    assert!(oldest > 1 && oldest < 100, "{oldest}");
+    let mut sub = s.db.subscribe(&[], oldest).unwrap();
+    let n = std::iter::from_fn(|| sub.try_next().unwrap()).count() as u64;
+    assert_eq!(n, 101 - oldest);
     // Feed off.
     let s = setup(Retention::commits(0));
     let mut w = s.db.write(&[&s.a]);

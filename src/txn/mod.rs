@@ -156,24 +156,53 @@ impl<T> FusedIterator for RefIter<'_, T> {}
 /// Objects with their revisions, in the order of the table's primary key
 /// or of modification; owns its version. Double-ended and of exact size.
 pub struct VersionedIter<T> {
-    inner: tree::Values<Versioned<T>>,
+    inner: Versions<T>,
+}
+
+enum Versions<T> {
+    /// Rows in primary-key order.
+    Rows(tree::Values<Versioned<T>>),
+    /// Keys of the by-revision tree, looked up in the rows.
+    ByRevision(tree::IntoIter<()>, Tree<Versioned<T>>),
+}
+
+impl<T> Versions<T> {
+    fn row(rows: &Tree<Versioned<T>>, key: &[u8]) -> Option<Versioned<T>> {
+        // A by-revision key is 16 nibbles of revision, then the primary key.
+        rows.get(key.get(16..)?).cloned()
+    }
 }
 
 impl<T> Iterator for VersionedIter<T> {
     type Item = Versioned<T>;
     #[inline]
     fn next(&mut self) -> Option<Versioned<T>> {
-        self.inner.next()
+        match &mut self.inner {
+            Versions::Rows(i) => i.next(),
+            Versions::ByRevision(i, rows) => {
+                let (k, ()) = i.next()?;
+                Versions::row(rows, &k)
+            }
+        }
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.inner.size_hint()
+        match &self.inner {
+            Versions::Rows(i) => i.size_hint(),
+            Versions::ByRevision(i, _) => i.size_hint(),
+        }
     }
 }
 
 impl<T> DoubleEndedIterator for VersionedIter<T> {
     #[inline]
     fn next_back(&mut self) -> Option<Versioned<T>> {
-        self.inner.next_back()
+        match &mut self.inner {
+            Versions::Rows(i) => i.next_back(),
+            Versions::ByRevision(i, rows) => {
+                let (k, ()) = i.next_back()?;
+                Versions::row(rows, &k)
+            }
+        }
     }
 }
 
@@ -604,7 +633,7 @@ pub trait Query: sealed::Source {
             None => st.by_revision.owned_range(&b""[..]..&b""[..]),
         };
         Ok(VersionedIter {
-            inner: inner.values(),
+            inner: Versions::ByRevision(inner, st.rows.clone()),
         })
     }
 
@@ -615,7 +644,7 @@ pub trait Query: sealed::Source {
     ) -> Result<VersionedIter<T>> {
         let st = state_of::<Self, T>(self, table.schema, table.id(), table.name())?;
         Ok(VersionedIter {
-            inner: st.rows.owned_iter().values(),
+            inner: Versions::Rows(st.rows.owned_iter().values()),
         })
     }
 }

@@ -738,7 +738,7 @@ fn insert_obj<T: Send + Sync + 'static>(
         modified: revision,
     };
     revision_key(&mut scratch.key, revision, &pk);
-    state.by_revision.insert(&scratch.key, row.clone());
+    state.by_revision.insert_known(&scratch.key, (), true);
     // `old` was looked up under these very `pk` bytes: the key is new
     // exactly when there was no old object.
     let grows = old.is_none();
