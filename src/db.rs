@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use crate::sync::{Condvar, Mutex, MutexGuard, PoisonError, RootCell};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::feed::{Feed, Retention, Subscription};
+use crate::persist::SnapshotInfo;
 use crate::schema::{Schema, Table};
 use crate::txn::{Change, ReadTxn, WriteTxn};
 use crate::watch::{KeyLog, TableWatches};
@@ -20,6 +21,8 @@ pub(crate) struct Root {
     /// The database's watch registries, reachable from every read
     /// transaction without touching the database handle.
     pub(crate) watches: Arc<[TableWatches]>,
+    /// The schema (for snapshots taken from a read transaction).
+    pub(crate) schema: Schema,
 }
 
 /// How a database is set up beyond its schema.
@@ -156,6 +159,7 @@ impl DbInner {
                     revision,
                     tables,
                     watches: self.watches.clone(),
+                    schema: self.schema.clone(),
                 })),
                 revision,
             )
@@ -169,6 +173,28 @@ impl DbInner {
         // after the lock, so writers of other tables are not held up by it.
         drop(old);
         revision
+    }
+}
+
+impl DbInner {
+    /// Publishes a whole new set of table states at `revision` (installing
+    /// a snapshot); the caller holds every writer lock. Every watch fires
+    /// and the feed's history ends here.
+    pub(crate) fn replace_all(&self, tables: Box<[Arc<dyn Any + Send + Sync>]>, revision: u64) {
+        let old = {
+            let _guard = relock(self.publish.lock());
+            self.feed.reset(revision);
+            self.root.swap(Arc::new(Root {
+                revision,
+                tables,
+                watches: self.watches.clone(),
+                schema: self.schema.clone(),
+            }))
+        };
+        for w in self.watches.iter() {
+            w.notify(revision.max(old.revision + 1), None);
+        }
+        drop(old);
     }
 }
 
@@ -287,6 +313,27 @@ impl Db {
             .iter()
             .map(|t| t.clone().empty_state())
             .collect();
+        Self::from_states(
+            schema,
+            options,
+            tables,
+            0,
+            #[cfg(loom)]
+            broken_publish,
+            #[cfg(loom)]
+            broken_watch,
+        )
+    }
+
+    /// A database holding the given table states at `revision`.
+    fn from_states(
+        schema: Schema,
+        options: Options,
+        tables: Box<[Arc<dyn Any + Send + Sync>]>,
+        revision: u64,
+        #[cfg(loom)] broken_publish: bool,
+        #[cfg(loom)] broken_watch: bool,
+    ) -> Db {
         let locks = schema.tables.iter().map(|_| TableLock::default()).collect();
         let watches: Arc<[TableWatches]> = schema
             .tables
@@ -301,20 +348,112 @@ impl Db {
             .collect();
         Db {
             inner: Arc::new(DbInner {
-                schema,
                 root: RootCell::new(Root {
-                    revision: 0,
+                    revision,
                     tables,
                     watches: watches.clone(),
+                    schema: schema.clone(),
                 }),
+                schema,
                 locks,
                 publish: Mutex::new(()),
                 watches,
-                feed: Arc::new(Feed::new(options.feed_retention, 0)),
+                feed: Arc::new(Feed::new(options.feed_retention, revision)),
                 #[cfg(loom)]
                 broken_publish,
             }),
         }
+    }
+
+    /// Writes a snapshot of the latest version to `w` (see
+    /// [`ReadTxn::snapshot_to`]).
+    pub fn snapshot_to(&self, w: impl std::io::Write) -> Result<SnapshotInfo> {
+        self.read().snapshot_to(w)
+    }
+
+    /// A database holding the snapshot read from `r`, with `schema` (every
+    /// table needs [`TableBuilder::serde`](crate::TableBuilder::serde)).
+    /// Streams: one block of the snapshot is in memory at a time, and every
+    /// index is rebuilt as rows arrive. Tables of the schema that the
+    /// snapshot lacks start empty; indexes added since are built; rows of an
+    /// older row version go through the table's migration hook.
+    ///
+    /// Damaged bytes, another schema or a newer format give a typed error
+    /// ([`Error::Corrupt`](crate::Error) with the offset,
+    /// [`Error::SchemaMismatch`](crate::Error),
+    /// [`Error::UnsupportedVersion`](crate::Error)), never wrong data.
+    ///
+    /// ```
+    /// # use pandodb::{Db, Indexer, Query, Schema};
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct User { name: String, age: u32 }
+    /// fn schema() -> (Schema, pandodb::Table<User>, pandodb::Index<User, str>) {
+    ///     let mut s = Schema::builder();
+    ///     let mut t = s.table::<User>("user");
+    ///     let by_name = t.primary("name", Indexer::string(|u: &User| u.name.as_str()));
+    ///     t.serde();
+    ///     let users = s.add(t).unwrap();
+    ///     (s.build().unwrap(), users, by_name)
+    /// }
+    /// let (s, users, _) = schema();
+    /// let db = Db::new(s);
+    /// let mut w = db.write(&[&users]);
+    /// w.insert(&users, User { name: "ann".into(), age: 41 })?;
+    /// w.commit()?;
+    /// let mut bytes = Vec::new();
+    /// let info = db.snapshot_to(&mut bytes)?;
+    /// assert_eq!((info.revision, info.rows), (1, 1));
+    ///
+    /// let (s, _, by_name) = schema();
+    /// let copy = Db::restore_from(&bytes[..], s)?;
+    /// assert_eq!(copy.revision(), 1);
+    /// assert_eq!(copy.read().get(&by_name, "ann")?.unwrap().age, 41);
+    /// # Ok::<(), pandodb::Error>(())
+    /// ```
+    pub fn restore_from(r: impl std::io::Read, schema: Schema) -> Result<Db> {
+        Self::restore_with_options(r, schema, Options::default())
+    }
+
+    /// [`Db::restore_from`] with options.
+    pub fn restore_with_options(
+        r: impl std::io::Read,
+        schema: Schema,
+        options: Options,
+    ) -> Result<Db> {
+        let (info, states) = crate::persist::snapshot::read_states(r, "<snapshot>", &schema)?;
+        Ok(Self::from_states(
+            schema,
+            options,
+            states.into(),
+            info.revision,
+            #[cfg(loom)]
+            false,
+            #[cfg(loom)]
+            false,
+        ))
+    }
+
+    /// Replaces the whole state with the snapshot read from `r`, atomically:
+    /// readers see either the old state or the new one, never a mix. Takes
+    /// every writer lock for the duration. The database's revision becomes
+    /// the snapshot's, which must not be older than the current one. Every
+    /// watch fires; change-feed subscribers get
+    /// [`Error::Compacted`](crate::Error) (the history before the snapshot
+    /// is gone). On error nothing changes. Returns the new revision.
+    pub fn install_snapshot(&self, r: impl std::io::Read) -> Result<u64> {
+        let all = self.write_all();
+        let (info, states) =
+            crate::persist::snapshot::read_states(r, "<snapshot>", &self.inner.schema)?;
+        let current = self.inner.load().revision;
+        if info.revision < current {
+            return Err(Error::SchemaMismatch(format!(
+                "the snapshot's revision {} is older than the database's {current}",
+                info.revision
+            )));
+        }
+        self.inner.replace_all(states.into(), info.revision);
+        drop(all);
+        Ok(info.revision)
     }
 
     /// The schema.

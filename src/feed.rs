@@ -156,6 +156,18 @@ impl Feed {
         self.event.notify(usize::MAX);
     }
 
+    /// Drops the whole history: revisions up to `revision` are gone (a
+    /// snapshot replaced the state).
+    pub(crate) fn reset(&self, revision: u64) {
+        {
+            let mut log = lock(&self.log);
+            log.entries.clear();
+            log.bytes = 0;
+            log.compacted_upto = revision;
+        }
+        self.event.notify(usize::MAX);
+    }
+
     /// The oldest revision still retained (the next one to be committed
     /// when nothing is).
     pub(crate) fn oldest(&self) -> u64 {

@@ -22,6 +22,7 @@ mod db;
 mod error;
 mod feed;
 pub mod index;
+mod persist;
 mod schema;
 #[allow(dead_code)]
 pub(crate) mod storage;
@@ -35,6 +36,7 @@ pub use error::{Error, Result};
 pub use feed::{Batch, Retention, Subscription};
 pub use index::key::{Encode, Uuid, UuidPrefix};
 pub use index::{Indexer, KeySink, StringMap};
+pub use persist::SnapshotInfo;
 pub use schema::{Index, Schema, SchemaBuilder, Table, TableBuilder, Versioned};
 pub use txn::{
     Change, ChangeKind, Commit, Query, ReadTxn, RefIter, RowIter, VersionedIter, WriteTxn,

@@ -32,6 +32,8 @@ pub(crate) struct TableDef<T> {
     pub(crate) shared_name: Arc<str>,
     pub(crate) primary: usize,
     pub(crate) indexes: Vec<IndexDef<T>>,
+    pub(crate) codec: Option<Codec<T>>,
+    pub(crate) version: u32,
 }
 
 /// An object together with its revisions: the revision of the commit that
@@ -174,6 +176,42 @@ pub(crate) trait AnyTable: Send + Sync {
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     /// Number of indexes (the primary one included).
     fn index_count(&self) -> usize;
+    /// Index names and whether each is unique, the primary one first.
+    fn index_names(&self) -> Vec<(String, bool)>;
+    /// The row type's version and whether the table has a codec.
+    fn codec_info(&self) -> (u32, bool);
+    /// Number of rows of a state.
+    fn row_count(&self, state: &(dyn Any + Send + Sync)) -> usize;
+    /// Calls `f(created, modified, primary key, encoded object)` for every
+    /// row of `state`, in primary-key order.
+    fn for_each_row(
+        &self,
+        state: &(dyn Any + Send + Sync),
+        f: &mut dyn FnMut(u64, u64, &[u8], &[u8]) -> Result<()>,
+    ) -> Result<()>;
+    /// Encodes an object of this table (from a change record) and its
+    /// primary key.
+    fn encode_object(
+        &self,
+        obj: &(dyn Any + Send + Sync),
+        pk: &mut Vec<u8>,
+        data: &mut Vec<u8>,
+    ) -> Result<()>;
+    /// A loader writing rows into a private copy of `base` (or an empty
+    /// state).
+    fn loader(self: Arc<Self>, base: Option<&Arc<dyn Any + Send + Sync>>) -> Box<dyn TableLoader>;
+}
+
+/// Writes stored rows into a table state (restoring a snapshot, replaying
+/// the log), rebuilding every index.
+pub(crate) trait TableLoader {
+    /// Inserts (or replaces) the row encoded as `data` (row type version
+    /// `version`), with the given revisions.
+    fn put(&mut self, version: u32, created: u64, modified: u64, data: &[u8]) -> Result<()>;
+    /// Deletes the row with this primary key (if any).
+    fn delete(&mut self, pk: &[u8]) -> Result<()>;
+    /// The finished state.
+    fn finish(self: Box<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
 impl<T: Send + Sync + 'static> AnyTable for TableDef<T> {
@@ -211,6 +249,140 @@ impl<T: Send + Sync + 'static> AnyTable for TableDef<T> {
     }
     fn index_count(&self) -> usize {
         self.indexes.len()
+    }
+    fn index_names(&self) -> Vec<(String, bool)> {
+        let mut v = vec![(
+            self.indexes[self.primary].name.clone(),
+            self.indexes[self.primary].unique,
+        )];
+        for (i, ix) in self.indexes.iter().enumerate() {
+            if i != self.primary {
+                v.push((ix.name.clone(), ix.unique));
+            }
+        }
+        v
+    }
+    fn codec_info(&self) -> (u32, bool) {
+        (self.version, self.codec.is_some())
+    }
+    fn row_count(&self, state: &(dyn Any + Send + Sync)) -> usize {
+        state
+            .downcast_ref::<TableState<T>>()
+            .map_or(0, |s| s.rows.len())
+    }
+    fn for_each_row(
+        &self,
+        state: &(dyn Any + Send + Sync),
+        f: &mut dyn FnMut(u64, u64, &[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let codec = self.codec()?;
+        let Some(state) = state.downcast_ref::<TableState<T>>() else {
+            return Err(Error::UnknownTable(self.name.clone()));
+        };
+        let mut buf = Vec::new();
+        for (pk, row) in state.rows.iter() {
+            buf.clear();
+            (codec.encode)(&row.object, &mut buf).map_err(|e| self.codec_error(&e))?;
+            f(row.created, row.modified, pk, &buf)?;
+        }
+        Ok(())
+    }
+    fn encode_object(
+        &self,
+        obj: &(dyn Any + Send + Sync),
+        pk: &mut Vec<u8>,
+        data: &mut Vec<u8>,
+    ) -> Result<()> {
+        let codec = self.codec()?;
+        let Some(obj) = obj.downcast_ref::<T>() else {
+            return Err(Error::UnknownTable(self.name.clone()));
+        };
+        let mut sinks = Vec::new();
+        *pk = crate::txn::primary_key(self, &mut sinks, obj)?;
+        (codec.encode)(obj, data).map_err(|e| self.codec_error(&e))
+    }
+    fn loader(self: Arc<Self>, base: Option<&Arc<dyn Any + Send + Sync>>) -> Box<dyn TableLoader> {
+        let state = match base.and_then(|b| b.downcast_ref::<TableState<T>>()) {
+            Some(s) => s.clone(),
+            None => TableState {
+                def: self.clone(),
+                primary: self.primary,
+                rows: Tree::new(),
+                by_revision: Tree::new(),
+                indexes: self.indexes.iter().map(|_| Tree::new()).collect(),
+            },
+        };
+        Box::new(Loader {
+            def: self,
+            state,
+            ctx: crate::txn::LoadCtx::default(),
+        })
+    }
+}
+
+impl<T> TableDef<T> {
+    fn codec(&self) -> Result<&Codec<T>> {
+        self.codec.as_ref().ok_or_else(|| {
+            Error::Schema(format!(
+                "table {:?} has no codec: call TableBuilder::serde to store it",
+                self.name
+            ))
+        })
+    }
+
+    fn codec_error(&self, e: &str) -> Error {
+        Error::Codec(format!("table {:?}: {e}", self.name))
+    }
+}
+
+/// [`TableLoader`] of one typed table.
+struct Loader<T> {
+    def: Arc<TableDef<T>>,
+    state: TableState<T>,
+    ctx: crate::txn::LoadCtx,
+}
+
+impl<T: Send + Sync + 'static> TableLoader for Loader<T> {
+    fn put(&mut self, version: u32, created: u64, modified: u64, data: &[u8]) -> Result<()> {
+        let def = &self.def;
+        let codec = def.codec()?;
+        let obj = if version == def.version {
+            (codec.decode)(data)
+        } else if version < def.version {
+            match &codec.migrate {
+                Some(m) => m(version, data),
+                None => {
+                    return Err(Error::SchemaMismatch(format!(
+                        "table {:?}: rows of version {version} need a migration to version {} \
+                         (TableBuilder::migrate)",
+                        def.name, def.version
+                    )));
+                }
+            }
+        } else {
+            return Err(Error::SchemaMismatch(format!(
+                "table {:?}: rows of version {version} are newer than this schema's version {}",
+                def.name, def.version
+            )));
+        }
+        .map_err(|e| def.codec_error(&e))?;
+        crate::txn::load_row(
+            def,
+            &mut self.state,
+            &mut self.ctx,
+            Arc::new(obj),
+            created,
+            modified,
+        )
+    }
+
+    fn delete(&mut self, pk: &[u8]) -> Result<()> {
+        crate::txn::unload_row(&self.def, &mut self.state, &mut self.ctx, pk);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Arc<dyn Any + Send + Sync> {
+        Arc::new(self.state)
     }
 }
 
@@ -427,6 +599,8 @@ pub struct TableBuilder<T> {
     name: String,
     primary: Vec<usize>,
     indexes: Vec<IndexDef<T>>,
+    codec: Option<Codec<T>>,
+    version: u32,
 }
 
 impl<T: Send + Sync + 'static> TableBuilder<T> {
@@ -465,6 +639,97 @@ impl<T: Send + Sync + 'static> TableBuilder<T> {
     pub fn index<K: ?Sized>(&mut self, name: &str, ix: Indexer<T, K>) -> Index<T, K> {
         self.push(name, false, ix)
     }
+
+    /// Stores this table's rows in snapshots and the durable log, encoded
+    /// with serde + postcard. Every table of a database that is snapshotted
+    /// or opened from a directory needs it.
+    ///
+    /// ```
+    /// # use pandodb::{Indexer, Schema};
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct User { name: String }
+    /// let mut schema = Schema::builder();
+    /// let mut t = schema.table::<User>("user");
+    /// t.primary("name", Indexer::string(|u: &User| u.name.as_str()));
+    /// t.serde().version(2);
+    /// # schema.add(t)?;
+    /// # Ok::<(), pandodb::Error>(())
+    /// ```
+    pub fn serde(&mut self) -> &mut Self
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let migrate = self.codec.as_ref().and_then(|c| c.migrate.clone());
+        self.codec = Some(Codec {
+            encode: encode_postcard::<T>,
+            decode: decode_postcard::<T>,
+            migrate,
+        });
+        self
+    }
+
+    /// The version of the row type (default 0), stored with the table in
+    /// snapshots. Loading rows of an older version goes through the
+    /// [`TableBuilder::migrate`] hook; rows of a newer version are refused.
+    pub fn version(&mut self, version: u32) -> &mut Self {
+        self.version = version;
+        self
+    }
+
+    /// Decodes rows stored by an older version of the row type: `f(version,
+    /// bytes)` gets the stored version and the row's postcard bytes. Call
+    /// it after [`TableBuilder::serde`].
+    ///
+    /// ```
+    /// # use pandodb::{Indexer, Schema};
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct UserV1 { name: String }
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct User { name: String, admin: bool }
+    /// let mut schema = Schema::builder();
+    /// let mut t = schema.table::<User>("user");
+    /// t.primary("name", Indexer::string(|u: &User| u.name.as_str()));
+    /// t.serde().version(2).migrate(|version, bytes| match version {
+    ///     1 => {
+    ///         let old: UserV1 = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+    ///         Ok(User { name: old.name, admin: false })
+    ///     }
+    ///     v => Err(format!("no migration from version {v}")),
+    /// });
+    /// # schema.add(t)?;
+    /// # Ok::<(), pandodb::Error>(())
+    /// ```
+    pub fn migrate(
+        &mut self,
+        f: impl Fn(u32, &[u8]) -> std::result::Result<T, String> + Send + Sync + 'static,
+    ) -> &mut Self {
+        if let Some(c) = &mut self.codec {
+            c.migrate = Some(Arc::new(f));
+        }
+        self
+    }
+}
+
+/// How a table's rows are encoded in snapshots and the log.
+pub(crate) struct Codec<T> {
+    pub(crate) encode: fn(&T, &mut Vec<u8>) -> std::result::Result<(), String>,
+    pub(crate) decode: fn(&[u8]) -> std::result::Result<T, String>,
+    #[allow(clippy::type_complexity)]
+    pub(crate) migrate:
+        Option<Arc<dyn Fn(u32, &[u8]) -> std::result::Result<T, String> + Send + Sync>>,
+}
+
+fn encode_postcard<T: serde::Serialize>(
+    obj: &T,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
+    let buf = std::mem::take(out);
+    *out = postcard::to_extend(obj, buf).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn decode_postcard<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, String> {
+    postcard::from_bytes(bytes).map_err(|e| e.to_string())
 }
 
 /// Builds a [`Schema`].
@@ -500,6 +765,8 @@ impl SchemaBuilder {
             name: name.to_string(),
             primary: Vec::new(),
             indexes: Vec::new(),
+            codec: None,
+            version: 0,
         }
     }
 
@@ -539,6 +806,8 @@ impl SchemaBuilder {
             name: t.name,
             primary,
             indexes: t.indexes,
+            codec: t.codec,
+            version: t.version,
         });
         self.tables.push(def.clone());
         Ok(Table {

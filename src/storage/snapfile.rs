@@ -410,6 +410,17 @@ impl<R: Read> SnapshotReader<R> {
         Ok(true)
     }
 
+    /// The file offset just past the record last returned (approximate
+    /// where records span blocks: the offset within the current block).
+    pub fn offset(&self) -> u64 {
+        self.block_at + self.bpos as u64
+    }
+
+    /// The name the reader reports in errors.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
     /// The next record, `Ok(None)` after the last one once the trailer
     /// checked out. After an error, every call returns that error.
     pub fn next_record(&mut self) -> Result<Option<&[u8]>> {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 pub use read::ReadTxn;
 pub use write::{Change, ChangeKind, Commit, WriteTxn};
+pub(crate) use write::{LoadCtx, load_row, primary_key, unload_row};
 
 use crate::error::{Error, Result};
 use crate::index::key::{Encode, UuidPrefix, successor};
@@ -591,7 +592,7 @@ pub trait Query: sealed::Source {
         };
         let def = &st.def;
         let mut sinks = Vec::new();
-        let pk = crate::txn::write::primary_key(def, &mut sinks, &obj)?;
+        let pk = primary_key(def, &mut sinks, &obj)?;
         Ok(st.rows.get(&pk).cloned())
     }
 

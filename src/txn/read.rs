@@ -53,6 +53,16 @@ impl ReadTxn {
         self.root.revision
     }
 
+    /// Writes a snapshot of this version to `w`: every row of every table
+    /// (objects encoded with serde + postcard, see `docs/FORMAT.md`), in
+    /// checksummed blocks, streamed (one block in memory). Taking it costs
+    /// nothing up front and blocks no writer: the snapshot is this frozen
+    /// version. Every table needs
+    /// [`TableBuilder::serde`](crate::TableBuilder::serde).
+    pub fn snapshot_to(&self, w: impl std::io::Write) -> Result<crate::SnapshotInfo> {
+        crate::persist::snapshot::write_root(&self.root, &self.root.schema, w)
+    }
+
     /// Registers a watch on `target` in the encoded key space of `idx`.
     fn watch_on<T, K: ?Sized>(&self, idx: &Index<T, K>, target: Target) -> Result<Watch> {
         let tables = &self.root.watches;

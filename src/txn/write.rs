@@ -39,6 +39,57 @@ struct TableMut<'a, T> {
     log: &'a mut TableLog,
     changes: Option<&'a mut Changes>,
     revision: u64,
+    /// The created revision to give a row (restoring stored rows), instead
+    /// of keeping the replaced row's or taking `revision`.
+    created: Option<u64>,
+}
+
+/// What loading stored rows reuses between rows.
+#[derive(Default)]
+pub(crate) struct LoadCtx {
+    scratch: Scratch,
+    log: TableLog,
+}
+
+/// Inserts a stored row (snapshot restore, log replay) with its revisions,
+/// maintaining every index (a unique conflict is an error).
+pub(crate) fn load_row<T: Send + Sync + 'static>(
+    def: &TableDef<T>,
+    state: &mut TableState<T>,
+    ctx: &mut LoadCtx,
+    obj: Arc<T>,
+    created: u64,
+    modified: u64,
+) -> Result<()> {
+    ctx.log = TableLog::default();
+    let m = TableMut {
+        state,
+        scratch: &mut ctx.scratch,
+        log: &mut ctx.log,
+        changes: None,
+        revision: modified,
+        created: Some(created),
+    };
+    insert_obj(def, m, obj, Cond::Any).map(|_| ())
+}
+
+/// Deletes a stored row by primary key (log replay).
+pub(crate) fn unload_row<T: Send + Sync + 'static>(
+    def: &TableDef<T>,
+    state: &mut TableState<T>,
+    ctx: &mut LoadCtx,
+    pk: &[u8],
+) {
+    ctx.log = TableLog::default();
+    let m = TableMut {
+        state,
+        scratch: &mut ctx.scratch,
+        log: &mut ctx.log,
+        changes: None,
+        revision: 0,
+        created: None,
+    };
+    delete_pk(def, m, pk);
 }
 
 /// The condition of a conditional write.
@@ -285,6 +336,7 @@ impl WriteTxn {
             log: &mut self.logs[id],
             changes: self.changes.as_mut(),
             revision: self.base.revision + 1,
+            created: None,
         })
     }
 
@@ -677,6 +729,7 @@ fn insert_obj<T: Send + Sync + 'static>(
         log,
         changes,
         revision,
+        created,
     } = m;
     extract(def, &mut scratch.new, &obj);
     let pk = single_key(def, &scratch.new[def.primary])?;
@@ -734,7 +787,7 @@ fn insert_obj<T: Send + Sync + 'static>(
     record(changes, def, old.as_ref().map(|o| &o.object), Some(&obj));
     let row = Versioned {
         object: obj,
-        created: old.as_ref().map_or(revision, |o| o.created),
+        created: created.unwrap_or(old.as_ref().map_or(revision, |o| o.created)),
         modified: revision,
     };
     revision_key(&mut scratch.key, revision, &pk);
