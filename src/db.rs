@@ -8,8 +8,10 @@ use crate::sync::{Condvar, Mutex, MutexGuard, PoisonError, RootCell};
 
 use crate::error::{Error, Result};
 use crate::feed::{Feed, Retention, Subscription};
-use crate::persist::SnapshotInfo;
+use crate::persist::durable::{Durable, PendingVisible};
+use crate::persist::{Durability, SnapshotInfo};
 use crate::schema::{Schema, Table};
+use crate::storage::fs::{StdFs, Vfs};
 use crate::txn::{Change, ReadTxn, WriteTxn};
 use crate::watch::{KeyLog, TableWatches};
 
@@ -38,17 +40,64 @@ pub(crate) struct Root {
 /// # let _ = db;
 /// # Ok::<(), pandodb::Error>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Options {
     /// How much history the change feed keeps.
     pub feed_retention: Retention,
+    /// When a commit of a database opened from a directory is on disk.
+    pub durability: Durability,
+    /// Take a checkpoint (snapshot, then drop the log it covers) after this
+    /// many bytes of log (0: only on demand). Default 64 MiB.
+    pub checkpoint_bytes: u64,
+    /// The file system (a simulated one in tests).
+    pub(crate) vfs: VfsHandle,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            feed_retention: Retention::default(),
+            durability: Durability::default(),
+            checkpoint_bytes: 64 << 20,
+            vfs: VfsHandle(Arc::new(StdFs)),
+        }
+    }
+}
+
+/// The file system of a durable database.
+#[derive(Clone)]
+pub(crate) struct VfsHandle(pub(crate) Arc<dyn Vfs>);
+
+impl std::fmt::Debug for VfsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Vfs")
+    }
 }
 
 impl Options {
     /// Sets how much history the change feed keeps.
     pub fn feed_retention(mut self, r: Retention) -> Options {
         self.feed_retention = r;
+        self
+    }
+
+    /// Sets when commits are on disk (databases opened from a directory).
+    pub fn durability(mut self, d: Durability) -> Options {
+        self.durability = d;
+        self
+    }
+
+    /// Sets the log size that triggers an automatic checkpoint (0: never).
+    pub fn checkpoint_bytes(mut self, bytes: u64) -> Options {
+        self.checkpoint_bytes = bytes;
+        self
+    }
+
+    /// Uses another file system (tests: the simulated one).
+    #[cfg(test)]
+    pub(crate) fn vfs(mut self, vfs: Arc<dyn Vfs>) -> Options {
+        self.vfs = VfsHandle(vfs);
         self
     }
 }
@@ -64,6 +113,8 @@ pub(crate) struct PendingCommit {
     pub(crate) logs: Vec<(usize, KeyLog, Option<KeyLog>)>,
     /// The changes, for the feed (when it is on).
     pub(crate) changes: Option<(Vec<Change>, usize)>,
+    /// The commit's log record (durable mode).
+    pub(crate) record: Option<Vec<u8>>,
 }
 
 /// The writer lock of one table. Held by at most one write transaction;
@@ -107,9 +158,16 @@ pub(crate) struct DbInner {
     pub(crate) locks: Box<[TableLock]>,
     /// Serializes the read-modify-write of the root between writers of
     /// disjoint tables; held only for the pointer swap.
-    publish: Mutex<()>,
+    ///
+    /// In durable mode it also holds the newest ordered root, which may be
+    /// ahead of the visible one while its log record is being synced: the
+    /// next commit builds on it.
+    publish: Mutex<Option<Arc<Root>>>,
     pub(crate) watches: Arc<[TableWatches]>,
     pub(crate) feed: Arc<Feed>,
+    /// The directory, log and checkpoints of a database opened from a
+    /// directory.
+    pub(crate) durable: Option<Durable>,
     /// A deliberately broken variant for the loom model: publish without
     /// the publish lock (a lost update the model must catch).
     #[cfg(loom)]
@@ -121,22 +179,50 @@ impl DbInner {
         self.root.load()
     }
 
-    /// Publishes the given table states on top of the latest root, as the
-    /// next revision, then fires the watches the commit's keys match. The
-    /// caller holds the writer locks of those tables.
-    pub(crate) fn publish(&self, commit: PendingCommit) -> u64 {
+    /// The root a write transaction starts from: the newest ordered one
+    /// (in durable mode possibly not visible yet).
+    pub(crate) fn load_latest(&self) -> Arc<Root> {
+        if self.durable.as_ref().is_some_and(Durable::waits) {
+            if let Some(r) = relock(self.publish.lock()).as_ref() {
+                return r.clone();
+            }
+        }
+        self.root.load()
+    }
+
+    /// Commits the given table states on top of the latest root, as the next
+    /// revision: orders it (and queues its log record), calls `ordered` (the
+    /// committer releases its writer locks there, so the next writer of its
+    /// tables can start while the record syncs), waits until the record is
+    /// durable (in `Sync` mode), publishes the new root and fires the
+    /// watches it matches. The caller holds the writer locks of those
+    /// tables until `ordered`.
+    pub(crate) fn publish(&self, commit: PendingCommit, ordered: impl FnOnce()) -> Result<u64> {
         let PendingCommit {
             states,
             predicted,
             logs,
             changes,
+            record,
         } = commit;
-        let previous = {
+        if let Some(d) = &self.durable {
+            if let Err(e) = d.check() {
+                ordered();
+                return Err(e);
+            }
+        }
+        let (revision, published) = {
             #[cfg(loom)]
-            let _guard = (!self.broken_publish).then(|| relock(self.publish.lock()));
+            let mut guard = (!self.broken_publish).then(|| relock(self.publish.lock()));
+            #[cfg(loom)]
+            let mut none = None;
+            #[cfg(loom)]
+            let latest = guard.as_deref_mut().unwrap_or(&mut none);
             #[cfg(not(loom))]
-            let _guard = relock(self.publish.lock());
-            let current = self.root.load();
+            let mut guard = relock(self.publish.lock());
+            #[cfg(not(loom))]
+            let latest = &mut *guard;
+            let current = latest.clone().unwrap_or_else(|| self.root.load());
             let revision = current.revision + 1;
             let mut tables = current.tables.clone();
             for (id, mut state) in states {
@@ -151,28 +237,114 @@ impl DbInner {
                 }
                 tables[id] = state;
             }
-            let (changes, bytes) = changes.unwrap_or_default();
-            self.feed.append(revision, changes, bytes);
-            // Publish the new root: from this swap on, every new reader sees it.
-            (
-                self.root.swap(Arc::new(Root {
-                    revision,
-                    tables,
-                    watches: self.watches.clone(),
-                    schema: self.schema.clone(),
-                })),
+            let root = Arc::new(Root {
                 revision,
-            )
+                tables,
+                watches: self.watches.clone(),
+                schema: self.schema.clone(),
+            });
+            let keys: Vec<(usize, Option<KeyLog>)> =
+                logs.into_iter().map(|(id, _, k)| (id, k)).collect();
+            if let (Some(d), Some(rec)) = (&self.durable, record) {
+                d.append(revision, rec);
+            }
+            match &self.durable {
+                Some(d) if d.waits() => {
+                    // Visible only once durable, in revision order.
+                    *latest = Some(root.clone());
+                    crate::sync::lock(&d.pending).push_back(PendingVisible {
+                        revision,
+                        root,
+                        changes,
+                        keys,
+                    });
+                    (revision, None)
+                }
+                _ => {
+                    let (changes, bytes) = changes.unwrap_or_default();
+                    self.feed.append(revision, changes, bytes);
+                    // From this swap on, every new reader sees the commit.
+                    (revision, Some((self.root.swap(root), keys)))
+                }
+            }
         };
-        let (old, revision) = previous;
-        // Watches fire only now that the version is visible.
-        for (id, _, keys) in logs {
-            self.watches[id].notify(revision, keys);
+        ordered();
+        match published {
+            Some((old, keys)) => {
+                // Watches fire only now that the version is visible.
+                for (id, keys) in keys {
+                    self.watches[id].notify(revision, keys);
+                }
+                // Dropping the previous version can free a whole path of
+                // nodes: after the lock, so other writers are not held up.
+                drop(old);
+                if let Some(d) = &self.durable {
+                    d.sync_if_due(false)?;
+                }
+            }
+            None => {
+                let Some(d) = &self.durable else {
+                    unreachable!("only durable commits wait")
+                };
+                if let Err(e) = d.sync_upto(revision) {
+                    self.abandon_pending();
+                    return Err(e);
+                }
+                self.make_visible(d.synced());
+            }
         }
-        // Dropping the previous version can free a whole path of nodes: do it
-        // after the lock, so writers of other tables are not held up by it.
-        drop(old);
-        revision
+        if let Some(d) = &self.durable {
+            if d.checkpoint_due() {
+                // Best effort: an error stops writes and the next commit
+                // reports it.
+                let _ = self.checkpoint();
+            }
+        }
+        Ok(revision)
+    }
+
+    /// Publishes, in revision order, every ordered commit up to `synced`.
+    fn make_visible(&self, synced: u64) {
+        let Some(d) = &self.durable else { return };
+        let mut done = Vec::new();
+        {
+            let mut pending = crate::sync::lock(&d.pending);
+            while pending.front().is_some_and(|p| p.revision <= synced) {
+                let Some(p) = pending.pop_front() else { break };
+                let (changes, bytes) = p.changes.unwrap_or_default();
+                self.feed.append(p.revision, changes, bytes);
+                let old = self.root.swap(p.root);
+                done.push((p.revision, p.keys, old));
+            }
+        }
+        for (revision, keys, old) in done {
+            for (id, keys) in keys {
+                self.watches[id].notify(revision, keys);
+            }
+            drop(old);
+        }
+    }
+
+    /// After a failed sync: the ordered commits never become visible, and
+    /// the next writer starts from the visible root (its commit will be
+    /// refused: writes are stopped).
+    fn abandon_pending(&self) {
+        let mut latest = relock(self.publish.lock());
+        *latest = None;
+        if let Some(d) = &self.durable {
+            crate::sync::lock(&d.pending).clear();
+        }
+    }
+
+    /// A checkpoint of the visible version (durable mode).
+    pub(crate) fn checkpoint(&self) -> Result<SnapshotInfo> {
+        let Some(d) = &self.durable else {
+            return Err(Error::Schema(
+                "checkpoint: the database was not opened from a directory".into(),
+            ));
+        };
+        let root = self.root.load();
+        d.checkpoint(&root, &self.schema)
     }
 }
 
@@ -182,7 +354,8 @@ impl DbInner {
     /// and the feed's history ends here.
     pub(crate) fn replace_all(&self, tables: Box<[Arc<dyn Any + Send + Sync>]>, revision: u64) {
         let old = {
-            let _guard = relock(self.publish.lock());
+            let mut latest = relock(self.publish.lock());
+            *latest = None;
             self.feed.reset(revision);
             self.root.swap(Arc::new(Root {
                 revision,
@@ -318,6 +491,7 @@ impl Db {
             options,
             tables,
             0,
+            None,
             #[cfg(loom)]
             broken_publish,
             #[cfg(loom)]
@@ -331,6 +505,7 @@ impl Db {
         options: Options,
         tables: Box<[Arc<dyn Any + Send + Sync>]>,
         revision: u64,
+        durable: Option<Durable>,
         #[cfg(loom)] broken_publish: bool,
         #[cfg(loom)] broken_watch: bool,
     ) -> Db {
@@ -356,13 +531,108 @@ impl Db {
                 }),
                 schema,
                 locks,
-                publish: Mutex::new(()),
+                publish: Mutex::new(None),
                 watches,
+                durable,
                 feed: Arc::new(Feed::new(options.feed_retention, revision)),
                 #[cfg(loom)]
                 broken_publish,
             }),
         }
+    }
+
+    /// Opens (or creates) a durable database in directory `dir`: loads the
+    /// newest snapshot, replays the write-ahead log after its revision, and
+    /// is ready. With [`Durability::Sync`] (the default) `commit()` returns
+    /// only once its record is on disk, and no reader sees a commit before
+    /// that; concurrent committers share one fdatasync. Every table needs
+    /// [`TableBuilder::serde`](crate::TableBuilder::serde).
+    ///
+    /// A torn last log record (a crash mid-write) is cut off; damage
+    /// anywhere else is [`Error::Corrupt`](crate::Error) naming the file and
+    /// offset. After an I/O error on the write path, the failing commit
+    /// returns the error and every later commit
+    /// [`Error::WritesStopped`](crate::Error) until the database is
+    /// reopened; reads keep working.
+    ///
+    /// ```
+    /// # use pandodb::{Db, Indexer, Options, Query, Schema};
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Secret { path: String, value: String }
+    /// fn schema() -> (Schema, pandodb::Table<Secret>, pandodb::Index<Secret, str>) {
+    ///     let mut s = Schema::builder();
+    ///     let mut t = s.table::<Secret>("secret");
+    ///     let by_path = t.primary("path", Indexer::string(|x: &Secret| x.path.as_str()));
+    ///     t.serde();
+    ///     let secrets = s.add(t).unwrap();
+    ///     (s.build().unwrap(), secrets, by_path)
+    /// }
+    /// let dir = std::env::temp_dir().join(format!("pandodb-doc-open-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// {
+    ///     let (s, secrets, _) = schema();
+    ///     let db = Db::open(&dir, s, Options::default())?;
+    ///     let mut w = db.write(&[&secrets]);
+    ///     w.insert(&secrets, Secret { path: "db/password".into(), value: "hunter2".into() })?;
+    ///     w.commit()?; // on disk when this returns
+    /// }
+    /// let (s, _, by_path) = schema();
+    /// let db = Db::open(&dir, s, Options::default())?; // rehydrated
+    /// assert_eq!(db.read().get(&by_path, "db/password")?.unwrap().value, "hunter2");
+    /// # drop(db); std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), pandodb::Error>(())
+    /// ```
+    pub fn open(dir: impl AsRef<std::path::Path>, schema: Schema, options: Options) -> Result<Db> {
+        let opened = Durable::open(
+            options.vfs.0.clone(),
+            dir.as_ref(),
+            &schema,
+            options.durability,
+            options.checkpoint_bytes,
+        )?;
+        let batched = match options.durability {
+            Durability::Batched(every) => Some(every),
+            _ => None,
+        };
+        let db = Self::from_states(
+            schema,
+            options,
+            opened.states.into(),
+            opened.revision,
+            Some(opened.durable),
+            #[cfg(loom)]
+            false,
+            #[cfg(loom)]
+            false,
+        );
+        if let Some(every) = batched {
+            // Syncs what committers left unsynced in quiet periods.
+            let weak = Arc::downgrade(&db.inner);
+            std::thread::Builder::new()
+                .name("pandodb-flush".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(every);
+                        let Some(inner) = weak.upgrade() else { break };
+                        if let Some(d) = &inner.durable {
+                            if d.sync_if_due(true).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                })
+                .map_err(|e| Error::io("starting the flush thread", &e))?;
+        }
+        Ok(db)
+    }
+
+    /// Writes a checkpoint of a database opened from a directory: a snapshot
+    /// of the latest durable version (to a temporary file, synced, renamed,
+    /// directory synced), then removes the log segments and older snapshots
+    /// it covers. Commits go on meanwhile. Checkpoints also happen on their
+    /// own after [`Options::checkpoint_bytes`] of log.
+    pub fn checkpoint(&self) -> Result<SnapshotInfo> {
+        self.inner.checkpoint()
     }
 
     /// Writes a snapshot of the latest version to `w` (see
@@ -426,6 +696,7 @@ impl Db {
             options,
             states.into(),
             info.revision,
+            None,
             #[cfg(loom)]
             false,
             #[cfg(loom)]

@@ -12,6 +12,12 @@ pub(crate) use std::sync::PoisonError;
 
 use std::sync::Arc;
 
+/// Locks a mutex whose data every critical section leaves consistent, so a
+/// panic elsewhere while it was held does not invalidate it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The published root: readers load it without locking, the committer
 /// replaces it with one store.
 #[cfg(not(loom))]

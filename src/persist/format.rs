@@ -211,6 +211,7 @@ pub(crate) fn encode_row(
 }
 
 /// A decoded snapshot row, borrowing the record.
+#[allow(dead_code)] // `pk` is for inspection tools
 pub(crate) struct Row<'a> {
     pub(crate) table: u64,
     pub(crate) created: u64,
@@ -231,6 +232,7 @@ pub(crate) fn decode_row(rec: &[u8]) -> Option<Row<'_>> {
 }
 
 /// One operation of a commit record.
+#[allow(dead_code)] // a put's `pk` is for inspection tools
 pub(crate) enum Op<'a> {
     /// Insert or replace: table, created revision (0: the record's own),
     /// primary key, object.

@@ -1,7 +1,9 @@
 //! Persistence: snapshots (`snapshot.rs`) and the byte formats of pandodb's
 //! own records (`format.rs`), on top of the storage layer (`crate::storage`).
 
+pub(crate) mod durable;
 pub(crate) mod format;
 pub(crate) mod snapshot;
 
+pub use durable::Durability;
 pub use snapshot::SnapshotInfo;

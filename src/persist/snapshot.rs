@@ -106,8 +106,15 @@ pub(crate) fn read_states(
     file: &str,
     schema: &Schema,
 ) -> Result<(SnapshotInfo, Vec<Arc<dyn Any + Send + Sync>>)> {
-    let mut reader = SnapshotReader::open(r, file)?;
-    let header = SnapshotHeader::decode(reader.header(), file, 0)?;
+    read_from(SnapshotReader::open(r, file)?, schema)
+}
+
+/// [`read_states`] from an opened reader.
+pub(crate) fn read_from<R: Read>(
+    mut reader: SnapshotReader<R>,
+    schema: &Schema,
+) -> Result<(SnapshotInfo, Vec<Arc<dyn Any + Send + Sync>>)> {
+    let header = SnapshotHeader::decode(reader.header(), reader.file(), 0)?;
     load(&mut reader, &header, schema)
 }
 

@@ -128,6 +128,8 @@ enum Cond {
 #[derive(Clone)]
 pub struct Change {
     table_id: usize,
+    /// The created revision of the row written (`after`), for the log.
+    created: u64,
     table: Arc<str>,
     before: Option<Arc<dyn Any + Send + Sync>>,
     after: Option<Arc<dyn Any + Send + Sync>>,
@@ -270,8 +272,13 @@ impl WriteTxn {
             db.locks[id].acquire();
         }
         // Loaded after the locks: nobody else can commit these tables now.
-        let base = db.load();
-        let feed = db.feed.enabled();
+        let base = db.load_latest();
+        // The change records feed the change feed and the durable log.
+        let feed = db.feed.enabled()
+            || db
+                .durable
+                .as_ref()
+                .is_some_and(|d| d.mode != crate::persist::Durability::None);
         WriteTxn {
             states: (0..base.tables.len()).map(|_| None).collect(),
             logs: (0..base.tables.len())
@@ -545,35 +552,80 @@ impl WriteTxn {
         } else {
             Vec::new()
         };
-        let revision = if self.wrote {
-            let logs = changed
-                .iter()
-                .map(|&(id, _)| {
-                    let log = std::mem::take(&mut self.logs[id]);
-                    (id, log.pks, log.keys)
-                })
-                .collect();
-            self.db.publish(PendingCommit {
-                states: changed,
-                predicted: self.base.revision + 1,
-                logs,
-                changes: self
-                    .db
-                    .feed
-                    .enabled()
-                    .then_some((changes.list, changes.bytes)),
-            })
-        } else {
-            self.base.revision
-        };
-        self.release();
-        for hook in std::mem::take(&mut self.hooks) {
-            hook();
+        if !self.wrote {
+            self.release();
+            self.run_hooks();
+            return Ok(Commit {
+                revision: self.base.revision,
+                changes: tracked,
+            });
         }
+        let predicted = self.base.revision + 1;
+        let record = match &self.db.durable {
+            Some(d) if d.mode != crate::persist::Durability::None => {
+                match self.log_record(&changes.list, predicted) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        self.release();
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
+        };
+        let logs = changed
+            .iter()
+            .map(|&(id, _)| {
+                let log = std::mem::take(&mut self.logs[id]);
+                (id, log.pks, log.keys)
+            })
+            .collect();
+        let feed = self.db.feed.enabled();
+        let db = self.db.clone();
+        let revision = db.publish(
+            PendingCommit {
+                states: changed,
+                predicted,
+                logs,
+                changes: feed.then_some((changes.list, changes.bytes)),
+                record,
+            },
+            || self.release(),
+        )?;
+        self.run_hooks();
         Ok(Commit {
             revision,
             changes: tracked,
         })
+    }
+
+    fn run_hooks(&mut self) {
+        for hook in std::mem::take(&mut self.hooks) {
+            hook();
+        }
+    }
+
+    /// The commit's log record: its changes in order, objects encoded by
+    /// their tables' codecs.
+    fn log_record(&self, changes: &[Change], predicted: u64) -> Result<Vec<u8>> {
+        let mut rec = Vec::new();
+        let (mut pk, mut data) = (Vec::new(), Vec::new());
+        for c in changes {
+            let def = &self.db.schema.tables[c.table_id];
+            let obj = c.after.as_ref().or(c.before.as_ref());
+            let Some(obj) = obj else { continue };
+            data.clear();
+            def.encode_object(&**obj, &mut pk, &mut data)?;
+            match &c.after {
+                Some(_) => {
+                    // Created by this commit: "the record's own revision".
+                    let created = if c.created == predicted { 0 } else { c.created };
+                    crate::persist::format::put_op(&mut rec, c.table_id, created, &pk, &data);
+                }
+                None => crate::persist::format::delete_op(&mut rec, c.table_id, &pk),
+            }
+        }
+        Ok(rec)
     }
 
     /// Discards every write (the same as dropping the transaction).
@@ -628,12 +680,14 @@ fn record<T: Send + Sync + 'static>(
     def: &TableDef<T>,
     before: Option<&Arc<T>>,
     after: Option<&Arc<T>>,
+    created: u64,
 ) {
     if let Some(c) = changes {
         let objects = usize::from(before.is_some()) + usize::from(after.is_some());
         c.bytes += std::mem::size_of::<Change>() + objects * std::mem::size_of::<T>();
         c.list.push(Change {
             table_id: def.id,
+            created,
             table: def.shared_name.clone(),
             before: before.map(|o| o.clone() as Arc<dyn Any + Send + Sync>),
             after: after.map(|o| o.clone() as Arc<dyn Any + Send + Sync>),
@@ -784,10 +838,17 @@ fn insert_obj<T: Send + Sync + 'static>(
             }
         }
     }
-    record(changes, def, old.as_ref().map(|o| &o.object), Some(&obj));
+    let created = created.unwrap_or(old.as_ref().map_or(revision, |o| o.created));
+    record(
+        changes,
+        def,
+        old.as_ref().map(|o| &o.object),
+        Some(&obj),
+        created,
+    );
     let row = Versioned {
         object: obj,
-        created: created.unwrap_or(old.as_ref().map_or(revision, |o| o.created)),
+        created,
         modified: revision,
     };
     revision_key(&mut scratch.key, revision, &pk);
@@ -837,6 +898,6 @@ fn delete_pk<T: Send + Sync + 'static>(
     if let Some(keys) = &mut log.keys {
         keys.push(def.primary, pk);
     }
-    record(changes, def, Some(&old.object), None);
+    record(changes, def, Some(&old.object), None, 0);
     Some(old)
 }

@@ -1,0 +1,433 @@
+//! Durable mode: a directory holding the newest snapshot and the
+//! write-ahead log after it. This module owns opening (load the snapshot,
+//! replay the log), the commit path's log append and group-commit sync,
+//! making durable commits visible in revision order, fail-stop on I/O
+//! errors, and checkpoints (snapshot, then drop the log it covers).
+//!
+//! Directory layout: `snap-<revision, 20 digits>.pdb` snapshot files (see
+//! `storage::snapfile`), `wal-<first revision, 20 digits>.log` log segments
+//! (see `storage::log`), and `*.tmp` leftovers of interrupted snapshots,
+//! removed on open.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::db::Root;
+use crate::error::{Error, Result};
+use crate::schema::{Schema, TableLoader};
+use crate::storage::fs::Vfs;
+use crate::storage::log::{self, LogWriter};
+use crate::storage::snapfile::{self, open_snapshot_file, write_snapshot_file};
+use crate::sync::{Mutex, MutexGuard, PoisonError};
+use crate::txn::Change;
+use crate::watch::KeyLog;
+
+use super::SnapshotInfo;
+use super::format::{Op, decode_ops};
+use super::snapshot::{header_of, read_from, write_rows};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// When `commit()` returns relative to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// `commit()` returns after the commit's log record is on disk
+    /// (fdatasync; a new log file's directory is synced too), and no reader
+    /// sees a commit before that. Concurrent committers share one sync.
+    #[default]
+    Sync,
+    /// Commits are visible at once and written to the log; the log is
+    /// synced at most every interval (by the committer that finds the last
+    /// sync older than that, or a background thread). A crash loses at most
+    /// about one interval of acknowledged commits.
+    Batched(Duration),
+    /// Memory only: nothing is logged; the directory changes only at a
+    /// checkpoint (`Db::checkpoint`).
+    None,
+}
+
+/// The name of the snapshot file of `revision`.
+pub(crate) fn snapshot_name(revision: u64) -> String {
+    format!("snap-{revision:020}.pdb")
+}
+
+/// The revision in a snapshot file name.
+pub(crate) fn parse_snapshot_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("snap-")?.strip_suffix(".pdb")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A commit published to the in-memory order but not yet visible (waiting
+/// for its log record to be durable).
+pub(crate) struct PendingVisible {
+    pub(crate) revision: u64,
+    pub(crate) root: Arc<Root>,
+    pub(crate) changes: Option<(Vec<Change>, usize)>,
+    pub(crate) keys: Vec<(usize, Option<KeyLog>)>,
+}
+
+/// The log writer and what has been synced.
+struct LogState {
+    writer: LogWriter,
+    synced: u64,
+    last_sync: Instant,
+}
+
+/// The durable side of a database.
+pub(crate) struct Durable {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    pub(crate) mode: Durability,
+    /// Records appended by committers (under the publish lock, in revision
+    /// order) and not yet handed to the log writer.
+    queue: Mutex<Vec<(u64, Vec<u8>)>>,
+    /// The log writer; held for the whole write + fdatasync of a group.
+    log: Mutex<LogState>,
+    /// Commits ordered but not yet visible, in revision order.
+    pub(crate) pending: Mutex<VecDeque<PendingVisible>>,
+    /// The first I/O error: from then on every write is refused.
+    failed: Mutex<Option<String>>,
+    stopped: AtomicBool,
+    /// One checkpoint at a time.
+    checkpointing: Mutex<()>,
+    /// Log bytes appended since the last checkpoint, and the threshold of
+    /// an automatic one (0: never).
+    since_checkpoint: AtomicU64,
+    checkpoint_bytes: u64,
+    /// Segments are rotated at this size (recovery reads one at a time).
+    segment_bytes: u64,
+}
+
+/// What opening a directory found.
+pub(crate) struct Opened {
+    pub(crate) durable: Durable,
+    pub(crate) states: Vec<Arc<dyn Any + Send + Sync>>,
+    pub(crate) revision: u64,
+    /// Log records replayed.
+    #[allow(dead_code)]
+    pub(crate) replayed: u64,
+}
+
+impl Durable {
+    /// Opens (or creates) the directory: loads the newest snapshot, replays
+    /// the log after it, and returns the state and the durable side.
+    pub(crate) fn open(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        schema: &Schema,
+        mode: Durability,
+        checkpoint_bytes: u64,
+    ) -> Result<Opened> {
+        vfs.create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), &e))?;
+        snapfile::remove_temp_files(&*vfs, dir)?;
+        let names = vfs
+            .list_dir(dir)
+            .map_err(|e| Error::io(format!("listing {}", dir.display()), &e))?;
+        let newest = names.iter().filter_map(|n| parse_snapshot_name(n)).max();
+        let (mut revision, states) = match newest {
+            Some(rev) => {
+                let path = dir.join(snapshot_name(rev));
+                let reader = open_snapshot_file(&*vfs, &path)?;
+                let (info, states) = read_snapshot(reader, schema)?;
+                if info.revision != rev {
+                    return Err(Error::Corrupt {
+                        file: path.display().to_string(),
+                        offset: 0,
+                        detail: format!(
+                            "the file name says revision {rev}, the snapshot {}",
+                            info.revision
+                        ),
+                    });
+                }
+                (rev, states)
+            }
+            None => (
+                0,
+                schema
+                    .tables
+                    .iter()
+                    .map(|t| t.clone().empty_state())
+                    .collect(),
+            ),
+        };
+        let snapshot_rev = revision;
+        let mut loaders: Vec<Option<Box<dyn TableLoader>>> =
+            schema.tables.iter().map(|_| None).collect();
+        let mut replayed = 0;
+        let (writer, found) = log::recover(vfs.clone(), dir, |rev, payload| {
+            if rev <= snapshot_rev {
+                return Ok(());
+            }
+            let file = dir.display().to_string();
+            if rev != revision + 1 {
+                return Err(Error::Corrupt {
+                    file,
+                    offset: 0,
+                    detail: format!("log record {rev} follows revision {revision}: a gap"),
+                });
+            }
+            let ops = decode_ops(payload).ok_or_else(|| Error::Corrupt {
+                file: file.clone(),
+                offset: 0,
+                detail: format!("log record {rev} is malformed"),
+            })?;
+            for op in ops {
+                let table = match op {
+                    Op::Put { table, .. } | Op::Delete { table, .. } => table,
+                };
+                let t = usize::try_from(table)
+                    .ok()
+                    .filter(|&t| t < schema.tables.len())
+                    .ok_or_else(|| Error::Corrupt {
+                        file: file.clone(),
+                        offset: 0,
+                        detail: format!("log record {rev} names table #{table}"),
+                    })?;
+                let loader = loaders[t]
+                    .get_or_insert_with(|| schema.tables[t].clone().loader(Some(&states[t])));
+                let version = schema.tables[t].codec_info().0;
+                match op {
+                    Op::Put { created, data, .. } => {
+                        let created = if created == 0 { rev } else { created };
+                        loader
+                            .put(version, created, rev, data)
+                            .map_err(|e| match e {
+                                Error::Codec(m) => Error::Corrupt {
+                                    file: file.clone(),
+                                    offset: 0,
+                                    detail: format!("log record {rev}: {m}"),
+                                },
+                                other => other,
+                            })?;
+                    }
+                    Op::Delete { pk, .. } => loader.delete(pk)?,
+                }
+            }
+            revision = rev;
+            replayed += 1;
+            Ok(())
+        })?;
+        if let Some(prev) = found.first_prev {
+            if prev != log::NO_REV && prev > snapshot_rev {
+                return Err(Error::Corrupt {
+                    file: dir.display().to_string(),
+                    offset: 0,
+                    detail: format!(
+                        "the log starts after revision {prev} but the newest snapshot is at {snapshot_rev}"
+                    ),
+                });
+            }
+        }
+        let mut states = states;
+        for (t, l) in loaders.into_iter().enumerate() {
+            if let Some(l) = l {
+                states[t] = l.finish();
+            }
+        }
+        let durable = Durable {
+            vfs,
+            dir: dir.to_path_buf(),
+            mode,
+            queue: Mutex::new(Vec::new()),
+            log: Mutex::new(LogState {
+                writer,
+                synced: revision,
+                last_sync: Instant::now(),
+            }),
+            pending: Mutex::new(VecDeque::new()),
+            failed: Mutex::new(None),
+            stopped: AtomicBool::new(false),
+            checkpointing: Mutex::new(()),
+            since_checkpoint: AtomicU64::new(0),
+            checkpoint_bytes,
+            segment_bytes: 64 << 20,
+        };
+        Ok(Opened {
+            durable,
+            states,
+            revision,
+            replayed,
+        })
+    }
+
+    /// Fails with [`Error::WritesStopped`] after an earlier I/O error.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.stopped.load(Ordering::Acquire) {
+            let why = lock(&self.failed).clone().unwrap_or_default();
+            return Err(Error::WritesStopped(why));
+        }
+        Ok(())
+    }
+
+    fn stop(&self, e: &Error) {
+        let mut f = lock(&self.failed);
+        if f.is_none() {
+            *f = Some(e.to_string());
+        }
+        self.stopped.store(true, Ordering::Release);
+    }
+
+    /// Whether commits must wait for the log before they become visible.
+    pub(crate) fn waits(&self) -> bool {
+        self.mode == Durability::Sync
+    }
+
+    /// Queues the record of the commit of `revision` (called under the
+    /// publish lock, so records queue in revision order).
+    pub(crate) fn append(&self, revision: u64, record: Vec<u8>) {
+        if self.mode == Durability::None {
+            return;
+        }
+        self.since_checkpoint
+            .fetch_add(record.len() as u64 + 20, Ordering::Relaxed);
+        lock(&self.queue).push((revision, record));
+    }
+
+    /// Makes every record up to `revision` durable: the first committer to
+    /// get the log writer writes and syncs every queued record (its own and
+    /// those queued meanwhile: one fdatasync for the group).
+    pub(crate) fn sync_upto(&self, revision: u64) -> Result<()> {
+        let mut log = lock(&self.log);
+        self.check()?;
+        if log.synced >= revision {
+            return Ok(());
+        }
+        let result = self.write_queued(&mut log);
+        if let Err(e) = &result {
+            self.stop(e);
+        }
+        result
+    }
+
+    /// Writes and syncs the queued records (the caller holds the log).
+    fn write_queued(&self, log: &mut LogState) -> Result<()> {
+        let queued = std::mem::take(&mut *lock(&self.queue));
+        let Some(&(last, _)) = queued.last() else {
+            return Ok(());
+        };
+        for (rev, rec) in &queued {
+            log.writer.append(*rev, rec)?;
+        }
+        log.writer.sync()?;
+        log.synced = last;
+        log.last_sync = Instant::now();
+        if log.writer.segment_len() > self.segment_bytes {
+            log.writer.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// Batched mode: syncs if the last sync is older than the interval (or
+    /// always, with `force`).
+    pub(crate) fn sync_if_due(&self, force: bool) -> Result<()> {
+        let Durability::Batched(every) = self.mode else {
+            return Ok(());
+        };
+        let mut log = lock(&self.log);
+        self.check()?;
+        if !force && log.last_sync.elapsed() < every {
+            return Ok(());
+        }
+        let result = self.write_queued(&mut log);
+        if let Err(e) = &result {
+            self.stop(e);
+        }
+        result
+    }
+
+    /// The revision synced so far.
+    pub(crate) fn synced(&self) -> u64 {
+        lock(&self.log).synced
+    }
+
+    /// Whether enough log was written since the last checkpoint to take one.
+    pub(crate) fn checkpoint_due(&self) -> bool {
+        self.checkpoint_bytes > 0
+            && self.since_checkpoint.load(Ordering::Relaxed) >= self.checkpoint_bytes
+    }
+
+    /// Writes a snapshot of `root` (which must be durable) to the directory,
+    /// then drops the log segments and older snapshots it covers. A crash at
+    /// any point leaves a directory that opens to the same state.
+    pub(crate) fn checkpoint(&self, root: &Root, schema: &Schema) -> Result<SnapshotInfo> {
+        let _one = lock(&self.checkpointing);
+        self.check()?;
+        let header = header_of(root, schema)?;
+        let name = snapshot_name(root.revision);
+        let before = self.since_checkpoint.load(Ordering::Relaxed);
+        let info = write_snapshot_file(&*self.vfs, &self.dir, &name, &header.encode(), |w| {
+            write_rows(root, schema, w)
+        })
+        .inspect_err(|e| self.stop(e))?;
+        let bytes = self
+            .vfs
+            .open(&self.dir.join(&name))
+            .and_then(|mut f| f.size())
+            .unwrap_or(0);
+        self.since_checkpoint.fetch_sub(before, Ordering::Relaxed);
+        {
+            let mut log = lock(&self.log);
+            let removed = log
+                .writer
+                .rotate()
+                .and_then(|()| log.writer.remove_segments_below(root.revision + 1));
+            if let Err(e) = removed {
+                self.stop(&e);
+                return Err(e);
+            }
+        }
+        // Older snapshots are covered by this one.
+        let names = self
+            .vfs
+            .list_dir(&self.dir)
+            .map_err(|e| Error::io(format!("listing {}", self.dir.display()), &e))?;
+        let mut removed = false;
+        for n in names {
+            if parse_snapshot_name(&n).is_some_and(|r| r < root.revision) {
+                let p = self.dir.join(&n);
+                self.vfs
+                    .remove(&p)
+                    .map_err(|e| Error::io(format!("removing {}", p.display()), &e))?;
+                removed = true;
+            }
+        }
+        if removed {
+            self.vfs
+                .sync_dir(&self.dir)
+                .map_err(|e| Error::io(format!("syncing {}", self.dir.display()), &e))?;
+        }
+        Ok(SnapshotInfo {
+            revision: root.revision,
+            rows: info.records,
+            bytes,
+        })
+    }
+}
+
+fn read_snapshot<R: std::io::Read>(
+    reader: snapfile::SnapshotReader<R>,
+    schema: &Schema,
+) -> Result<(SnapshotInfo, Vec<Arc<dyn Any + Send + Sync>>)> {
+    read_from(reader, schema)
+}
+
+impl Drop for Durable {
+    fn drop(&mut self) {
+        // Batched mode: what was acknowledged but not yet synced.
+        if matches!(self.mode, Durability::Batched(_)) && !self.stopped.load(Ordering::Acquire) {
+            let mut log = lock(&self.log);
+            let _ = self.write_queued(&mut log);
+        }
+    }
+}
