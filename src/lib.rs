@@ -36,7 +36,7 @@ pub use error::{Error, Result};
 pub use feed::{Batch, Retention, Subscription};
 pub use index::key::{Encode, Uuid, UuidPrefix};
 pub use index::{Indexer, KeySink, StringMap};
-pub use persist::SnapshotInfo;
+pub use persist::{Durability, SnapshotInfo};
 pub use schema::{Index, Schema, SchemaBuilder, Table, TableBuilder, Versioned};
 pub use txn::{
     Change, ChangeKind, Commit, Query, ReadTxn, RefIter, RowIter, VersionedIter, WriteTxn,

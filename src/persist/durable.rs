@@ -363,13 +363,19 @@ impl Durable {
     pub(crate) fn checkpoint(&self, root: &Root, schema: &Schema) -> Result<SnapshotInfo> {
         let _one = lock(&self.checkpointing);
         self.check()?;
+        // Any I/O error on the way stops writes: the directory may be in
+        // an intermediate (but recoverable) state.
+        self.write_checkpoint(root, schema)
+            .inspect_err(|e| self.stop(e))
+    }
+
+    fn write_checkpoint(&self, root: &Root, schema: &Schema) -> Result<SnapshotInfo> {
         let header = header_of(root, schema)?;
         let name = snapshot_name(root.revision);
         let before = self.since_checkpoint.load(Ordering::Relaxed);
         let info = write_snapshot_file(&*self.vfs, &self.dir, &name, &header.encode(), |w| {
             write_rows(root, schema, w)
-        })
-        .inspect_err(|e| self.stop(e))?;
+        })?;
         let bytes = self
             .vfs
             .open(&self.dir.join(&name))
@@ -382,10 +388,7 @@ impl Durable {
                 .writer
                 .rotate()
                 .and_then(|()| log.writer.remove_segments_below(root.revision + 1));
-            if let Err(e) = removed {
-                self.stop(&e);
-                return Err(e);
-            }
+            removed?;
         }
         // Older snapshots are covered by this one.
         let names = self

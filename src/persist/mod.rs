@@ -7,3 +7,6 @@ pub(crate) mod snapshot;
 
 pub use durable::Durability;
 pub use snapshot::SnapshotInfo;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,415 @@
+//! Durable mode against a simulated disk (G5, G6, G8): power loss at every
+//! I/O operation of a workload with checkpoints and log truncation (and
+//! again during recovery), every operation failing once or forever, a full
+//! disk; plus round trips on the real file system and group commit.
+//!
+//! Tier 1 runs about a thousand recoveries; `PANDODB_CRASH_SEEDS=N` runs N
+//! seeds of the workload (tier 2). Seeds print on failure.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::storage::fs::{CrashMode, SimFs, XorShift};
+use crate::{Db, Durability, Error, Index, Indexer, Options, Query, Schema, Table};
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Item {
+    id: u32,
+    v: u64,
+    tag: String,
+}
+
+struct H {
+    a: Table<Item>,
+    b: Table<Item>,
+    a_id: Index<Item, u32>,
+}
+
+fn schema() -> (Schema, H) {
+    let mut s = Schema::builder();
+    let mut a = s.table::<Item>("a");
+    let a_id = a.primary("id", Indexer::value(|x: &Item| x.id));
+    a.index("tag", Indexer::string(|x: &Item| x.tag.as_str()));
+    a.serde();
+    let a = s.add(a).unwrap();
+    let mut b = s.table::<Item>("b");
+    b.primary("id", Indexer::value(|x: &Item| x.id));
+    b.unique("tag", Indexer::string(|x: &Item| x.tag.as_str()));
+    b.serde();
+    let b = s.add(b).unwrap();
+    (s.build().unwrap(), H { a, b, a_id })
+}
+
+/// Table → id → (object, created, modified).
+type State = BTreeMap<(u8, u32), (Item, u64, u64)>;
+
+fn state(db: &Db, h: &H) -> State {
+    let r = db.read();
+    let mut s = State::new();
+    for (t, table) in [(0u8, &h.a), (1, &h.b)] {
+        for v in r.all_versioned(table).unwrap() {
+            s.insert(
+                (t, v.object.id),
+                ((*v.object).clone(), v.created, v.modified),
+            );
+        }
+    }
+    s
+}
+
+const DIR: &str = "/db";
+
+fn open(fs: &SimFs, checkpoint_bytes: u64) -> crate::Result<(Db, H)> {
+    let (s, h) = schema();
+    let db = Db::open(
+        Path::new(DIR),
+        s,
+        Options::default()
+            .checkpoint_bytes(checkpoint_bytes)
+            .vfs(Arc::new(fs.clone())),
+    )?;
+    Ok((db, h))
+}
+
+/// What a workload saw: the state after each acknowledged revision, the
+/// state the first failed commit would have made (it may or may not have
+/// reached the disk), and whether a commit or checkpoint failed.
+type Outcome = (BTreeMap<u64, State>, Option<(u64, State)>, bool);
+
+/// Runs `commits` random commits (inserts, updates, deletes over both
+/// tables, a manual checkpoint every 9).
+fn workload(db: &Db, h: &H, seed: u64, commits: u32) -> Outcome {
+    let mut rng = XorShift::new(seed);
+    let mut acked = BTreeMap::new();
+    acked.insert(db.revision(), state(db, h));
+    for i in 0..commits {
+        let mut w = db.write(&[&h.a, &h.b]);
+        let n = 1 + rng.below(3);
+        for _ in 0..n {
+            let id = rng.below(12) as u32;
+            let table = if rng.below(3) == 0 { &h.b } else { &h.a };
+            let item = Item {
+                id,
+                v: u64::from(i),
+                tag: format!("t{}", rng.below(40)),
+            };
+            if rng.below(4) == 0 {
+                w.delete(table, &item).unwrap();
+            } else {
+                // A unique conflict on `b` leaves the transaction as it was.
+                let _ = w.insert(table, item);
+            }
+        }
+        let base = w.base_revision();
+        let mut expected = None;
+        // What this commit would make, if it publishes.
+        let will = {
+            let r = &w;
+            let mut s = State::new();
+            for (t, table) in [(0u8, &h.a), (1, &h.b)] {
+                for v in r.all_versioned(table).unwrap() {
+                    let (c, m) = (v.created, v.modified);
+                    s.insert((t, v.object.id), ((*v.object).clone(), c, m));
+                }
+            }
+            s
+        };
+        if will != acked[&base] {
+            expected = Some((base + 1, will));
+        }
+        match w.commit() {
+            Ok(c) => {
+                if let Some((rev, s)) = expected {
+                    assert_eq!(c.revision, rev);
+                    acked.insert(rev, s);
+                }
+            }
+            Err(_) => return (acked, expected, true),
+        }
+        if i % 9 == 8 && db.checkpoint().is_err() {
+            return (acked, None, true);
+        }
+    }
+    (acked, None, false)
+}
+
+fn check_recovered(
+    fs: &SimFs,
+    acked: &BTreeMap<u64, State>,
+    maybe: &Option<(u64, State)>,
+    what: &str,
+) -> State {
+    let (db, h) = open(fs, 600).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+    let got = state(&db, &h);
+    let rev = db.revision();
+    let (&last, _) = acked.last_key_value().unwrap();
+    let ok = match maybe {
+        Some((r, s)) if rev == *r => got == *s,
+        _ => rev == last && got == acked[&last],
+    };
+    assert!(
+        ok,
+        "{what}: recovered revision {rev} (acknowledged up to {last}, maybe {:?}) differs:\n{got:?}",
+        maybe.as_ref().map(|m| m.0)
+    );
+    // Writable afterwards.
+    let mut w = db.write(&[&h.a]);
+    w.insert(
+        &h.a,
+        Item {
+            id: 999,
+            v: 1,
+            tag: "after".into(),
+        },
+    )
+    .unwrap();
+    w.commit()
+        .unwrap_or_else(|e| panic!("{what}: not writable: {e}"));
+    got
+}
+
+#[test]
+fn reopen_round_trip_with_checkpoints() {
+    let fs = SimFs::new();
+    let (db, h) = open(&fs, 600).unwrap();
+    let (acked, maybe, failed) = workload(&db, &h, 7, 60);
+    assert!(maybe.is_none() && !failed);
+    let last = state(&db, &h);
+    let rev = db.revision();
+    drop(db);
+    let (db, h) = open(&fs, 600).unwrap();
+    assert_eq!(db.revision(), rev);
+    assert_eq!(state(&db, &h), last);
+    assert_eq!(acked[&rev], last);
+    // The log was truncated by checkpoints: few segments remain.
+    let names = crate::storage::fs::Vfs::list_dir(&fs, Path::new(DIR)).unwrap();
+    let snaps = names.iter().filter(|n| n.starts_with("snap-")).count();
+    assert_eq!(snaps, 1, "{names:?}");
+    // The snapshot is a valid snapshot to restore from, too.
+    let mut bytes = Vec::new();
+    db.snapshot_to(&mut bytes).unwrap();
+    let (s, h2) = schema();
+    let copy = Db::restore_from(&bytes[..], s).unwrap();
+    assert_eq!(state(&copy, &h2), last);
+    // A point lookup after recovery.
+    assert_eq!(
+        db.read().get(&h.a_id, &999).unwrap().is_some(),
+        last.contains_key(&(0, 999))
+    );
+}
+
+fn seeds() -> Vec<u64> {
+    match std::env::var("PANDODB_CRASH_SEEDS") {
+        Ok(n) => (1..=n.parse::<u64>().unwrap()).collect(),
+        Err(_) => vec![11],
+    }
+}
+
+#[test]
+fn power_loss_at_every_operation_loses_no_acknowledged_commit() {
+    let mut recoveries = 0;
+    for seed in seeds() {
+        // How many operations a whole run makes.
+        let total = {
+            let fs = SimFs::new();
+            let (db, h) = open(&fs, 600).unwrap();
+            workload(&db, &h, seed, 30);
+            fs.op_count()
+        };
+        let modes = [
+            CrashMode::KeepAll,
+            CrashMode::DropAll,
+            CrashMode::KeepPrefix(seed),
+            CrashMode::Garble(seed ^ 0x55),
+        ];
+        for k in 0..total {
+            for mode in modes {
+                let what = format!("seed {seed}, crash at op {k}, {mode:?}");
+                let fs = SimFs::new();
+                fs.fail_at(k, true);
+                let (acked, maybe) = match open(&fs, 600) {
+                    Ok((db, h)) => {
+                        let (a, m, _) = workload(&db, &h, seed, 30);
+                        (a, m)
+                    }
+                    // Crashed while creating the directory: nothing acked.
+                    Err(_) => {
+                        let mut m = BTreeMap::new();
+                        m.insert(0, State::new());
+                        (m, None)
+                    }
+                };
+                fs.crash(mode);
+                let first = check_recovered(&fs.fork(), &acked, &maybe, &what);
+                recoveries += 1;
+                // A second power loss during recovery: recovery is
+                // idempotent. (Every 7th op of the reopen, to bound time.)
+                let ops_before = fs.op_count();
+                let probe = fs.fork();
+                drop(open(&probe, 600));
+                let reopen_ops = probe.op_count() - ops_before;
+                for j in (0..reopen_ops).step_by(7) {
+                    let twice = fs.fork();
+                    twice.fail_at(twice.op_count() + j, true);
+                    drop(open(&twice, 600));
+                    twice.crash(mode);
+                    let (db, h) = open(&twice, 600)
+                        .unwrap_or_else(|e| panic!("{what}, then at recovery op {j}: {e}"));
+                    assert_eq!(state(&db, &h), first, "{what}, then at recovery op {j}");
+                    recoveries += 1;
+                }
+            }
+        }
+    }
+    println!("{recoveries} recoveries checked");
+    assert!(recoveries > 500, "only {recoveries} recoveries");
+}
+
+#[test]
+fn io_errors_stop_writes_and_keep_reads() {
+    let total = {
+        let fs = SimFs::new();
+        let (db, h) = open(&fs, 600).unwrap();
+        workload(&db, &h, 3, 20);
+        fs.op_count()
+    };
+    for forever in [false, true] {
+        for k in 0..total {
+            let what = format!("op {k} fails (forever: {forever})");
+            let fs = SimFs::new();
+            fs.fail_at(k, forever);
+            let Ok((db, h)) = open(&fs, 600) else {
+                continue;
+            };
+            let (acked, maybe, failed) = workload(&db, &h, 3, 20);
+            if failed {
+                // A commit failed: later writes are refused, reads work.
+                let mut w = db.write(&[&h.a]);
+                w.insert(
+                    &h.a,
+                    Item {
+                        id: 1,
+                        v: 1,
+                        tag: "x".into(),
+                    },
+                )
+                .unwrap();
+                let e = w.commit().unwrap_err();
+                assert!(
+                    matches!(e, Error::WritesStopped(_) | Error::Io { .. }),
+                    "{what}: {e:?}"
+                );
+                let (&last, s) = acked.last_key_value().unwrap();
+                assert_eq!(
+                    db.revision(),
+                    last,
+                    "{what}: a failed commit became visible"
+                );
+                assert_eq!(&state(&db, &h), s, "{what}: reads");
+            }
+            drop(db);
+            fs.clear_faults();
+            check_recovered(&fs, &acked, &maybe, &what);
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_stops_writes_without_losing_acknowledged_commits() {
+    for limit in (200..6000).step_by(173) {
+        let what = format!("disk of {limit} bytes");
+        let fs = SimFs::new();
+        fs.set_space_limit(Some(limit));
+        let Ok((db, h)) = open(&fs, 600) else {
+            continue;
+        };
+        let (acked, maybe, _) = workload(&db, &h, 5, 40);
+        drop(db);
+        fs.set_space_limit(None);
+        fs.crash(CrashMode::DropAll);
+        check_recovered(&fs, &acked, &maybe, &what);
+    }
+}
+
+#[test]
+fn real_directory_round_trip_and_group_commit() {
+    let dir = std::env::temp_dir().join(format!("pandodb-durable-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let threads = 8;
+    let per = 50;
+    {
+        let (s, h) = schema();
+        let db = Db::open(&dir, s, Options::default()).unwrap();
+        let h = Arc::new(h);
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (db, h) = (db.clone(), h.clone());
+                std::thread::spawn(move || {
+                    for i in 0..per {
+                        let mut w = db.write(&[&h.a]);
+                        w.insert(
+                            &h.a,
+                            Item {
+                                id: t * 1000 + i,
+                                v: 1,
+                                tag: format!("{t}"),
+                            },
+                        )
+                        .unwrap();
+                        w.commit().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for x in handles {
+            x.join().unwrap();
+        }
+        assert_eq!(db.revision(), u64::from(threads * per));
+    }
+    let (s, h) = schema();
+    let db = Db::open(&dir, s, Options::default()).unwrap();
+    assert_eq!(db.revision(), u64::from(threads * per));
+    assert_eq!(db.read().len(&h.a).unwrap(), (threads * per) as usize);
+    // Batched and None modes reopen too.
+    drop(db);
+    for mode in [
+        Durability::Batched(std::time::Duration::from_millis(5)),
+        Durability::None,
+    ] {
+        let (s, h) = schema();
+        let db = Db::open(&dir, s, Options::default().durability(mode)).unwrap();
+        let mut w = db.write(&[&h.b]);
+        w.insert(
+            &h.b,
+            Item {
+                id: 1,
+                v: 2,
+                tag: format!("{mode:?}"),
+            },
+        )
+        .unwrap();
+        w.commit().unwrap();
+        if mode == Durability::None {
+            db.checkpoint().unwrap();
+        }
+        drop(db);
+        let (s, h) = schema();
+        let db = Db::open(&dir, s, Options::default()).unwrap();
+        assert_eq!(
+            db.read()
+                .get(&crate::Index::clone(&h.a_id), &0)
+                .unwrap()
+                .map(|x| x.tag.clone()),
+            Some("0".to_string())
+        );
+        let r = db.read();
+        let b: Vec<String> = r
+            .all_versioned(&h.b)
+            .unwrap()
+            .map(|v| v.object.tag.clone())
+            .collect();
+        assert_eq!(b, [format!("{mode:?}")]);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
