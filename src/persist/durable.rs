@@ -6,8 +6,8 @@
 //!
 //! Directory layout: `snap-<revision, 20 digits>.pdb` snapshot files (see
 //! `storage::snapfile`), `wal-<first revision, 20 digits>.log` log segments
-//! (see `storage::log`), and `*.tmp` leftovers of interrupted snapshots,
-//! removed on open.
+//! (see `storage::log`), `*.tmp` leftovers of interrupted snapshots,
+//! removed on open, and `LOCK`, locked while a process has the database open.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -85,6 +85,8 @@ struct LogState {
 
 /// The durable side of a database.
 pub(crate) struct Durable {
+    /// Held while the database is open (one process per directory).
+    _dir_lock: Option<Box<dyn Send + Sync>>,
     vfs: Arc<dyn Vfs>,
     dir: PathBuf,
     pub(crate) mode: Durability,
@@ -130,6 +132,9 @@ impl Durable {
     ) -> Result<Opened> {
         vfs.create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), &e))?;
+        let dir_lock = vfs
+            .lock_dir(dir)
+            .map_err(|e| Error::io(format!("locking {}", dir.display()), &e))?;
         snapfile::remove_temp_files(&*vfs, dir)?;
         let names = vfs
             .list_dir(dir)
@@ -236,6 +241,7 @@ impl Durable {
             }
         }
         let durable = Durable {
+            _dir_lock: dir_lock,
             vfs,
             dir: dir.to_path_buf(),
             mode,

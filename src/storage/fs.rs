@@ -51,6 +51,14 @@ pub trait Vfs: Send + Sync {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Whether `path` exists.
     fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// Takes an exclusive lock on the directory `dir` for as long as the
+    /// returned guard lives, so that two processes never open one database
+    /// at once. Fails with [`io::ErrorKind::WouldBlock`] if another holds
+    /// it. The default takes no lock (a simulated disk has one user).
+    fn lock_dir(&self, dir: &Path) -> io::Result<Option<Box<dyn Send + Sync>>> {
+        let _ = dir;
+        Ok(None)
+    }
 }
 
 /// [`std::io::Write`] over a [`VfsFile`]: every write appends.
@@ -142,6 +150,23 @@ impl VfsFile for StdFile {
 }
 
 impl Vfs for StdFs {
+    fn lock_dir(&self, dir: &Path) -> io::Result<Option<Box<dyn Send + Sync>>> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join("LOCK"))?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(Box::new(f))),
+            Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the database directory is in use by another process",
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
     fn create(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
         let f = OpenOptions::new()
             .read(true)
