@@ -255,6 +255,40 @@ fn scan_segment(
     Ok(out)
 }
 
+/// One segment as [`check_segment`] validated it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentCheck {
+    /// `(revision, payload start, payload end)` of every whole record, as
+    /// byte offsets into the segment (a record's header starts
+    /// [`RECORD_HEADER_LEN`] bytes before its payload).
+    pub records: Vec<(u64, usize, usize)>,
+    /// The previous revision named by the segment header.
+    pub prev: Option<u64>,
+    /// Where a torn tail starts, if there is one (only when `is_last`):
+    /// [`recover`] would truncate the file to this length.
+    pub cut: Option<usize>,
+}
+
+/// Validates the bytes `data` of one segment with exactly the rules of
+/// [`recover`] (`first_rev`: the revision in the file name; `prev_rev`: the
+/// last revision of the segment before it), reading nothing and changing
+/// nothing: for inspection tools. A torn tail is reported in
+/// [`SegmentCheck::cut`], any other damage as the error `recover` gives.
+pub fn check_segment(
+    path: &Path,
+    first_rev: u64,
+    data: &[u8],
+    is_last: bool,
+    prev_rev: Option<u64>,
+) -> Result<SegmentCheck> {
+    let s = scan_segment(path, first_rev, data, is_last, prev_rev)?;
+    Ok(SegmentCheck {
+        records: s.records,
+        prev: s.prev,
+        cut: s.cut,
+    })
+}
+
 /// What [`recover`] found.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Recovered {
