@@ -413,3 +413,71 @@ fn real_directory_round_trip_and_group_commit() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn damaged_directories_open_to_a_committed_state_or_fail() {
+    // A small directory: a snapshot and a log after it.
+    let fs = SimFs::new();
+    let (db, h) = open(&fs, 0).unwrap();
+    let (acked, _, _) = workload(&db, &h, 9, 8);
+    db.checkpoint().unwrap();
+    let (more, _, _) = workload(&db, &h, 10, 6);
+    drop(db);
+    let mut states = acked;
+    states.extend(more);
+    let files: Vec<String> = crate::storage::fs::Vfs::list_dir(&fs, Path::new(DIR))
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with("snap-") || n.starts_with("wal-"))
+        .collect();
+    let mut outcomes = (0, 0);
+    let mut check = |damaged: &SimFs, what: &str| match open(damaged, 0) {
+        Ok((db, h)) => {
+            let got = state(&db, &h);
+            assert_eq!(
+                states.get(&db.revision()),
+                Some(&got),
+                "{what}: opened to a state that was never committed"
+            );
+            outcomes.0 += 1;
+        }
+        Err(e) => {
+            assert!(
+                matches!(e, Error::Corrupt { .. } | Error::UnsupportedVersion { .. }),
+                "{what}: {e:?}"
+            );
+            outcomes.1 += 1;
+        }
+    };
+    for name in &files {
+        let path = Path::new(DIR).join(name);
+        let good = fs.contents(&path).unwrap();
+        for i in 0..good.len() {
+            for bit in [0, 3, 7] {
+                let d = fs.fork();
+                let mut b = good.clone();
+                b[i] ^= 1 << bit;
+                d.overwrite(&path, b);
+                check(&d, &format!("{name}: bit {bit} of byte {i}"));
+            }
+        }
+        for cut in 0..good.len() {
+            let d = fs.fork();
+            d.overwrite(&path, good[..cut].to_vec());
+            check(&d, &format!("{name}: cut at {cut}"));
+        }
+        for sector in 0..good.len().div_ceil(512) {
+            let d = fs.fork();
+            let mut b = good.clone();
+            let end = ((sector + 1) * 512).min(b.len());
+            b[sector * 512..end].fill(0);
+            d.overwrite(&path, b);
+            check(&d, &format!("{name}: sector {sector} zeroed"));
+        }
+    }
+    println!(
+        "{} opened to a committed prefix, {} refused",
+        outcomes.0, outcomes.1
+    );
+    assert!(outcomes.0 > 0 && outcomes.1 > 0);
+}
