@@ -94,8 +94,7 @@ impl Options {
         self
     }
 
-    /// Uses another file system (tests: the simulated one).
-    #[cfg(test)]
+    /// Uses another file system (tests and fuzzing: the simulated one).
     pub(crate) fn vfs(mut self, vfs: Arc<dyn Vfs>) -> Options {
         self.vfs = VfsHandle(vfs);
         self

@@ -23,6 +23,8 @@ pub mod cli;
 mod db;
 mod error;
 mod feed;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod index;
 mod persist;
 mod schema;
