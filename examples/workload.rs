@@ -21,6 +21,12 @@
 //! `watch_notify`, `watch_notify_watchset`), `watch_idle_commit` (commit
 //! cost with 100,000 idle watches against none) and `feed_throughput`
 //! (change-feed events/s to one subscriber).
+//!
+//! Persistence workloads (issue 5): `snapshot_write`, `snapshot_restore`
+//! (objects/s, bytes per object, peak memory of the restore against the
+//! final database), `commit_sync` (synchronous single-object commits/s with
+//! 1 and 8 committing threads) and `recovery_replay` (log records/s on
+//! open). They use the temp directory.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -33,7 +39,7 @@ use pandodb::{Db, Index, Indexer, Options, Query, Retention, Schema, Table, Watc
 #[global_allocator]
 static ALLOC: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Person {
     id: String,
     email: String,
@@ -96,6 +102,7 @@ fn pando_schema() -> Pando {
     let by_id = t.primary("id", Indexer::string(|p: &Person| p.id.as_str()));
     t.unique("email", Indexer::string(|p: &Person| p.email.as_str()));
     let by_age = t.index("age", Indexer::value(|p: &Person| p.age));
+    t.serde();
     let people = schema.add(t).expect("valid table");
     Pando {
         db: Db::new(schema.build().expect("valid schema")),
@@ -947,6 +954,186 @@ fn feed_throughput(cfg: &Cfg) {
     );
 }
 
+/// A scratch directory for the persistence workloads (removed after).
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("pandodb-workload-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+/// The workload's schema with a durable database in `dir`.
+fn open_durable(dir: &std::path::Path, opts: Options) -> Pando {
+    let e = pando_schema();
+    let schema = e.db.schema().clone();
+    drop(e.db);
+    Pando {
+        db: Db::open(dir, schema, opts).expect("open"),
+        people: e.people,
+        by_id: e.by_id,
+        by_age: e.by_age,
+    }
+}
+
+/// `snapshot_write`, `snapshot_restore`, `commit_sync`, `recovery_replay`
+/// (issue 5).
+fn persistence_workloads(cfg: &Cfg) {
+    let n = cfg.n;
+    if cfg.enabled("snapshot_write") || cfg.enabled("snapshot_restore") {
+        let dir = scratch_dir("snap");
+        let file = dir.join("snapshot.pdb");
+        let db: Pando = fresh(n);
+        let (secs, other, info) = timed(cfg, || {
+            let f = std::fs::File::create(&file).expect("create");
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            let info = db.db.snapshot_to(&mut w).expect("snapshot");
+            std::io::Write::flush(&mut w).expect("flush");
+            info
+        });
+        assert_eq!(info.rows, n);
+        emit(
+            "pandodb",
+            "snapshot_write",
+            n,
+            Some(secs * 1e9 / n as f64),
+            &[
+                ("objects_per_s", f2(n as f64 / secs)),
+                ("bytes_per_object", f2(info.bytes as f64 / n as f64)),
+                ("file_bytes", info.bytes.to_string()),
+                ("other_cpu_cores", f2(other)),
+                (
+                    "note",
+                    "\"BufWriter to a file in the temp dir, not synced\"".into(),
+                ),
+            ],
+        );
+        let schema = db.db.schema().clone();
+        let people = db.people.clone();
+        drop(db);
+        // Peak extra memory during the restore: the allocator's live bytes,
+        // sampled every 200 µs by a helper thread.
+        let base = ALLOC.allocated();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut peak = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    peak = peak.max(ALLOC.allocated());
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                peak
+            })
+        };
+        let (secs, other, restored) = timed(cfg, || {
+            let f = std::fs::File::open(&file).expect("open");
+            Db::restore_from(std::io::BufReader::with_capacity(1 << 20, f), schema)
+                .expect("restore")
+        });
+        stop.store(true, Ordering::Relaxed);
+        let peak = sampler.join().expect("sampler").max(ALLOC.allocated());
+        let final_bytes = ALLOC.allocated().saturating_sub(base);
+        let peak_extra = peak.saturating_sub(base);
+        assert_eq!(restored.read().len(&people).unwrap_or(0) as u64, n);
+        emit(
+            "pandodb",
+            "snapshot_restore",
+            n,
+            Some(secs * 1e9 / n as f64),
+            &[
+                ("objects_per_s", f2(n as f64 / secs)),
+                ("final_db_bytes", final_bytes.to_string()),
+                ("peak_bytes_during_restore", peak_extra.to_string()),
+                (
+                    "peak_vs_final",
+                    format!("{:.3}", peak_extra as f64 / final_bytes.max(1) as f64),
+                ),
+                ("other_cpu_cores", f2(other)),
+                ("note", "\"includes rebuilding every index\"".into()),
+            ],
+        );
+        drop(restored);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if cfg.enabled("commit_sync") {
+        let mut rates = Vec::new();
+        for threads in [1u64, 8] {
+            let dir = scratch_dir("sync");
+            let e = Arc::new(open_durable(&dir, Options::default().checkpoint_bytes(0)));
+            let per = if threads == 1 { 2000 } else { 500 };
+            cfg.wait_quiet();
+            let t = Instant::now();
+            let handles: Vec<_> = (0..threads)
+                .map(|k| {
+                    let e = e.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..per {
+                            e.insert_one(Arc::new(person(10_000_000 + k * 1_000_000 + i)));
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().expect("committer");
+            }
+            let secs = t.elapsed().as_secs_f64();
+            assert_eq!(e.db.revision(), threads * per);
+            rates.push(((threads * per) as f64 / secs, threads));
+            drop(e);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        emit(
+            "pandodb",
+            "commit_sync",
+            0,
+            Some(1e9 / rates[0].0),
+            &[
+                ("commits_per_s_1_thread", f2(rates[0].0)),
+                ("commits_per_s_8_threads", f2(rates[1].0)),
+                ("ratio_8_vs_1", format!("{:.2}", rates[1].0 / rates[0].0)),
+                (
+                    "note",
+                    "\"single-object insert txns, Durability::Sync (fdatasync per group), empty database\""
+                        .into(),
+                ),
+            ],
+        );
+    }
+    if cfg.enabled("recovery_replay") {
+        let dir = scratch_dir("replay");
+        let records = 200_000u64;
+        {
+            let e = open_durable(
+                &dir,
+                Options::default()
+                    .checkpoint_bytes(0)
+                    .durability(pandodb::Durability::Batched(Duration::from_millis(50))),
+            );
+            for i in 0..records {
+                e.insert_one(Arc::new(person(i)));
+            }
+        }
+        let (secs, other, e) = timed(cfg, || open_durable(&dir, Options::default()));
+        assert_eq!(e.db.revision(), records);
+        emit(
+            "pandodb",
+            "recovery_replay",
+            records,
+            Some(secs * 1e9 / records as f64),
+            &[
+                ("records_per_s", f2(records as f64 / secs)),
+                ("other_cpu_cores", f2(other)),
+                (
+                    "note",
+                    "\"Db::open of a log of 200,000 single-object commits, no snapshot\"".into(),
+                ),
+            ],
+        );
+        drop(e);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 fn main() {
     let mut cfg = Cfg {
         n: 1_000_000,
@@ -980,6 +1167,7 @@ fn main() {
         if cfg.enabled("feed_throughput") {
             feed_throughput(&cfg);
         }
+        persistence_workloads(&cfg);
         if cfg.enabled("parallel_writers") {
             let (disjoint, same) = parallel_writers(&cfg);
             emit(
