@@ -4,6 +4,9 @@
 //! The command only reads: files are opened read-only, a torn log tail is
 //! reported, never cut, and leftover temporary files are listed, never
 //! removed. The byte formats it reads are described in `docs/FORMAT.md`.
+//! Snapshots are streamed (one block in memory); a log segment is read
+//! whole (segments are rotated at 64 MiB); `dump` of a directory holds the
+//! replayed state (every row's bytes) in memory.
 //!
 //! The binary `pandodb` calls [`run`] with an empty [`Registry`], so it
 //! shows objects as byte counts. An application that wants its objects
