@@ -814,7 +814,7 @@ fn watch_workloads(cfg: &Cfg) {
 /// (min, median, max) of a sample.
 fn stats(v: &mut [f64]) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);
-    let med = if v.len() % 2 == 0 {
+    let med = if v.len().is_multiple_of(2) {
         (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
     } else {
         v[v.len() / 2]

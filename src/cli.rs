@@ -48,7 +48,7 @@ use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::index::key::display;
-use crate::persist::format::{Op, SnapshotHeader, decode_ops, decode_row};
+use crate::persist::format::{Op, SnapshotHeader, decode_record, decode_row};
 use crate::storage::log::{
     RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, check_segment, parse_segment_name,
 };
@@ -88,7 +88,7 @@ usage:
 
 FILE is a snapshot (snap-*.pdb or any file written by snapshot_to) or a log
 segment (wal-*.log); DIR is a database directory (Db::open). Tables are named
-by their name, or #N (their position) where no snapshot names them.
+as the snapshot and the log records name them.
 
 options:
   --table NAME   dump only this table
@@ -960,7 +960,7 @@ impl Ctx<'_> {
                 }
             }
         }
-        let names: Vec<String> = newest
+        let mut names: Vec<String> = newest
             .as_ref()
             .map(|s| s.tables.iter().map(|t| t.name.clone()).collect())
             .unwrap_or_default();
@@ -981,12 +981,32 @@ impl Ctx<'_> {
                 chain_ok = false;
                 return Ok(false);
             }
-            let Some(ops) = decode_ops(payload) else {
+            let Some((record_tables, ops)) = decode_record(payload) else {
                 ctx.damage(file, at, format!("log record {rev} is malformed"));
                 chain_ok = false;
                 return Ok(false);
             };
-            for op in ops {
+            // Records name their tables; number them as the snapshot does
+            // (tables it lacks after its own).
+            let positions: Vec<u64> = record_tables
+                .iter()
+                .map(|(name, _)| {
+                    let p = match names.iter().position(|n| n == name) {
+                        Some(p) => p,
+                        None => {
+                            names.push((*name).to_string());
+                            names.len() - 1
+                        }
+                    };
+                    p as u64
+                })
+                .collect();
+            for mut op in ops {
+                match &mut op {
+                    Op::Put { table, .. } | Op::Delete { table, .. } => {
+                        *table = positions[*table as usize];
+                    }
+                }
                 match op {
                     Op::Put {
                         table,
@@ -1179,7 +1199,7 @@ impl Ctx<'_> {
                     let (stats, _) = self.scan_log(
                         &[(first, path.to_path_buf())],
                         &mut |_, rev, payload, _, at| {
-                            if bad.is_none() && decode_ops(payload).is_none() {
+                            if bad.is_none() && decode_record(payload).is_none() {
                                 bad = Some((rev, at));
                             }
                             Ok(true)
@@ -1316,9 +1336,9 @@ impl Ctx<'_> {
         }
     }
 
-    /// A lone segment's record, operation by operation (tables by position).
+    /// A lone segment's record, operation by operation.
     fn print_ops(&mut self, rev: u64, payload: &[u8], file: &Path, at: u64) -> io::Result<()> {
-        let Some(ops) = decode_ops(payload) else {
+        let Some((record_tables, ops)) = decode_record(payload) else {
             self.damage(file, at, format!("log record {rev} is malformed"));
             return Ok(());
         };
@@ -1338,7 +1358,9 @@ impl Ctx<'_> {
                 ),
                 Op::Delete { table, pk } => (table, "delete", pk, 0, None),
             };
-            let name = format!("#{table}");
+            let name = record_tables
+                .get(table as usize)
+                .map_or_else(|| format!("#{table}"), |(n, _)| (*n).to_string());
             if !self.wanted(&name) {
                 continue;
             }

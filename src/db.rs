@@ -181,10 +181,10 @@ impl DbInner {
     /// The root a write transaction starts from: the newest ordered one
     /// (in durable mode possibly not visible yet).
     pub(crate) fn load_latest(&self) -> Arc<Root> {
-        if self.durable.as_ref().is_some_and(Durable::waits) {
-            if let Some(r) = relock(self.publish.lock()).as_ref() {
-                return r.clone();
-            }
+        if self.durable.as_ref().is_some_and(Durable::waits)
+            && let Some(r) = relock(self.publish.lock()).as_ref()
+        {
+            return r.clone();
         }
         self.root.load()
     }
@@ -204,11 +204,11 @@ impl DbInner {
             changes,
             record,
         } = commit;
-        if let Some(d) = &self.durable {
-            if let Err(e) = d.check() {
-                ordered();
-                return Err(e);
-            }
+        if let Some(d) = &self.durable
+            && let Err(e) = d.check()
+        {
+            ordered();
+            return Err(e);
         }
         let (revision, published) = {
             #[cfg(loom)]
@@ -292,12 +292,12 @@ impl DbInner {
                 self.make_visible(d.synced());
             }
         }
-        if let Some(d) = &self.durable {
-            if d.checkpoint_due() {
-                // Best effort: an error stops writes and the next commit
-                // reports it.
-                let _ = self.checkpoint();
-            }
+        if let Some(d) = &self.durable
+            && d.checkpoint_due()
+        {
+            // Best effort: an error stops writes and the next commit
+            // reports it.
+            let _ = self.checkpoint();
         }
         Ok(revision)
     }
@@ -613,10 +613,10 @@ impl Db {
                     loop {
                         std::thread::sleep(every);
                         let Some(inner) = weak.upgrade() else { break };
-                        if let Some(d) = &inner.durable {
-                            if d.sync_if_due(true).is_err() {
-                                break;
-                            }
+                        if let Some(d) = &inner.durable
+                            && d.sync_if_due(true).is_err()
+                        {
+                            break;
                         }
                     }
                 })

@@ -86,11 +86,11 @@ fn damage(bytes: &mut Vec<u8>, input: &[u8]) {
             bytes[at] ^= x;
         }
     }
-    if let Some(&first) = input.first() {
-        if first & 1 == 1 {
-            let cut = usize::from(first) * 7 % (bytes.len() + 1);
-            bytes.truncate(cut);
-        }
+    if let Some(&first) = input.first()
+        && first & 1 == 1
+    {
+        let cut = usize::from(first) * 7 % (bytes.len() + 1);
+        bytes.truncate(cut);
     }
 }
 

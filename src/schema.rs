@@ -156,6 +156,10 @@ impl<T> TableState<T> {
     }
 }
 
+/// Receives a stored row: created and modified revisions, primary key,
+/// encoded object.
+pub(crate) type RowVisitor<'a> = dyn FnMut(u64, u64, &[u8], &[u8]) -> Result<()> + 'a;
+
 /// The type-erased view the schema and the database keep of a table.
 pub(crate) trait AnyTable: Send + Sync {
     fn name(&self) -> &str;
@@ -184,11 +188,7 @@ pub(crate) trait AnyTable: Send + Sync {
     fn row_count(&self, state: &(dyn Any + Send + Sync)) -> usize;
     /// Calls `f(created, modified, primary key, encoded object)` for every
     /// row of `state`, in primary-key order.
-    fn for_each_row(
-        &self,
-        state: &(dyn Any + Send + Sync),
-        f: &mut dyn FnMut(u64, u64, &[u8], &[u8]) -> Result<()>,
-    ) -> Result<()>;
+    fn for_each_row(&self, state: &(dyn Any + Send + Sync), f: &mut RowVisitor<'_>) -> Result<()>;
     /// Encodes an object of this table (from a change record) and its
     /// primary key.
     fn encode_object(
@@ -270,11 +270,7 @@ impl<T: Send + Sync + 'static> AnyTable for TableDef<T> {
             .downcast_ref::<TableState<T>>()
             .map_or(0, |s| s.rows.len())
     }
-    fn for_each_row(
-        &self,
-        state: &(dyn Any + Send + Sync),
-        f: &mut dyn FnMut(u64, u64, &[u8], &[u8]) -> Result<()>,
-    ) -> Result<()> {
+    fn for_each_row(&self, state: &(dyn Any + Send + Sync), f: &mut RowVisitor<'_>) -> Result<()> {
         let codec = self.codec()?;
         let Some(state) = state.downcast_ref::<TableState<T>>() else {
             return Err(Error::UnknownTable(self.name.clone()));

@@ -561,13 +561,13 @@ impl IndexWatches {
     /// `revision`; returns how many.
     fn fire(&mut self, key: &[u8], revision: u64) -> usize {
         let mut n = 0;
-        if !self.exact.is_empty() {
-            if let Some((k, w)) = self.exact.remove_entry(key) {
-                let (fired, left) = w.fire(revision);
-                n += fired;
-                if let Some(left) = left {
-                    self.exact.insert(k, left);
-                }
+        if !self.exact.is_empty()
+            && let Some((k, w)) = self.exact.remove_entry(key)
+        {
+            let (fired, left) = w.fire(revision);
+            n += fired;
+            if let Some(left) = left {
+                self.exact.insert(k, left);
             }
         }
         if !self.prefix.is_empty() {
@@ -761,10 +761,10 @@ impl TableWatches {
                     }
                 }
                 reg.recent.push_back((revision, Arc::new(keys)));
-                if reg.recent.len() > RECENT {
-                    if let Some((rev, _)) = reg.recent.pop_front() {
-                        reg.unknown_upto = reg.unknown_upto.max(rev);
-                    }
+                if reg.recent.len() > RECENT
+                    && let Some((rev, _)) = reg.recent.pop_front()
+                {
+                    reg.unknown_upto = reg.unknown_upto.max(rev);
                 }
                 n
             }

@@ -191,13 +191,17 @@ fn validators_under_a_fast_writer() {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                let (table, other) = if x % 3 == 0 { (&s.b, "b") } else { (&s.a, "a") };
+                let (table, other) = if x.is_multiple_of(3) {
+                    (&s.b, "b")
+                } else {
+                    (&s.a, "a")
+                };
                 let mut w = s.db.write(&[&s.a, &s.b]);
                 let mut did = Vec::new();
                 // One to three changes per commit, sometimes on both tables.
                 for k in 0..=(x % 3) {
                     let id = ((x >> (8 * k)) % 50) as u32;
-                    if (x >> 40) % 5 == 0 {
+                    if (x >> 40).is_multiple_of(5) {
                         if w.delete(table, &Item { id, v: 0 }).unwrap().is_some() {
                             did.push((other.to_string(), id, None));
                         }
@@ -206,7 +210,7 @@ fn validators_under_a_fast_writer() {
                         did.push((other.to_string(), id, Some(i)));
                     }
                 }
-                if x % 7 == 0 {
+                if x.is_multiple_of(7) {
                     w.insert(&s.a, Item { id: 99, v: i }).unwrap();
                     did.push(("a".to_string(), 99, Some(i)));
                 }

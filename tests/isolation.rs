@@ -217,7 +217,7 @@ fn snapshots_are_kept_forever_and_cheap() {
         let i = i as u32;
         if i > 0 {
             model.push(i);
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 model.retain(|&x| x != i - 1);
             }
         }

@@ -233,7 +233,7 @@ fn transfers_keep_the_sum_and_readers_see_consistent_versions() {
                         if audit(&b, &r) != Ok(fp) {
                             report(format!("rev {rev}: non-repeatable read"));
                         }
-                        if reads % 64 == 0 {
+                        if reads.is_multiple_of(64) {
                             if let Some((s, old)) = kept.take() {
                                 match audit(&b, &s) {
                                     Ok(now) if now == old => {}

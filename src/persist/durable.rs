@@ -27,7 +27,7 @@ use crate::txn::Change;
 use crate::watch::KeyLog;
 
 use super::SnapshotInfo;
-use super::format::{Op, decode_ops};
+use super::format::{Op, decode_record};
 use super::snapshot::{header_of, read_from, write_rows};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -182,18 +182,28 @@ impl Durable {
                     detail: format!("log record {rev} follows revision {revision}: a gap"),
                 });
             }
-            let ops = decode_ops(payload).ok_or_else(|| Error::Corrupt {
+            let (names, ops) = decode_record(payload).ok_or_else(|| Error::Corrupt {
                 file: file.clone(),
                 offset: 0,
                 detail: format!("log record {rev} is malformed"),
             })?;
+            // The record's tables, by name, in this schema.
+            let mut map = Vec::with_capacity(names.len());
+            for (name, version) in &names {
+                let Some(t) = schema.tables.iter().position(|t| t.name() == *name) else {
+                    return Err(Error::SchemaMismatch(format!(
+                        "log record {rev} writes table {name:?}, which is not in the schema"
+                    )));
+                };
+                map.push((t, *version));
+            }
             for op in ops {
                 let table = match op {
                     Op::Put { table, .. } | Op::Delete { table, .. } => table,
                 };
-                let t = usize::try_from(table)
+                let (t, version) = usize::try_from(table)
                     .ok()
-                    .filter(|&t| t < schema.tables.len())
+                    .and_then(|i| map.get(i).copied())
                     .ok_or_else(|| Error::Corrupt {
                         file: file.clone(),
                         offset: 0,
@@ -201,7 +211,6 @@ impl Durable {
                     })?;
                 let loader = loaders[t]
                     .get_or_insert_with(|| schema.tables[t].clone().loader(Some(&states[t])));
-                let version = schema.tables[t].codec_info().0;
                 match op {
                     Op::Put { created, data, .. } => {
                         let created = if created == 0 { rev } else { created };
@@ -223,16 +232,17 @@ impl Durable {
             replayed += 1;
             Ok(())
         })?;
-        if let Some(prev) = found.first_prev {
-            if prev != log::NO_REV && prev > snapshot_rev {
-                return Err(Error::Corrupt {
-                    file: dir.display().to_string(),
-                    offset: 0,
-                    detail: format!(
-                        "the log starts after revision {prev} but the newest snapshot is at {snapshot_rev}"
-                    ),
-                });
-            }
+        if let Some(prev) = found.first_prev
+            && prev != log::NO_REV
+            && prev > snapshot_rev
+        {
+            return Err(Error::Corrupt {
+                file: dir.display().to_string(),
+                offset: 0,
+                detail: format!(
+                    "the log starts after revision {prev} but the newest snapshot is at {snapshot_rev}"
+                ),
+            });
         }
         let mut states = states;
         for (t, l) in loaders.into_iter().enumerate() {

@@ -265,8 +265,46 @@ pub(crate) fn delete_op(out: &mut Vec<u8>, table: usize, pk: &[u8]) {
     put_bytes(out, pk);
 }
 
-/// Decodes a commit record into its operations (all or nothing).
-pub(crate) fn decode_ops(rec: &[u8]) -> Option<Vec<Op<'_>>> {
+/// Starts a commit record: the tables it names, each with the version of
+/// its row type, so that replay maps them by name (not by position in a
+/// schema that may have changed) and decodes objects of older versions
+/// through the migration hook. Operations name a table by its position in
+/// this list.
+pub(crate) fn record_tables(out: &mut Vec<u8>, tables: &[(&str, u32)]) {
+    put_varint(out, tables.len() as u64);
+    for (name, version) in tables {
+        put_bytes(out, name.as_bytes());
+        put_varint(out, u64::from(*version));
+    }
+}
+
+/// The tables a commit record names: name and row version.
+pub(crate) type RecordTables<'a> = Vec<(&'a str, u32)>;
+
+/// Decodes a commit record into its table list and operations (all or
+/// nothing; every operation's table is in the list).
+pub(crate) fn decode_record(rec: &[u8]) -> Option<(RecordTables<'_>, Vec<Op<'_>>)> {
+    let mut r = Reader::new(rec);
+    let n = r.varint()?;
+    let mut tables = Vec::new();
+    for _ in 0..n {
+        let name = std::str::from_utf8(r.bytes()?).ok()?;
+        let version = u32::try_from(r.varint()?).ok()?;
+        tables.push((name, version));
+    }
+    let ops = decode_ops(r.rest())?;
+    let known = |t: u64| usize::try_from(t).is_ok_and(|t| t < tables.len());
+    if ops.iter().all(|op| match op {
+        Op::Put { table, .. } | Op::Delete { table, .. } => known(*table),
+    }) {
+        Some((tables, ops))
+    } else {
+        None
+    }
+}
+
+/// Decodes the operations of a commit record (after its table list).
+fn decode_ops(rec: &[u8]) -> Option<Vec<Op<'_>>> {
     let mut r = Reader::new(rec);
     let mut ops = Vec::new();
     while !r.is_empty() {

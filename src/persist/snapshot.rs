@@ -230,13 +230,13 @@ fn load<R: Read>(
             None => schema.tables[id].clone().empty_state(),
         };
         let n = schema.tables[id].row_count(&*state) as u64;
-        if let Some(t) = map.iter().position(|&m| m == id) {
-            if n != header.tables[t].rows {
-                return Err(Error::SchemaMismatch(format!(
-                    "{file}: table {:?}: {} stored rows became {n} under this schema's primary key",
-                    header.tables[t].name, header.tables[t].rows
-                )));
-            }
+        if let Some(t) = map.iter().position(|&m| m == id)
+            && n != header.tables[t].rows
+        {
+            return Err(Error::SchemaMismatch(format!(
+                "{file}: table {:?}: {} stored rows became {n} under this schema's primary key",
+                header.tables[t].name, header.tables[t].rows
+            )));
         }
         rows += n;
         states.push(state);

@@ -504,10 +504,10 @@ impl<V> Inner<V> {
             }
             Children::Large { slots, .. } => {
                 for s in slots.iter_mut() {
-                    if s.as_ref().is_some_and(unique) {
-                        if let Some(Slot::Inner(n)) = s.take() {
-                            out.push(n);
-                        }
+                    if s.as_ref().is_some_and(unique)
+                        && let Some(Slot::Inner(n)) = s.take()
+                    {
+                        out.push(n);
                     }
                 }
             }

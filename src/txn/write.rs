@@ -608,10 +608,25 @@ impl WriteTxn {
     /// The commit's log record: its changes in order, objects encoded by
     /// their tables' codecs.
     fn log_record(&self, changes: &[Change], predicted: u64) -> Result<Vec<u8>> {
+        use crate::persist::format::{delete_op, put_op, record_tables};
+        // The tables named, in order of first use.
+        let mut ids: Vec<usize> = Vec::new();
+        for c in changes {
+            if !ids.contains(&c.table_id) {
+                ids.push(c.table_id);
+            }
+        }
+        let tables = &self.db.schema.tables;
+        let names: Vec<(&str, u32)> = ids
+            .iter()
+            .map(|&id| (tables[id].name(), tables[id].codec_info().0))
+            .collect();
         let mut rec = Vec::new();
+        record_tables(&mut rec, &names);
         let (mut pk, mut data) = (Vec::new(), Vec::new());
         for c in changes {
-            let def = &self.db.schema.tables[c.table_id];
+            let def = &tables[c.table_id];
+            let pos = ids.iter().position(|&id| id == c.table_id).unwrap_or(0);
             let obj = c.after.as_ref().or(c.before.as_ref());
             let Some(obj) = obj else { continue };
             data.clear();
@@ -620,9 +635,9 @@ impl WriteTxn {
                 Some(_) => {
                     // Created by this commit: "the record's own revision".
                     let created = if c.created == predicted { 0 } else { c.created };
-                    crate::persist::format::put_op(&mut rec, c.table_id, created, &pk, &data);
+                    put_op(&mut rec, pos, created, &pk, &data);
                 }
-                None => crate::persist::format::delete_op(&mut rec, c.table_id, &pk),
+                None => delete_op(&mut rec, pos, &pk),
             }
         }
         Ok(rec)
@@ -795,14 +810,14 @@ fn insert_obj<T: Send + Sync + 'static>(
             continue;
         }
         for k in scratch.new[i].keys() {
-            if let Some(holder) = state.indexes[i].get(k) {
-                if !old.as_ref().is_some_and(|o| Arc::ptr_eq(&o.object, holder)) {
-                    return Err(Error::UniqueViolation {
-                        table: def.name.clone(),
-                        index: ix.name.clone(),
-                        key: crate::index::key::display(k),
-                    });
-                }
+            if let Some(holder) = state.indexes[i].get(k)
+                && !old.as_ref().is_some_and(|o| Arc::ptr_eq(&o.object, holder))
+            {
+                return Err(Error::UniqueViolation {
+                    table: def.name.clone(),
+                    index: ix.name.clone(),
+                    key: crate::index::key::display(k),
+                });
             }
         }
     }

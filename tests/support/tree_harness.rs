@@ -283,7 +283,7 @@ impl Harness {
         self.apply(op)
             .map_err(|e| format!("step {} ({op:?}): {e}", self.steps))?;
         self.steps += 1;
-        self.check(self.steps % self.full_check_every == 0)
+        self.check(self.steps.is_multiple_of(self.full_check_every))
             .map_err(|e| format!("after step {} ({op:?}): {e}", self.steps - 1))
     }
 
