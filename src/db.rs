@@ -335,6 +335,23 @@ impl DbInner {
         }
     }
 
+    /// Waits until every ordered commit is durable and visible; returns the
+    /// latest revision.
+    pub(crate) fn flush_pending(&self) -> Result<u64> {
+        if let Some(d) = &self.durable
+            && d.waits()
+        {
+            let latest = relock(self.publish.lock())
+                .as_ref()
+                .map_or(0, |r| r.revision);
+            if latest > self.root.load().revision {
+                d.sync_upto(latest)?;
+                self.make_visible(d.synced());
+            }
+        }
+        Ok(self.root.load().revision)
+    }
+
     /// A checkpoint of the visible version (durable mode).
     pub(crate) fn checkpoint(&self) -> Result<SnapshotInfo> {
         let Some(d) = &self.durable else {
@@ -714,14 +731,27 @@ impl Db {
         let all = self.write_all();
         let (info, states) =
             crate::persist::snapshot::read_states(r, "<snapshot>", &self.inner.schema)?;
-        let current = self.inner.load().revision;
+        // Commits that released their locks but are still syncing first.
+        let current = self.inner.flush_pending()?;
         if info.revision < current {
             return Err(Error::SchemaMismatch(format!(
                 "the snapshot's revision {} is older than the database's {current}",
                 info.revision
             )));
         }
-        self.inner.replace_all(states.into(), info.revision);
+        let states: Box<[Arc<dyn Any + Send + Sync>]> = states.into();
+        if let Some(d) = &self.inner.durable {
+            // On disk before it is visible: a checkpoint of the new state
+            // (which also drops the log it supersedes).
+            let root = Root {
+                revision: info.revision,
+                tables: states.clone(),
+                watches: self.inner.watches.clone(),
+                schema: self.inner.schema.clone(),
+            };
+            d.checkpoint(&root, &self.inner.schema)?;
+        }
+        self.inner.replace_all(states, info.revision);
         drop(all);
         Ok(info.revision)
     }

@@ -558,3 +558,51 @@ fn the_log_replays_by_table_name_and_row_version() {
         "{e:?}"
     );
 }
+
+#[test]
+fn installing_a_snapshot_in_durable_mode_survives_a_restart() {
+    // A snapshot from elsewhere, ahead of this database.
+    let (s, h) = schema();
+    let other = Db::new(s);
+    for i in 0..20 {
+        let mut w = other.write(&[&h.a]);
+        w.insert(
+            &h.a,
+            Item {
+                id: i,
+                v: 7,
+                tag: "x".into(),
+            },
+        )
+        .unwrap();
+        w.commit().unwrap();
+    }
+    let mut bytes = Vec::new();
+    other.snapshot_to(&mut bytes).unwrap();
+    let want = state(&other, &h);
+
+    let fs = SimFs::new();
+    let (db, h) = open(&fs, 0).unwrap();
+    workload(&db, &h, 4, 5);
+    assert!(db.revision() < 20);
+    assert_eq!(db.install_snapshot(&bytes[..]).unwrap(), 20);
+    assert_eq!(state(&db, &h), want);
+    // Commits go on after it, and a restart sees all of it.
+    let mut w = db.write(&[&h.b]);
+    w.insert(
+        &h.b,
+        Item {
+            id: 1,
+            v: 1,
+            tag: "after".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(w.commit().unwrap().revision, 21);
+    let after = state(&db, &h);
+    drop(db);
+    fs.crash(CrashMode::DropAll);
+    let (db, h) = open(&fs, 0).unwrap();
+    assert_eq!(db.revision(), 21);
+    assert_eq!(state(&db, &h), after);
+}
