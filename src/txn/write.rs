@@ -51,6 +51,27 @@ pub(crate) struct LoadCtx {
     log: TableLog,
 }
 
+impl LoadCtx {
+    /// A state to load rows into, with a fresh key log (loading logs
+    /// nothing that is kept).
+    fn table_mut<'a, T>(
+        &'a mut self,
+        state: &'a mut TableState<T>,
+        revision: u64,
+        created: Option<u64>,
+    ) -> TableMut<'a, T> {
+        self.log = TableLog::default();
+        TableMut {
+            state,
+            scratch: &mut self.scratch,
+            log: &mut self.log,
+            changes: None,
+            revision,
+            created,
+        }
+    }
+}
+
 /// Inserts a stored row (snapshot restore, log replay) with its revisions,
 /// maintaining every index (a unique conflict is an error).
 pub(crate) fn load_row<T: Send + Sync + 'static>(
@@ -61,15 +82,7 @@ pub(crate) fn load_row<T: Send + Sync + 'static>(
     created: u64,
     modified: u64,
 ) -> Result<()> {
-    ctx.log = TableLog::default();
-    let m = TableMut {
-        state,
-        scratch: &mut ctx.scratch,
-        log: &mut ctx.log,
-        changes: None,
-        revision: modified,
-        created: Some(created),
-    };
+    let m = ctx.table_mut(state, modified, Some(created));
     insert_obj(def, m, obj, Cond::Any).map(|_| ())
 }
 
@@ -80,27 +93,7 @@ pub(crate) fn unload_row<T: Send + Sync + 'static>(
     ctx: &mut LoadCtx,
     pk: &[u8],
 ) {
-    ctx.log = TableLog::default();
-    let m = TableMut {
-        state,
-        scratch: &mut ctx.scratch,
-        log: &mut ctx.log,
-        changes: None,
-        revision: 0,
-        created: None,
-    };
-    delete_pk(def, m, pk);
-}
-
-/// The condition of a conditional write.
-#[derive(Clone, Copy)]
-enum Cond {
-    /// None: write whatever is there.
-    Any,
-    /// Only if no object has the primary key.
-    Absent,
-    /// Only if the object's modified revision is this.
-    Modified(u64),
+    delete_pk(def, ctx.table_mut(state, 0, None), pk);
 }
 
 /// One object changed by a committed transaction.
