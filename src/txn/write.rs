@@ -96,6 +96,17 @@ pub(crate) fn unload_row<T: Send + Sync + 'static>(
     delete_pk(def, ctx.table_mut(state, 0, None), pk);
 }
 
+/// The condition of a conditional write.
+#[derive(Clone, Copy)]
+enum Cond {
+    /// None: write whatever is there.
+    Any,
+    /// Only if no object has the primary key.
+    Absent,
+    /// Only if the object's modified revision is this.
+    Modified(u64),
+}
+
 /// One object changed by a committed transaction.
 ///
 /// ```
