@@ -35,7 +35,9 @@
 //! #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 //! struct Put { key: String, value: String }
 //!
-//! openraft::declare_raft_types!(pub Config: D = Put, R = bool);
+//! openraft::declare_raft_types!(
+//!     Config: D = Put, R = bool, SnapshotData = std::io::Cursor<Vec<u8>>
+//! );
 //!
 //! let mut schema = Schema::builder();
 //! let meta = register_meta::<Config>(&mut schema)?;
