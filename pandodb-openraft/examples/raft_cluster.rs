@@ -185,9 +185,10 @@ pub struct Report {
 fn config() -> Arc<Config> {
     let c = Config {
         cluster_name: "registry".into(),
-        heartbeat_interval: 50,
-        election_timeout_min: 200,
-        election_timeout_max: 400,
+        // Generous timeouts: no spurious elections on a loaded machine.
+        heartbeat_interval: 100,
+        election_timeout_min: 1000,
+        election_timeout_max: 2000,
         // Snapshots only when asked, and purge everything they cover.
         snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: 0,
