@@ -22,7 +22,7 @@ use crate::schema::{Schema, TableLoader};
 use crate::storage::fs::Vfs;
 use crate::storage::log::{self, LogWriter};
 use crate::storage::snapfile::{self, open_snapshot_file, write_snapshot_file};
-use crate::sync::{Mutex, MutexGuard, PoisonError};
+use crate::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use crate::txn::Change;
 use crate::watch::KeyLog;
 
@@ -83,6 +83,14 @@ struct LogState {
     last_sync: Instant,
 }
 
+/// The group-commit state: the revision synced so far and whether a
+/// committer is syncing the next group.
+#[derive(Default)]
+struct GroupState {
+    synced: u64,
+    syncing: bool,
+}
+
 /// The durable side of a database.
 pub(crate) struct Durable {
     /// Held while the database is open (one process per directory).
@@ -95,6 +103,9 @@ pub(crate) struct Durable {
     queue: Mutex<Vec<(u64, Vec<u8>)>>,
     /// The log writer; held for the whole write + fdatasync of a group.
     log: Mutex<LogState>,
+    /// Group commit: whether a group is being synced, and up to where.
+    group: Mutex<GroupState>,
+    group_done: Condvar,
     /// Commits ordered but not yet visible, in revision order.
     pub(crate) pending: Mutex<VecDeque<PendingVisible>>,
     /// The first I/O error: from then on every write is refused.
@@ -261,6 +272,11 @@ impl Durable {
                 synced: revision,
                 last_sync: Instant::now(),
             }),
+            group: Mutex::new(GroupState {
+                synced: revision,
+                syncing: false,
+            }),
+            group_done: Condvar::new(),
             pending: Mutex::new(VecDeque::new()),
             failed: Mutex::new(None),
             stopped: AtomicBool::new(false),
@@ -313,17 +329,58 @@ impl Durable {
     /// Makes every record up to `revision` durable: the first committer to
     /// get the log writer writes and syncs every queued record (its own and
     /// those queued meanwhile: one fdatasync for the group).
+    ///
+    /// Waiters sleep on a condition variable and all wake when a group is
+    /// synced; one of those still not covered leads the next group. (Waiting
+    /// on the log writer's mutex instead would pass it from waiter to waiter
+    /// one wake-up at a time, holding up the next group.)
     pub(crate) fn sync_upto(&self, revision: u64) -> Result<()> {
-        let mut log = lock(&self.log);
-        self.check()?;
-        if log.synced >= revision {
-            return Ok(());
+        let mut st = lock(&self.group);
+        loop {
+            self.check()?;
+            if st.synced >= revision {
+                return Ok(());
+            }
+            if !st.syncing {
+                break;
+            }
+            st = self
+                .group_done
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
         }
-        let result = self.write_queued(&mut log);
-        if let Err(e) = &result {
-            self.stop(e);
+        // Lead the next group, and the ones queued meanwhile (a few rounds:
+        // this thread is already awake, a waiter would first have to be
+        // woken).
+        st.syncing = true;
+        drop(st);
+        let mut rounds = 0;
+        let result = loop {
+            let synced = {
+                let mut log = lock(&self.log);
+                self.write_queued(&mut log).map(|()| log.synced)
+            };
+            let Ok(synced) = synced else { break synced };
+            {
+                let mut st = lock(&self.group);
+                st.synced = st.synced.max(synced);
+            }
+            self.group_done.notify_all();
+            rounds += 1;
+            let more = !lock(&self.queue).is_empty();
+            if synced >= revision && (!more || rounds >= 4) {
+                break Ok(synced);
+            }
+        };
+        lock(&self.group).syncing = false;
+        self.group_done.notify_all();
+        match result {
+            Err(e) => {
+                self.stop(&e);
+                Err(e)
+            }
+            Ok(_) => Ok(()),
         }
-        result
     }
 
     /// Writes and syncs the queued records (the caller holds the log).
@@ -363,8 +420,12 @@ impl Durable {
     }
 
     /// The revision synced so far.
+    ///
+    /// Reads the group state only: the log writer's mutex is held for a
+    /// whole fdatasync, and committers returning must not wait for the next
+    /// group's.
     pub(crate) fn synced(&self) -> u64 {
-        lock(&self.log).synced
+        lock(&self.group).synced
     }
 
     /// Whether enough log was written since the last checkpoint to take one.
