@@ -141,11 +141,11 @@ impl TableLock {
         // committers queue behind each other for one group fsync.
         #[cfg(not(loom))]
         for _ in 0..64 {
-            if let Ok(mut locked) = self.locked.try_lock() {
-                if !*locked {
-                    *locked = true;
-                    return;
-                }
+            if let Ok(mut locked) = self.locked.try_lock()
+                && !*locked
+            {
+                *locked = true;
+                return;
             }
             std::thread::yield_now();
         }
