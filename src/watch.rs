@@ -48,6 +48,12 @@ impl KeyLog {
         self.ends.push((index as u16, end));
     }
 
+    /// Empties the log, keeping its buffers.
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
     /// Whether the log lost track of keys (over 4 GiB of key bytes).
     fn overflowed(&self) -> bool {
         self.bytes.len() >= u32::MAX as usize

@@ -60,7 +60,9 @@ impl LoadCtx {
         revision: u64,
         created: Option<u64>,
     ) -> TableMut<'a, T> {
-        self.log = TableLog::default();
+        // Reused row after row: cleared, not replaced (no allocation).
+        self.log.pks.clear();
+        self.log.keys = None;
         TableMut {
             state,
             scratch: &mut self.scratch,
