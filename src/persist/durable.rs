@@ -371,16 +371,24 @@ impl Durable {
             if synced >= revision && (!more || rounds >= 4) {
                 break Ok(synced);
             }
+            if synced < revision && !more {
+                // Our record was taken by a group that failed: writes are
+                // stopped (never loop waiting for a record that is gone).
+                if let Err(e) = self.check() {
+                    break Err(e);
+                }
+                break Err(Error::WritesStopped(format!(
+                    "the log record of revision {revision} was not written"
+                )));
+            }
         };
+        if let Err(e) = &result {
+            // Stopped before the next leader can start.
+            self.stop(e);
+        }
         lock(&self.group).syncing = false;
         self.group_done.notify_all();
-        match result {
-            Err(e) => {
-                self.stop(&e);
-                Err(e)
-            }
-            Ok(_) => Ok(()),
-        }
+        result.map(|_| ())
     }
 
     /// Writes and syncs the queued records (the caller holds the log).
