@@ -975,6 +975,37 @@ fn open_durable(dir: &std::path::Path, opts: Options) -> Pando {
     }
 }
 
+/// Runs `commit(thread, i)` for i = 0, 1, ... on `threads` threads until
+/// `--duration` has passed (a fixed count per thread would leave the last
+/// thread committing alone at the end). Returns (commits, commits/s).
+fn commit_for(cfg: &Cfg, threads: usize, commit: impl Fn(usize, u64) + Sync) -> (u64, f64) {
+    cfg.wait_quiet();
+    let stop = AtomicBool::new(false);
+    let t = Instant::now();
+    let total: u64 = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|k| {
+                let (stop, commit) = (&stop, &commit);
+                s.spawn(move || {
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        commit(k, i);
+                        i += 1;
+                    }
+                    i
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs_f64(cfg.duration));
+        stop.store(true, Ordering::Relaxed);
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("committer"))
+            .sum()
+    });
+    (total, total as f64 / t.elapsed().as_secs_f64())
+}
+
 /// `snapshot_write`, `snapshot_restore`, `commit_sync`, `recovery_replay`
 /// (issue 5).
 fn persistence_workloads(cfg: &Cfg) {
@@ -1056,37 +1087,15 @@ fn persistence_workloads(cfg: &Cfg) {
         let _ = std::fs::remove_dir_all(&dir);
     }
     if cfg.enabled("commit_sync") {
-        // Every thread commits until a deadline (a fixed count per thread
-        // would leave the last thread committing alone at the end).
         let mut rates = Vec::new();
         for threads in [1u64, 8] {
             let dir = scratch_dir("sync");
             let e = Arc::new(open_durable(&dir, Options::default().checkpoint_bytes(0)));
-            cfg.wait_quiet();
-            let stop = Arc::new(AtomicBool::new(false));
-            let t = Instant::now();
-            let handles: Vec<_> = (0..threads)
-                .map(|k| {
-                    let (e, stop) = (e.clone(), stop.clone());
-                    std::thread::spawn(move || {
-                        let mut i = 0;
-                        while !stop.load(Ordering::Relaxed) {
-                            e.insert_one(Arc::new(person(10_000_000 + k * 1_000_000 + i)));
-                            i += 1;
-                        }
-                        i
-                    })
-                })
-                .collect();
-            std::thread::sleep(Duration::from_secs_f64(cfg.duration));
-            stop.store(true, Ordering::Relaxed);
-            let total: u64 = handles
-                .into_iter()
-                .map(|h| h.join().expect("committer"))
-                .sum();
-            let secs = t.elapsed().as_secs_f64();
+            let (total, rate) = commit_for(cfg, threads as usize, |k, i| {
+                e.insert_one(Arc::new(person(10_000_000 + k as u64 * 1_000_000 + i)));
+            });
             assert_eq!(e.db.revision(), total);
-            rates.push(total as f64 / secs);
+            rates.push(rate);
             drop(e);
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -1109,34 +1118,13 @@ fn persistence_workloads(cfg: &Cfg) {
                 Options::default().checkpoint_bytes(0),
             )
             .expect("open");
-            cfg.wait_quiet();
-            let stop = Arc::new(AtomicBool::new(false));
-            let t = Instant::now();
-            let handles: Vec<_> = tables
-                .into_iter()
-                .enumerate()
-                .map(|(k, table)| {
-                    let (db, stop) = (db.clone(), stop.clone());
-                    std::thread::spawn(move || {
-                        let mut i = 0;
-                        while !stop.load(Ordering::Relaxed) {
-                            let mut w = db.write(&[&table]);
-                            w.insert(&table, person(10_000_000 + k as u64 * 1_000_000 + i))
-                                .expect("insert");
-                            w.commit().expect("commit");
-                            i += 1;
-                        }
-                        i
-                    })
-                })
-                .collect();
-            std::thread::sleep(Duration::from_secs_f64(cfg.duration));
-            stop.store(true, Ordering::Relaxed);
-            let total: u64 = handles
-                .into_iter()
-                .map(|h| h.join().expect("committer"))
-                .sum();
-            let rate = total as f64 / t.elapsed().as_secs_f64();
+            let (_, rate) = commit_for(cfg, tables.len(), |k, i| {
+                let table = &tables[k];
+                let mut w = db.write(&[table]);
+                w.insert(table, person(10_000_000 + k as u64 * 1_000_000 + i))
+                    .expect("insert");
+                w.commit().expect("commit");
+            });
             drop(db);
             let _ = std::fs::remove_dir_all(&dir);
             rate
