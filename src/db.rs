@@ -135,20 +135,6 @@ fn relock<'a, T>(
 
 impl TableLock {
     pub(crate) fn acquire(&self) {
-        // Spin (yielding) a little first: a lock held for one short write
-        // transaction is usually free again well before a parked thread
-        // would be woken, and handing it over without a wake-up lets
-        // committers queue behind each other for one group fsync.
-        #[cfg(not(loom))]
-        for _ in 0..64 {
-            if let Ok(mut locked) = self.locked.try_lock()
-                && !*locked
-            {
-                *locked = true;
-                return;
-            }
-            std::thread::yield_now();
-        }
         let mut locked = relock(self.locked.lock());
         while *locked {
             locked = self
