@@ -1,11 +1,15 @@
 //! pandodb in two minutes: a schema of typed objects, inserts in a write
-//! transaction, queries by secondary indexes, and snapshot isolation.
+//! transaction, queries by secondary indexes, snapshot isolation, then
+//! revisions and compare-and-swap, a watch, and a snapshot written and
+//! restored.
 //!
 //! Run: `cargo run --release --example quickstart`
 
+use std::time::Duration;
+
 use pandodb::{Db, Error, Indexer, Query, Schema};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct User {
     id: String,
     email: String,
@@ -35,8 +39,10 @@ fn main() -> Result<(), Error> {
         "team_age",
         Indexer::value(|u: &User| (u.team.clone(), u.age)),
     );
+    users.serde(); // rows can be written to snapshots and the durable log
     let users = schema.add(users)?;
-    let db = Db::new(schema.build()?);
+    let schema = schema.build()?;
+    let db = Db::new(schema.clone());
 
     // 2. One write transaction, committed atomically.
     let mut w = db.write(&[&users]);
@@ -88,6 +94,55 @@ fn main() -> Result<(), Error> {
         after.revision(),
         after.len(&users)?,
         after.get(&by_id, "bob")?.is_some()
+    );
+
+    // 6. Revisions and compare-and-swap: a stale read-modify-write loses.
+    let seen = db.read().get_versioned(&by_id, "carol")?.expect("carol");
+    println!(
+        "carol: created at {}, modified at {}",
+        seen.created, seen.modified
+    );
+    let mut w = db.write(&[&users]);
+    w.insert(&users, user("carol", "web", &["dev"], 42))?; // someone else
+    w.commit()?;
+    let mut w = db.write(&[&users]);
+    let mut promoted = (*seen.object).clone();
+    promoted.roles.push("admin".into());
+    match w.update_if(&users, promoted, seen.modified) {
+        Err(e) => println!("stale update        -> refused: {e}"),
+        Ok(_) => unreachable!("carol changed since she was read"),
+    }
+    drop(w);
+
+    // 7. A watch fires when a query's answer may have changed.
+    let (erin, watch) = db.read().get_watch(&by_id, "erin")?;
+    println!("erin present: {}", erin.is_some());
+    let writer = {
+        let (db, users) = (db.clone(), users.clone());
+        std::thread::spawn(move || -> Result<(), Error> {
+            let mut w = db.write(&[&users]);
+            w.insert(&users, user("erin", "infra", &["dev"], 30))?;
+            w.commit()?;
+            Ok(())
+        })
+    };
+    let fired = watch.wait_timeout(Duration::from_secs(5));
+    writer.join().expect("writer")?;
+    println!(
+        "watch fired: {fired}; erin present now: {}",
+        db.read().get(&by_id, "erin")?.is_some()
+    );
+
+    // 8. A snapshot to bytes, restored into a new database.
+    let mut bytes = Vec::new();
+    let info = db.snapshot_to(&mut bytes)?;
+    let copy = Db::restore_from(&bytes[..], schema)?;
+    println!(
+        "snapshot: revision {}, {} rows, {} bytes; restored copy has {} users",
+        info.revision,
+        info.rows,
+        info.bytes,
+        copy.read().len(&users)?
     );
     Ok(())
 }
