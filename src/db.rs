@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use crate::sync::{Condvar, Mutex, MutexGuard, PoisonError, RootCell};
+use crate::sync::{Condvar, Mutex, PoisonError, RootCell, lock};
 
 use crate::error::{Error, Result};
 use crate::feed::{Feed, Retention, Subscription};
@@ -125,17 +125,9 @@ pub(crate) struct TableLock {
     freed: Condvar,
 }
 
-fn relock<'a, T>(
-    r: Result<MutexGuard<'a, T>, PoisonError<MutexGuard<'a, T>>>,
-) -> MutexGuard<'a, T> {
-    // The lock protects plain flags that are always left consistent, so a
-    // panic elsewhere while it was held does not invalidate them.
-    r.unwrap_or_else(PoisonError::into_inner)
-}
-
 impl TableLock {
     pub(crate) fn acquire(&self) {
-        let mut locked = relock(self.locked.lock());
+        let mut locked = lock(&self.locked);
         while *locked {
             locked = self
                 .freed
@@ -146,7 +138,7 @@ impl TableLock {
     }
 
     pub(crate) fn release(&self) {
-        *relock(self.locked.lock()) = false;
+        *lock(&self.locked) = false;
         self.freed.notify_one();
     }
 }
@@ -182,7 +174,7 @@ impl DbInner {
     /// (in durable mode possibly not visible yet).
     pub(crate) fn load_latest(&self) -> Arc<Root> {
         if self.durable.as_ref().is_some_and(Durable::waits)
-            && let Some(r) = relock(self.publish.lock()).as_ref()
+            && let Some(r) = lock(&self.publish).as_ref()
         {
             return r.clone();
         }
@@ -212,13 +204,13 @@ impl DbInner {
         }
         let (revision, published) = {
             #[cfg(loom)]
-            let mut guard = (!self.broken_publish).then(|| relock(self.publish.lock()));
+            let mut guard = (!self.broken_publish).then(|| lock(&self.publish));
             #[cfg(loom)]
             let mut none = None;
             #[cfg(loom)]
             let latest = guard.as_deref_mut().unwrap_or(&mut none);
             #[cfg(not(loom))]
-            let mut guard = relock(self.publish.lock());
+            let mut guard = lock(&self.publish);
             #[cfg(not(loom))]
             let latest = &mut *guard;
             let current = latest.clone().unwrap_or_else(|| self.root.load());
@@ -251,7 +243,7 @@ impl DbInner {
                 Some(d) if d.waits() => {
                     // Visible only once durable, in revision order.
                     *latest = Some(root.clone());
-                    crate::sync::lock(&d.pending).push_back(PendingVisible {
+                    lock(&d.pending).push_back(PendingVisible {
                         revision,
                         root,
                         changes,
@@ -307,7 +299,7 @@ impl DbInner {
         let Some(d) = &self.durable else { return };
         let mut done = Vec::new();
         {
-            let mut pending = crate::sync::lock(&d.pending);
+            let mut pending = lock(&d.pending);
             while pending.front().is_some_and(|p| p.revision <= synced) {
                 let Some(p) = pending.pop_front() else { break };
                 let (changes, bytes) = p.changes.unwrap_or_default();
@@ -328,10 +320,10 @@ impl DbInner {
     /// the next writer starts from the visible root (its commit will be
     /// refused: writes are stopped).
     fn abandon_pending(&self) {
-        let mut latest = relock(self.publish.lock());
+        let mut latest = lock(&self.publish);
         *latest = None;
         if let Some(d) = &self.durable {
-            crate::sync::lock(&d.pending).clear();
+            lock(&d.pending).clear();
         }
     }
 
@@ -341,9 +333,7 @@ impl DbInner {
         if let Some(d) = &self.durable
             && d.waits()
         {
-            let latest = relock(self.publish.lock())
-                .as_ref()
-                .map_or(0, |r| r.revision);
+            let latest = lock(&self.publish).as_ref().map_or(0, |r| r.revision);
             if latest > self.root.load().revision {
                 d.sync_upto(latest)?;
                 self.make_visible(d.synced());
@@ -370,7 +360,7 @@ impl DbInner {
     /// and the feed's history ends here.
     pub(crate) fn replace_all(&self, tables: Box<[Arc<dyn Any + Send + Sync>]>, revision: u64) {
         let old = {
-            let mut latest = relock(self.publish.lock());
+            let mut latest = lock(&self.publish);
             *latest = None;
             self.feed.reset(revision);
             self.root.swap(Arc::new(Root {

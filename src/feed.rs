@@ -13,13 +13,8 @@ use std::time::{Duration, Instant};
 use event_listener::{Event, Listener};
 
 use crate::error::{Error, Result};
-use crate::sync::{Mutex, MutexGuard, PoisonError};
+use crate::sync::{Mutex, lock};
 use crate::txn::Change;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The log is left consistent by every critical section.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// How much history the change feed keeps: the newest commits up to both
 /// limits. A commit whose changes alone exceed the byte limit is not kept

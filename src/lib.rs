@@ -28,7 +28,6 @@ pub mod fuzzing;
 pub mod index;
 mod persist;
 mod schema;
-#[allow(dead_code)]
 pub(crate) mod storage;
 mod sync;
 pub mod tree;

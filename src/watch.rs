@@ -23,13 +23,7 @@ use std::time::{Duration, Instant};
 
 use event_listener::{Event, Listener};
 
-use crate::sync::{Mutex, MutexGuard, PoisonError};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section below leaves its data consistent before any
-    // call that could panic, so a poisoned lock is still usable.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::sync::{Mutex, lock};
 
 /// Index keys, each tagged with the position of its index, in one flat
 /// buffer (one allocation for a whole transaction's keys).

@@ -22,17 +22,13 @@ use crate::schema::{Schema, TableLoader};
 use crate::storage::fs::Vfs;
 use crate::storage::log::{self, LogWriter};
 use crate::storage::snapfile::{self, open_snapshot_file, write_snapshot_file};
-use crate::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use crate::sync::{Condvar, Mutex, PoisonError, lock};
 use crate::txn::Change;
 use crate::watch::KeyLog;
 
 use super::SnapshotInfo;
 use super::format::{Op, decode_record};
 use super::snapshot::{header_of, read_from, write_rows};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// When `commit()` returns relative to the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -126,9 +122,6 @@ pub(crate) struct Opened {
     pub(crate) durable: Durable,
     pub(crate) states: Vec<Arc<dyn Any + Send + Sync>>,
     pub(crate) revision: u64,
-    /// Log records replayed.
-    #[allow(dead_code)]
-    pub(crate) replayed: u64,
 }
 
 impl Durable {
@@ -180,7 +173,6 @@ impl Durable {
         let snapshot_rev = revision;
         let mut loaders: Vec<Option<Box<dyn TableLoader>>> =
             schema.tables.iter().map(|_| None).collect();
-        let mut replayed = 0;
         let (writer, found) = log::recover(vfs.clone(), dir, |rev, payload| {
             if rev <= snapshot_rev {
                 return Ok(());
@@ -240,7 +232,6 @@ impl Durable {
                 }
             }
             revision = rev;
-            replayed += 1;
             Ok(())
         })?;
         if let Some(prev) = found.first_prev
@@ -289,7 +280,6 @@ impl Durable {
             durable,
             states,
             revision,
-            replayed,
         })
     }
 

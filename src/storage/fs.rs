@@ -224,6 +224,7 @@ impl Vfs for StdFs {
 // SimFs
 
 /// What a simulated power loss ([`SimFs::crash`]) does to unsynced state.
+#[cfg_attr(not(test), allow(dead_code))] // the power-loss simulation is for tests
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashMode {
     /// Every unsynced write and directory change survives.
@@ -241,6 +242,7 @@ pub enum CrashMode {
 }
 
 #[derive(Clone)]
+#[cfg_attr(not(test), allow(dead_code))] // the power-loss simulation is for tests
 enum DataOp {
     Append(Vec<u8>),
     SetLen(u64),
@@ -285,9 +287,11 @@ struct SimState {
 }
 
 /// A tiny xorshift generator for the simulator (and tests).
+#[cfg_attr(not(test), allow(dead_code))] // the power-loss simulation is for tests
 #[derive(Debug, Clone)]
 pub struct XorShift(u64);
 
+#[cfg_attr(not(test), allow(dead_code))] // the power-loss simulation is for tests
 impl XorShift {
     /// A generator from `seed` (any value, 0 included).
     pub fn new(seed: u64) -> XorShift {
@@ -368,6 +372,7 @@ impl SimState {
     }
 }
 
+#[cfg_attr(not(test), allow(dead_code))] // the power-loss simulation is for tests
 fn apply_data_op(data: &mut Vec<u8>, op: &DataOp) {
     match op {
         DataOp::Append(d) => data.extend_from_slice(d),
@@ -388,6 +393,7 @@ pub struct SimFs {
     state: Arc<Mutex<SimState>>,
 }
 
+#[cfg_attr(not(test), allow(dead_code))] // the power-loss simulation is for tests
 impl SimFs {
     /// An empty simulated disk (only the root directory `/` exists).
     pub fn new() -> SimFs {

@@ -256,6 +256,7 @@ fn scan_segment(
 }
 
 /// One segment as [`check_segment`] validated it.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))] // read by the `pandodb` command
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentCheck {
     /// `(revision, payload start, payload end)` of every whole record, as
@@ -274,6 +275,7 @@ pub struct SegmentCheck {
 /// last revision of the segment before it), reading nothing and changing
 /// nothing: for inspection tools. A torn tail is reported in
 /// [`SegmentCheck::cut`], any other damage as the error `recover` gives.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))] // read by the `pandodb` command
 pub fn check_segment(
     path: &Path,
     first_rev: u64,
@@ -392,9 +394,11 @@ pub fn recover(
 }
 
 /// Records as `(revision, payload)`, in revision order.
+#[cfg(test)]
 pub type Records = Vec<(u64, Vec<u8>)>;
 
 /// [`recover`] collecting the records into a vector.
+#[cfg(test)]
 pub fn recover_all(vfs: Arc<dyn Vfs>, dir: &Path) -> Result<(Records, LogWriter, Recovered)> {
     let mut records = Vec::new();
     let (w, found) = recover(vfs, dir, |rev, p| {
@@ -542,12 +546,8 @@ impl LogWriter {
         Ok(n)
     }
 
-    /// The last revision appended (buffered or written).
-    pub fn last_rev(&self) -> Option<u64> {
-        self.last_rev
-    }
-
     /// The last revision known durable.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn synced_rev(&self) -> Option<u64> {
         self.synced_rev
     }
@@ -558,17 +558,14 @@ impl LogWriter {
         self.active_len
     }
 
-    /// Bytes appended but not yet synced.
-    pub fn buffered(&self) -> usize {
-        self.buf.len()
-    }
-
     /// First revisions of the segment files, ascending.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn segments(&self) -> &[u64] {
         &self.segments
     }
 
     /// Whether an I/O error has stopped the writer.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn is_stopped(&self) -> bool {
         self.stopped.is_some()
     }

@@ -319,11 +319,6 @@ impl<R: Read> SnapshotReader<R> {
         &self.header
     }
 
-    /// How many records were returned so far.
-    pub fn records_read(&self) -> u64 {
-        self.records
-    }
-
     /// Loads the next block; `false` at the (verified) end.
     fn next_block(&mut self) -> Result<bool> {
         let at = self.pos;
