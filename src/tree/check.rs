@@ -3,7 +3,7 @@
 //! Walks the whole tree iteratively (deep trees must not overflow the stack)
 //! and reports the first violated invariant with the path where it sits.
 
-use super::node::{Children, Inner, LARGE_MIN, MEDIUM_MAX, MEDIUM_MIN, SMALL_MAX, Slot};
+use super::node::{Inner, LARGE_MIN, Layout, MEDIUM_MAX, MEDIUM_MIN, SMALL_MAX, Slot};
 
 /// Checks the subtree under `root` (the root node of a tree).
 pub(crate) fn check<V>(root: Option<&Inner<V>>) -> Result<(), String> {
@@ -35,53 +35,59 @@ pub(crate) fn check<V>(root: Option<&Inner<V>>) -> Result<(), String> {
             }
             count += 1;
         }
-        let children: Vec<(u8, &Slot<V>)> = match &node.children {
-            Children::Small { keys, slots } => {
-                if slots.len() > SMALL_MAX {
-                    return Err(format!("small node with {} children", slots.len()));
+        let n = node.num_children();
+        match &node.layout {
+            Layout::Small { keys, len } => {
+                let len = usize::from(*len);
+                if len > SMALL_MAX || len > node.slots().len() || len != n {
+                    return Err(format!("small node with {len} children"));
                 }
-                if keys[..slots.len()].windows(2).any(|w| w[0] >= w[1]) {
+                if keys[..len].windows(2).any(|w| w[0] >= w[1]) {
                     return Err(format!("small node keys not sorted at path {path:?}"));
                 }
-                keys.iter().copied().zip(slots.iter()).collect()
-            }
-            Children::Medium { index, slots } => {
-                if slots.len() <= MEDIUM_MIN || slots.len() > MEDIUM_MAX {
-                    return Err(format!("medium node with {} children", slots.len()));
+                if node.slots()[..len].iter().any(Option::is_none)
+                    || node.slots()[len..].iter().any(Option::is_some)
+                {
+                    return Err(format!("small node slots not compact at path {path:?}"));
                 }
-                let mut seen = vec![false; slots.len()];
-                let mut out = Vec::new();
+            }
+            Layout::Medium { index, len } => {
+                let len = usize::from(*len);
+                if len <= MEDIUM_MIN || len > MEDIUM_MAX || len > node.slots().len() {
+                    return Err(format!("medium node with {len} children"));
+                }
+                let mut seen = vec![false; len];
                 for (b, &i) in index.iter().enumerate() {
                     if i == 0 {
                         continue;
                     }
                     let i = usize::from(i) - 1;
-                    if i >= slots.len() || seen[i] {
+                    if i >= len || seen[i] || node.slots()[i].is_none() {
                         return Err(format!("medium index broken at byte {b}"));
                     }
                     seen[i] = true;
-                    out.push((b as u8, &slots[i]));
                 }
-                if seen.iter().any(|s| !s) {
+                if seen.iter().any(|s| !s) || node.slots()[len..].iter().any(Option::is_some) {
                     return Err("medium node has an unindexed slot".into());
                 }
-                out
             }
-            Children::Large { slots, len } => {
-                let out: Vec<(u8, &Slot<V>)> = slots
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(b, s)| s.as_ref().map(|s| (b as u8, s)))
-                    .collect();
-                if out.len() != usize::from(*len) || slots.len() != 256 {
+            Layout::Large { len } => {
+                let filled = node.slots().iter().filter(|s| s.is_some()).count();
+                if filled != usize::from(*len) || node.slots().len() != 256 {
                     return Err("large node length mismatch".into());
                 }
-                if out.len() <= LARGE_MIN {
-                    return Err(format!("large node with {} children", out.len()));
+                if filled <= LARGE_MIN {
+                    return Err(format!("large node with {filled} children"));
                 }
-                out
             }
-        };
+        }
+        let children = node.children();
+        if children.len() != n {
+            return Err(format!(
+                "{} children reachable, {n} counted",
+                children.len()
+            ));
+        }
         for (b, slot) in children {
             count += slot.count();
             let mut child_path = path.clone();

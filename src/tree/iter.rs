@@ -4,15 +4,13 @@
 //! cursors (front and back). The interval comes from subtree counts, so the
 //! exact length is known up front and the two ends can never cross. A cursor
 //! is a stack of (node, position) frames and is generic over how it holds
-//! nodes: borrowed (`&Inner`, for [`Iter`]) or owned (`Arc<Inner>`, for
+//! nodes: borrowed (`&Inner`, for [`Iter`]) or owned (a counted node handle, for
 //! [`IntoIter`], which pins its version for as long as it lives).
 
 use std::iter::FusedIterator;
 use std::ops::Deref;
 
-use triomphe::Arc;
-
-use super::node::{Children, EntryRef, Inner, Leaf, POS_END, Slot};
+use super::node::{EntryRef, Inner, Layout, Leaf, POS_END, Slot};
 
 /// How a cursor holds a node.
 pub(crate) trait Handle<V>: Deref<Target = Inner<V>> + Clone {
@@ -47,7 +45,7 @@ impl<'a, V> Handle<V> for &'a Inner<V> {
     }
 }
 
-impl<V> Handle<V> for Arc<Inner<V>> {
+impl<V> Handle<V> for Owned<V> {
     type LeafRef<'s>
         = &'s Leaf<V>
     where
@@ -55,7 +53,7 @@ impl<V> Handle<V> for Arc<Inner<V>> {
     #[inline]
     fn child(&self, pos: u16) -> Self {
         match self.entry(pos) {
-            EntryRef::Inner(n) => n.clone(),
+            EntryRef::Inner(n) => Owned(n.clone()),
             EntryRef::Leaf(_) => unreachable!("child() at a leaf position"),
         }
     }
@@ -68,6 +66,25 @@ impl<V> Handle<V> for Arc<Inner<V>> {
 #[inline]
 fn is_leaf<V>(node: &Inner<V>, pos: u16) -> bool {
     matches!(node.entry(pos), EntryRef::Leaf(_))
+}
+
+/// An owned node handle for the cursors of [`IntoIter`]: it pins the node
+/// (and so the version) while the cursor stands on it.
+pub(crate) struct Owned<V>(Inner<V>);
+
+impl<V> Clone for Owned<V> {
+    #[inline]
+    fn clone(&self) -> Self {
+        Owned(self.0.clone())
+    }
+}
+
+impl<V> Deref for Owned<V> {
+    type Target = Inner<V>;
+    #[inline]
+    fn deref(&self) -> &Inner<V> {
+        &self.0
+    }
 }
 
 /// A stack of frames `(node, position)`. Front frames hold the next position
@@ -210,10 +227,11 @@ impl<H> Raw<H> {
             return None;
         }
         let (node, next) = self.front.as_mut()?.stack.last_mut()?;
-        let Children::Small { slots, .. } = &node.children else {
+        let node: &Inner<V> = node;
+        let Layout::Small { .. } = &node.layout else {
             return None;
         };
-        let Some(Slot::Leaf(l)) = slots.get(usize::from(next.checked_sub(1)?)) else {
+        let Some(Some(Slot::Leaf(l))) = node.slots().get(usize::from(next.checked_sub(1)?)) else {
             return None;
         };
         *next += 1;
@@ -274,10 +292,10 @@ impl<'a, V> Iter<'a, V> {
         }
         let (node, next) = raw.front.as_mut()?.stack.last_mut()?;
         let node: &'a Inner<V> = node;
-        let Children::Small { slots, .. } = &node.children else {
+        let Layout::Small { .. } = &node.layout else {
             return None;
         };
-        let Some(Slot::Leaf(l)) = slots.get(usize::from(next.checked_sub(1)?)) else {
+        let Some(Some(Slot::Leaf(l))) = node.slots().get(usize::from(next.checked_sub(1)?)) else {
             return None;
         };
         *next += 1;
@@ -388,13 +406,13 @@ impl<V> std::fmt::Debug for Key<V> {
 /// assert_eq!(it.map(|(_, v)| v).collect::<Vec<_>>(), [1, 2]);
 /// ```
 pub struct IntoIter<V> {
-    raw: Raw<Arc<Inner<V>>>,
+    raw: Raw<Owned<V>>,
 }
 
 impl<V> IntoIter<V> {
-    pub(crate) fn new(root: Option<Arc<Inner<V>>>, start: usize, end: usize) -> Self {
+    pub(crate) fn new(root: Option<Inner<V>>, start: usize, end: usize) -> Self {
         IntoIter {
-            raw: Raw::new(root, start, end),
+            raw: Raw::new(root.map(Owned), start, end),
         }
     }
 
@@ -441,7 +459,7 @@ impl<V: Clone> FusedIterator for IntoIter<V> {}
 /// assert_eq!(t.owned_iter().values().rev().collect::<Vec<_>>(), [2, 1]);
 /// ```
 pub struct Values<V> {
-    raw: Raw<Arc<Inner<V>>>,
+    raw: Raw<Owned<V>>,
 }
 
 impl<V: Clone> Iterator for Values<V> {

@@ -32,11 +32,10 @@
 
 mod check;
 mod iter;
+mod leaf;
 mod node;
 
 use std::ops::{Bound, RangeBounds};
-
-use triomphe::Arc;
 
 pub use iter::{IntoIter, Iter, Key, Values};
 use node::{EntryRef, Inner, Leaf, Slot, common_len};
@@ -46,7 +45,7 @@ use node::{EntryRef, Inner, Leaf, Slot, common_len};
 ///
 /// See the [module documentation](self) for the model.
 pub struct Tree<V> {
-    root: Option<Arc<Inner<V>>>,
+    root: Option<Inner<V>>,
 }
 
 impl<V> Clone for Tree<V> {
@@ -126,7 +125,7 @@ impl<V> Tree<V> {
     pub fn ptr_eq(&self, other: &Self) -> bool {
         match (&self.root, &other.root) {
             (None, None) => true,
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (Some(a), Some(b)) => a.ptr_eq(b),
             _ => false,
         }
     }
@@ -145,7 +144,7 @@ impl<V> Tree<V> {
 
     #[inline]
     fn get_leaf(&self, key: &[u8]) -> Option<&Leaf<V>> {
-        let mut node: &Inner<V> = self.root.as_deref()?;
+        let mut node: &Inner<V> = self.root.as_ref()?;
         let mut depth = 0;
         loop {
             // Optimistic: prefixes are skipped, the leaf's full key decides.
@@ -188,7 +187,7 @@ impl<V> Tree<V> {
     }
 
     fn edge_prefix(&self, prefix: &[u8], first: bool) -> Option<(&[u8], &V)> {
-        let mut node = self.root.as_deref()?;
+        let mut node = self.root.as_ref()?;
         let mut depth = 0;
         loop {
             let rest = &prefix[depth..];
@@ -215,7 +214,7 @@ impl<V> Tree<V> {
 
     /// Number of keys that start with `prefix`, in O(prefix length).
     pub fn count_prefix(&self, prefix: &[u8]) -> usize {
-        let Some(mut node) = self.root.as_deref() else {
+        let Some(mut node) = self.root.as_ref() else {
             return 0;
         };
         let mut depth = 0;
@@ -247,7 +246,7 @@ impl<V> Tree<V> {
     /// The longest stored key that is a prefix of `key` (`key` itself
     /// included), with its value.
     pub fn longest_prefix(&self, key: &[u8]) -> Option<(&[u8], &V)> {
-        let mut node = self.root.as_deref()?;
+        let mut node = self.root.as_ref()?;
         let mut depth = 0;
         let mut best: Option<&Leaf<V>> = None;
         loop {
@@ -281,7 +280,7 @@ impl<V> Tree<V> {
 
     /// Number of keys `< key` (or `<= key` when `inclusive`).
     pub(crate) fn rank(&self, key: &[u8], inclusive: bool) -> usize {
-        let Some(mut node) = self.root.as_deref() else {
+        let Some(mut node) = self.root.as_ref() else {
             return 0;
         };
         let mut depth = 0;
@@ -340,7 +339,7 @@ impl<V> Tree<V> {
 
     /// Iterates over all keys in ascending order (double-ended).
     pub fn iter(&self) -> Iter<'_, V> {
-        Iter::new(self.root.as_deref(), 0, self.len())
+        Iter::new(self.root.as_ref(), 0, self.len())
     }
 
     /// Iterates over the keys inside `range`, ascending (double-ended).
@@ -353,17 +352,13 @@ impl<V> Tree<V> {
     /// ```
     pub fn range<'k>(&self, range: impl RangeBounds<&'k [u8]>) -> Iter<'_, V> {
         let (start, end) = self.rank_range(&range);
-        Iter::new(self.root.as_deref(), start, end)
+        Iter::new(self.root.as_ref(), start, end)
     }
 
     /// Iterates over the keys that start with `prefix`, ascending.
     pub fn prefix(&self, prefix: &[u8]) -> Iter<'_, V> {
         let start = self.rank(prefix, false);
-        Iter::new(
-            self.root.as_deref(),
-            start,
-            start + self.count_prefix(prefix),
-        )
+        Iter::new(self.root.as_ref(), start, start + self.count_prefix(prefix))
     }
 
     /// Iterates from the first key `>= key` to the end, ascending.
@@ -402,7 +397,7 @@ impl<V> Tree<V> {
     /// counts, and node size classes.
     #[doc(hidden)]
     pub fn check_invariants(&self) -> Result<(), String> {
-        check::check(self.root.as_deref())
+        check::check(self.root.as_ref())
     }
 }
 
@@ -428,19 +423,20 @@ impl<V: Clone> Tree<V> {
             !self.contains_key(key),
             "insert_known: wrong `grows`"
         );
-        let root = self.root.get_or_insert_with(|| Arc::new(Inner::new(&[])));
-        let mut node: &mut Inner<V> = Arc::make_mut(root);
+        let mut node: &mut Inner<V> = self.root.get_or_insert_with(|| Inner::new(&[], 1));
         let mut depth = 0;
         loop {
+            let body = node.make_mut();
+            let head = body.header_mut();
             if grows {
-                node.count += 1;
+                head.count += 1;
             }
-            let pos = depth + node.prefix.len();
+            let pos = depth + head.prefix.len();
             if key.len() == pos {
-                return match &mut node.terminal {
+                return match &mut head.terminal {
                     Some(t) => Some(t.replace_value(value)),
                     None => {
-                        node.terminal = Some(Leaf::new(key, value));
+                        head.terminal = Some(Leaf::new(key, value));
                         None
                     }
                 };
@@ -456,45 +452,42 @@ impl<V: Clone> Tree<V> {
                     _ => Step::Descend,
                 },
             };
-            match step {
-                Step::Add => {
-                    node.add_child(b, Slot::Leaf(Leaf::new(key, value)));
-                    return None;
-                }
-                Step::Descend => {
-                    let Some(Slot::Inner(child)) = node.child_mut(b) else {
-                        unreachable!("insert: descending into a missing inner child");
-                    };
-                    node = Arc::make_mut(child);
-                    depth = at;
-                    continue;
-                }
-                Step::Replace | Step::SplitLeaf(_) | Step::SplitInner(_) => {}
+            if let Step::Add = step {
+                node.add_child(b, Slot::Leaf(Leaf::new(key, value)));
+                return None;
+            }
+            if let Step::Descend = step {
+                let Some(Some(Slot::Inner(child))) = node.child_mut(b) else {
+                    unreachable!("insert: descending into a missing inner child");
+                };
+                node = child;
+                depth = at;
+                continue;
             }
             let Some(slot) = node.child_mut(b) else {
                 unreachable!("insert: the child was just found");
             };
-            let replacement = match (step, &mut *slot) {
-                (Step::Replace, Slot::Leaf(l)) => {
-                    return Some(l.replace_value(value));
+            let replacement = match (step, slot.take()) {
+                (Step::Replace, Some(Slot::Leaf(mut l))) => {
+                    let old = l.replace_value(value);
+                    *slot = Some(Slot::Leaf(l));
+                    return Some(old);
                 }
-                (Step::SplitLeaf(c), Slot::Leaf(l)) => {
+                (Step::SplitLeaf(c), Some(Slot::Leaf(l))) => {
                     // Two leaves now share `key[at..at + c]`: a new node holds both.
-                    let mut split = Inner::new(&key[at..at + c]);
-                    split.count = 2;
-                    place(&mut split, at + c, l.clone());
+                    let mut split = Inner::new(&key[at..at + c], 2);
+                    split.make_mut().header_mut().count = 2;
+                    place(&mut split, at + c, l);
                     place(&mut split, at + c, Leaf::new(key, value));
                     split
                 }
-                (Step::SplitInner(c), Slot::Inner(child)) => {
+                (Step::SplitInner(c), Some(Slot::Inner(mut old))) => {
                     // The new key leaves the child's prefix early: split it.
-                    let mut split = Inner::new(&key[at..at + c]);
-                    split.count = child.count + 1;
-                    // Move the child out of its slot (the slot is overwritten
-                    // below), so a child this version owns alone is changed
-                    // in place instead of copied.
-                    let mut old = std::mem::replace(child, Arc::new(Inner::new(&[])));
-                    let moved = Arc::make_mut(&mut old);
+                    // The child was taken out of its slot, so a child this
+                    // version owns alone is changed in place, not copied.
+                    let mut split = Inner::new(&key[at..at + c], 2);
+                    split.make_mut().header_mut().count = old.count + 1;
+                    let moved = old.make_mut().header_mut();
                     let byte = moved.prefix[c];
                     moved.prefix = node::Prefix::new(&moved.prefix[c + 1..]);
                     split.add_child(byte, Slot::Inner(old));
@@ -503,7 +496,7 @@ impl<V: Clone> Tree<V> {
                 }
                 _ => unreachable!("insert: step does not match the slot"),
             };
-            *slot = Slot::Inner(Arc::new(replacement));
+            *slot = Some(Slot::Inner(replacement));
             return None;
         }
     }
@@ -533,13 +526,13 @@ impl<V: Clone> Tree<V> {
         let Some(root) = self.root.as_mut() else {
             return;
         };
-        let mut node: &mut Inner<V> = Arc::make_mut(root);
+        let mut node: &mut Inner<V> = root;
         let mut depth = 0;
         loop {
-            node.count -= removed;
+            node.make_mut().header_mut().count -= removed;
             match direct(node, depth, target) {
                 Some(Direct::Terminal) => {
-                    node.terminal = None;
+                    node.make_mut().header_mut().terminal = None;
                     break;
                 }
                 Some(Direct::Child(b)) => {
@@ -557,16 +550,17 @@ impl<V: Clone> Tree<V> {
                 }
                 _ => None,
             };
+            let Some(slot) = node.child_mut(b) else {
+                unreachable!("remove_existing: the target must lie below a child");
+            };
             if let Some(merged) = merged {
-                if let Some(slot) = node.child_mut(b) {
-                    *slot = merged;
-                }
+                *slot = Some(merged);
                 break;
             }
-            let Some(Slot::Inner(child)) = node.child_mut(b) else {
+            let Some(Slot::Inner(child)) = slot else {
                 unreachable!("remove_existing: the target must lie below an inner child");
             };
-            node = Arc::make_mut(child);
+            node = child;
             depth = pos + 1;
         }
         if self.root.as_ref().is_some_and(|r| r.count == 0) {
@@ -626,7 +620,7 @@ fn merge_single<V: Clone>(node: &Inner<V>, gone: Direct) -> Slot<V> {
                 EntryRef::Inner(n) => {
                     let mut n = n.clone();
                     let byte = node.byte_at(p);
-                    let m = Arc::make_mut(&mut n);
+                    let m = n.make_mut().header_mut();
                     let mut prefix = Vec::with_capacity(node.prefix.len() + 1 + m.prefix.len());
                     prefix.extend_from_slice(&node.prefix);
                     prefix.push(byte);
@@ -643,9 +637,9 @@ fn merge_single<V: Clone>(node: &Inner<V>, gone: Direct) -> Slot<V> {
 
 /// Puts leaf `l` into `node`, whose keys diverge at `pos`: as the terminal
 /// when the key ends there, else as the child at byte `key[pos]`.
-fn place<V>(node: &mut Inner<V>, pos: usize, l: Leaf<V>) {
+fn place<V: Clone>(node: &mut Inner<V>, pos: usize, l: Leaf<V>) {
     match l.key().get(pos) {
-        None => node.terminal = Some(l),
+        None => node.make_mut().header_mut().terminal = Some(l),
         Some(&b) => node.add_child(b, Slot::Leaf(l)),
     }
 }

@@ -103,6 +103,7 @@ fn node_growth_and_shrink_all_bytes() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "too slow under Miri; see miri_node_lifecycle")]
 fn deep_tree_drop_does_not_overflow() {
     // Every key a prefix of the next: one inner node per key. A recursive
     // drop of 5,000 levels would need far more than this thread's 128 KiB.
@@ -183,6 +184,7 @@ fn owned_iter_survives_writes() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "too slow under Miri; see miri_node_lifecycle")]
 fn big_single_txn_insert() {
     let n = 800_000u32;
     let base: Tree<u32> = Tree::new();
@@ -207,6 +209,7 @@ fn big_single_txn_insert() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "too slow under Miri; see miri_node_lifecycle")]
 fn thousand_versions_each_kept() {
     let mut versions = vec![Tree::new()];
     for i in 0..1000u32 {
@@ -227,6 +230,7 @@ fn thousand_versions_each_kept() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "too slow under Miri; see miri_node_lifecycle")]
 fn first_and_last_prefix_agree_with_prefix_iteration() {
     // Small alphabet, short keys: every kind of prefix relation occurs.
     let alphabet = [0u8, b'a', b'b', 0xFF];
@@ -261,4 +265,72 @@ fn first_and_last_prefix_agree_with_prefix_iteration() {
         );
     }
     assert_eq!(Tree::<u8>::new().first_prefix(b""), None);
+}
+
+/// The node lifecycle the one `unsafe` block (`Inner::get_mut`) serves, at
+/// a size Miri runs in seconds (`cargo +nightly miri test --lib tree::`):
+/// in-place writes to unique nodes, copy-on-write of shared ones, growth
+/// through every layout and back, kept versions, and drops of unique and
+/// shared subtrees, also from another thread.
+#[test]
+fn miri_node_lifecycle() {
+    let key = |i: u32| vec![b'k', (i % 256) as u8, (i / 256) as u8];
+    let mut versions: Vec<Tree<String>> = vec![Tree::new()];
+    let mut t: Tree<String> = Tree::new();
+    // Grow one node through Small -> Medium -> Large, keeping a version at
+    // every size class boundary.
+    for i in 0..300u32 {
+        t.insert(&key(i), format!("v{i}"));
+        if matches!(i, 3 | 15 | 16 | 47 | 48 | 299) {
+            versions.push(t.clone());
+        }
+    }
+    t.check_invariants().unwrap();
+    // Overwrite in place (unique leaves) and through shared leaves.
+    for i in (0..300u32).step_by(7) {
+        assert_eq!(t.insert(&key(i), format!("w{i}")), Some(format!("v{i}")));
+    }
+    // Shrink back: Large -> Medium -> Small, with versions kept.
+    for i in 0..290u32 {
+        assert!(t.remove(&key(i)).is_some());
+        if i % 50 == 0 {
+            versions.push(t.clone());
+            t.check_invariants().unwrap();
+        }
+    }
+    assert_eq!(t.len(), 10);
+    // A version dropped on another thread while this one keeps mutating.
+    let shared = versions[6].clone();
+    let h = std::thread::spawn(move || {
+        let mut mine = shared;
+        mine.insert(b"other-thread", "x".to_string());
+        let n = mine.iter().count();
+        drop(mine);
+        n
+    });
+    t.remove_prefix(b"k");
+    assert!(t.is_empty());
+    assert_eq!(h.join().unwrap(), 301);
+    for v in &versions {
+        v.check_invariants().unwrap();
+    }
+    assert_eq!(versions[6].len(), 300);
+    assert_eq!(versions[6].get(&key(5)), Some(&"v5".to_string()));
+    // Owned iterators pin nodes after their tree is gone.
+    let it = versions.pop().unwrap().owned_iter();
+    versions.clear();
+    assert_eq!(it.count(), 49); // the version taken after removing 0..=250
+    // A deep chain dropped iteratively.
+    let mut deep = Tree::new();
+    let mut k = Vec::new();
+    for i in 0..64u32 {
+        k.push(b'a');
+        deep.insert(&k, i);
+        let mut sib = k.clone();
+        sib.push(b'b');
+        deep.insert(&sib, i);
+    }
+    let kept = deep.clone();
+    drop(deep);
+    assert_eq!(kept.len(), 128);
 }

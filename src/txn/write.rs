@@ -834,6 +834,11 @@ fn insert_obj<T: Send + Sync + 'static>(
                 continue;
             }
             for k in scratch.old[i].keys() {
+                // A key the new object keeps is overwritten below (one
+                // descent instead of a removal and a re-insertion).
+                if scratch.new[i].keys().any(|n| n == k) {
+                    continue;
+                }
                 let stored = entry_key(ix.unique, k, &pk, &mut scratch.key);
                 state.indexes[i].remove(stored);
                 if let Some(keys) = &mut log.keys {
@@ -849,9 +854,9 @@ fn insert_obj<T: Send + Sync + 'static>(
             continue;
         }
         for k in scratch.new[i].keys() {
-            // A plain insert (it looks the key up first): the key should be
-            // new, but a user indexer that is not a pure function of the
-            // object could have left a stale entry behind.
+            // A plain insert (it looks the key up first): the key is new, or
+            // one the old object had too (its value is replaced), or a stale
+            // entry left by a user indexer that is not a pure function.
             let stored = entry_key(ix.unique, k, &pk, &mut scratch.key);
             state.indexes[i].insert(stored, obj.clone());
             if let Some(keys) = &mut log.keys {
