@@ -116,6 +116,7 @@ impl<H> Cursor<H> {
                 p = node.next_pos(pos + 1);
             };
             if is_leaf(&node, pos) {
+                node.prefetch_children();
                 stack.push((node, if front { pos } else { pos + 1 }));
                 return Cursor { stack };
             }
@@ -142,7 +143,14 @@ impl<H> Cursor<H> {
                 }
                 Some((p, false)) => {
                     *next = p + 1;
+                    // The next sibling's children are requested now, a whole
+                    // subtree ahead of the cursor (its slots arrived when
+                    // this node was entered).
+                    if let Some((q, false)) = node.next_entry(p + 1) {
+                        node.entry_inner(q).prefetch_children();
+                    }
                     let child = node.child(p);
+                    child.prefetch_children();
                     self.stack.push((child, 0));
                 }
             }
@@ -166,7 +174,11 @@ impl<H> Cursor<H> {
                 }
                 Some((p, false)) => {
                     *before = p;
+                    if let Some((q, false)) = node.prev_entry(p) {
+                        node.entry_inner(q).prefetch_children();
+                    }
                     let child = node.child(p);
+                    child.prefetch_children();
                     self.stack.push((child, POS_END));
                 }
             }

@@ -112,6 +112,12 @@ impl<V> Leaf<V> {
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<u8>().add(offset), len) }
     }
 
+    /// The address of the allocation (for prefetching).
+    #[inline]
+    pub(crate) fn addr(&self) -> *const u8 {
+        self.ptr.as_ptr().cast::<u8>().cast_const()
+    }
+
     /// The value.
     #[inline]
     pub(crate) fn value(&self) -> &V {
