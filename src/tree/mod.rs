@@ -408,6 +408,11 @@ impl<V: Clone> Tree<V> {
     }
 
     /// Inserts `value` under `key`, returning the value it replaced.
+    ///
+    /// # Panics
+    /// When `key` is longer than 4 GiB (`u32::MAX` bytes). The database
+    /// refuses index keys over 1 GiB with `Error::InvalidKey` before they
+    /// reach a tree.
     pub fn insert(&mut self, key: &[u8], value: V) -> Option<V> {
         let grows = !self.contains_key(key);
         self.insert_known(key, value, grows)

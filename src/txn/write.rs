@@ -792,6 +792,11 @@ fn entry_key<'b>(unique: bool, key: &'b [u8], pk: &[u8], buf: &'b mut Vec<u8>) -
     }
 }
 
+/// The longest index key an object may produce (1 GiB). A stored entry is
+/// at most a key plus a primary key (or 16 bytes of revision plus a primary
+/// key), which keeps it under the tree's 4 GiB key limit.
+const MAX_KEY_BYTES: usize = 1 << 30;
+
 fn insert_obj<T: Send + Sync + 'static>(
     def: &TableDef<T>,
     m: TableMut<'_, T>,
@@ -807,6 +812,16 @@ fn insert_obj<T: Send + Sync + 'static>(
         created,
     } = m;
     extract(def, &mut scratch.new, &obj);
+    for (ix, sink) in def.indexes.iter().zip(&scratch.new) {
+        if let Some(k) = sink.keys().find(|k| k.len() > MAX_KEY_BYTES) {
+            return Err(Error::InvalidKey(format!(
+                "table {}, index {}: a key of {} bytes is over the limit of {MAX_KEY_BYTES}",
+                def.name,
+                ix.name,
+                k.len()
+            )));
+        }
+    }
     let pk = single_key(def, &scratch.new[def.primary])?;
     let old = state.rows.get(&pk).cloned();
     check(def, &pk, old.as_ref(), cond)?;
