@@ -70,6 +70,27 @@ impl KeySink {
         })
     }
 
+    /// The `i`-th key.
+    fn key_at(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.buf[start..self.ends[i]]
+    }
+
+    /// Whether `key` is among the keys, by binary search: the keys must be
+    /// sorted (as [`KeySink::dedup`] leaves them).
+    pub(crate) fn contains_sorted(&self, key: &[u8]) -> bool {
+        let (mut lo, mut hi) = (0, self.ends.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.key_at(mid).cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return true,
+            }
+        }
+        false
+    }
+
     /// Sorts the keys and drops duplicates (a multi-value field may repeat).
     pub(crate) fn dedup(&mut self) {
         if self.ends.len() < 2 {
@@ -296,5 +317,34 @@ impl<S: std::hash::BuildHasher> StringMap for HashMap<String, String, S> {
         for (k, v) in self {
             f(k, v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeySink;
+
+    #[test]
+    fn contains_sorted_finds_exactly_the_keys() {
+        let mut sink = KeySink::default();
+        sink.clear(false);
+        for k in ["pear", "apple", "fig", "apple", "kiwi", ""] {
+            sink.add(k);
+        }
+        sink.dedup();
+        let keys: Vec<Vec<u8>> = sink.keys().map(<[u8]>::to_vec).collect();
+        assert_eq!(keys.len(), 5);
+        for k in &keys {
+            assert!(sink.contains_sorted(k));
+        }
+        let mut absent = KeySink::default();
+        for k in ["apples", "a", "zebra", "fi"] {
+            absent.clear(false);
+            absent.add(k);
+            let enc = absent.keys().next().unwrap().to_vec();
+            assert!(!sink.contains_sorted(&enc), "{k}");
+        }
+        sink.clear(false);
+        assert!(!sink.contains_sorted(b""));
     }
 }

@@ -850,8 +850,9 @@ fn insert_obj<T: Send + Sync + 'static>(
             }
             for k in scratch.old[i].keys() {
                 // A key the new object keeps is overwritten below (one
-                // descent instead of a removal and a re-insertion).
-                if scratch.new[i].keys().any(|n| n == k) {
+                // descent instead of a removal and a re-insertion). The
+                // sinks are sorted by `extract`.
+                if scratch.new[i].contains_sorted(k) {
                     continue;
                 }
                 let stored = entry_key(ix.unique, k, &pk, &mut scratch.key);
