@@ -68,6 +68,9 @@ fn is_leaf<V>(node: &Inner<V>, pos: u16) -> bool {
     matches!(node.entry(pos), EntryRef::Leaf(_))
 }
 
+/// Cache lines of each inner child an iterator requests on entering a node.
+const ITER_PREFETCH_LINES: usize = 4;
+
 /// An owned node handle for the cursors of [`IntoIter`]: it pins the node
 /// (and so the version) while the cursor stands on it.
 pub(crate) struct Owned<V>(Inner<V>);
@@ -116,7 +119,7 @@ impl<H> Cursor<H> {
                 p = node.next_pos(pos + 1);
             };
             if is_leaf(&node, pos) {
-                node.prefetch_children();
+                node.prefetch_children(ITER_PREFETCH_LINES);
                 stack.push((node, if front { pos } else { pos + 1 }));
                 return Cursor { stack };
             }
@@ -147,10 +150,10 @@ impl<H> Cursor<H> {
                     // subtree ahead of the cursor (its slots arrived when
                     // this node was entered).
                     if let Some((q, false)) = node.next_entry(p + 1) {
-                        node.entry_inner(q).prefetch_children();
+                        node.entry_inner(q).prefetch_children(ITER_PREFETCH_LINES);
                     }
                     let child = node.child(p);
-                    child.prefetch_children();
+                    child.prefetch_children(ITER_PREFETCH_LINES);
                     self.stack.push((child, 0));
                 }
             }
@@ -175,10 +178,10 @@ impl<H> Cursor<H> {
                 Some((p, false)) => {
                     *before = p;
                     if let Some((q, false)) = node.prev_entry(p) {
-                        node.entry_inner(q).prefetch_children();
+                        node.entry_inner(q).prefetch_children(ITER_PREFETCH_LINES);
                     }
                     let child = node.child(p);
-                    child.prefetch_children();
+                    child.prefetch_children(ITER_PREFETCH_LINES);
                     self.stack.push((child, POS_END));
                 }
             }

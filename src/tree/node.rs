@@ -394,39 +394,27 @@ impl<V> Inner<V> {
         }
     }
 
-    /// Asks the CPU to start loading every child of this node: an iterator
-    /// entering the node reads them next, and a scan is otherwise one cache
-    /// miss after the other (they overlap once requested together).
+    /// Asks the CPU to start loading every child of this node, so the
+    /// cache misses that follow overlap instead of coming one after the
+    /// other: the first `lines` cache lines of each inner child, and each
+    /// leaf (one line for keys of up to ~48 bytes).
     ///
-    /// A leaf is one cache line for keys of up to ~48 bytes; of an inner
-    /// child the first four lines are requested (header and up to ~11
-    /// slots), so the cursor can read its slots when it gets there.
+    /// Iterators entering a node ask for 4 lines of inner children (header
+    /// and up to ~11 slots, which the cursor reads next); node copies and
+    /// frees ask for 1 (the reference count, which locked instructions then
+    /// change).
     #[inline]
-    pub(crate) fn prefetch_children(&self) {
+    pub(crate) fn prefetch_children(&self, lines: usize) {
         for s in self.slots().iter().flatten() {
             match s {
                 Slot::Leaf(l) => prefetch(l.addr()),
                 Slot::Inner(n) => {
                     let a = n.0.ptr().cast::<u8>();
-                    for line in 0..4 {
+                    for line in 0..lines {
                         prefetch(a.wrapping_add(64 * line));
                     }
                 }
             }
-        }
-    }
-
-    /// Asks the CPU to start loading the reference count of every child.
-    /// Copying or freeing a node changes each child's count with a locked
-    /// instruction, and those wait for one cache miss after the other
-    /// unless the lines were requested together first.
-    #[inline]
-    fn prefetch_counts(&self) {
-        for s in self.slots().iter().flatten() {
-            prefetch(match s {
-                Slot::Leaf(l) => l.addr(),
-                Slot::Inner(n) => n.0.ptr().cast::<u8>(),
-            });
         }
     }
 
@@ -509,7 +497,7 @@ impl<V: Clone> Inner<V> {
                 map.map(|i| i.and_then(|i| slots.get_mut(i).and_then(Option::take))),
             )
         } else {
-            self.prefetch_counts();
+            self.prefetch_children(1);
             let head = Head {
                 prefix: self.prefix.clone(),
                 count: self.count,
@@ -699,14 +687,14 @@ impl<V> Drop for Inner<V> {
             return; // shared: dropping the handle only decrements the count
         }
         // The node is freed: every child's count is about to change.
-        self.prefetch_counts();
+        self.prefetch_children(1);
         let Some(body) = self.get_mut() else {
             return;
         };
         let mut stack = Vec::new();
         Self::take_unique_children(body, &mut stack);
         while let Some(mut node) = stack.pop() {
-            node.prefetch_counts();
+            node.prefetch_children(1);
             if let Some(body) = node.get_mut() {
                 Self::take_unique_children(body, &mut stack);
             }
