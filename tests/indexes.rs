@@ -1969,3 +1969,109 @@ fn schema_tables_must_come_from_this_builder_in_declaration_order() {
     s.add(first).unwrap();
     schema_err(s.build());
 }
+
+// ---------------------------------------------------------------------------
+// Borrowed (`*_ref`) queries equal the owned ones, from both ends
+// ---------------------------------------------------------------------------
+
+/// Drains `it` taking from the front or the back as `pattern`'s bits say,
+/// checking the exact length before every step.
+fn drain_mixed<T: Clone>(
+    mut it: impl DoubleEndedIterator<Item = T> + ExactSizeIterator,
+    pattern: u64,
+) -> Vec<T> {
+    let (mut front, mut back) = (Vec::new(), Vec::new());
+    let mut bit = 0;
+    loop {
+        let left = it.len();
+        let next = if (pattern >> (bit % 64)) & 1 == 0 {
+            it.next().map(|x| front.push(x))
+        } else {
+            it.next_back().map(|x| back.push(x))
+        };
+        bit += 1;
+        if next.is_none() {
+            assert_eq!(left, 0, "len() said {left} but the iterator ended");
+            break;
+        }
+        assert_eq!(it.len(), left - 1, "len() after a step");
+    }
+    back.reverse();
+    front.extend(back);
+    front
+}
+
+#[test]
+fn borrowed_queries_match_owned_ones_from_both_ends() {
+    let mut s = Schema::builder();
+    let mut t = s.table::<Rec>("refs");
+    let by_id = t.primary("id", Indexer::string(|r: &Rec| r.id.as_str()));
+    let by_n = t.index("n", Indexer::value(|r: &Rec| r.n));
+    let table = s.add(t).unwrap();
+    let db = Db::new(s.build().unwrap());
+    let ids = |v: Vec<Rec>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    for rows in [0usize, 1, 2, 7, 8, 9, 17, 40] {
+        let mut w = db.write(&[&table]);
+        w.delete_all(&by_id, "").ok();
+        for i in 0..rows {
+            let rec = Rec {
+                id: format!("r{i:03}"),
+                n: (i % 3) as i64,
+            };
+            w.insert(&table, rec).unwrap();
+        }
+        w.commit().unwrap();
+        let r = db.read();
+        for pattern in [
+            0u64,
+            u64::MAX,
+            0xAAAA_AAAA_AAAA_AAAA,
+            0x0F0F_0F0F_0F0F_0F0F,
+            0x1,
+            0x8000_0000_0000_0000,
+            0x5bd1_e995_ab12_cd34,
+        ] {
+            let owned = ids(drain_mixed(
+                r.all(&by_id).unwrap().map(|o| (*o).clone()),
+                pattern,
+            ));
+            let refs = ids(drain_mixed(r.all_ref(&by_id).unwrap().cloned(), pattern));
+            assert_eq!(refs, owned, "all_ref, {rows} rows, pattern {pattern:x}");
+            assert_eq!(owned.len(), rows);
+            for n in 0..3 {
+                let owned = ids(drain_mixed(
+                    r.iter(&by_n, &n).unwrap().map(|o| (*o).clone()),
+                    pattern,
+                ));
+                let refs = ids(drain_mixed(
+                    r.iter_ref(&by_n, &n).unwrap().cloned(),
+                    pattern,
+                ));
+                assert_eq!(
+                    refs, owned,
+                    "iter_ref n={n}, {rows} rows, pattern {pattern:x}"
+                );
+            }
+            for lo in ["", "r005", "r0395", "s"] {
+                let owned = ids(drain_mixed(
+                    r.lower_bound(&by_id, lo).unwrap().map(|o| (*o).clone()),
+                    pattern,
+                ));
+                let refs = ids(drain_mixed(
+                    r.lower_bound_ref(&by_id, lo).unwrap().cloned(),
+                    pattern,
+                ));
+                assert_eq!(
+                    refs, owned,
+                    "lower_bound_ref {lo:?}, {rows} rows, pattern {pattern:x}"
+                );
+            }
+        }
+        // Front-only iteration returns everything in order.
+        let all: Vec<String> = r.all_ref(&by_id).unwrap().map(|x| x.id.clone()).collect();
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(all, sorted);
+        assert_eq!(all.len(), rows);
+    }
+}

@@ -38,6 +38,7 @@ mod node;
 use std::ops::{Bound, RangeBounds};
 
 pub use iter::{IntoIter, Iter, Key, Values};
+pub(crate) use node::prefetch;
 use node::{EntryRef, Inner, Leaf, Slot, common_len};
 
 /// A persistent (immutable, structurally shared) ordered map from byte keys

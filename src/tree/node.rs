@@ -705,7 +705,7 @@ impl<V> Drop for Inner<V> {
 
 /// A hint to load the cache line at `addr`; no effect on results.
 #[inline(always)]
-fn prefetch(addr: *const u8) {
+pub(crate) fn prefetch(addr: *const u8) {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     #[allow(unsafe_code)]
     // SAFETY: `prefetcht0` is a hint: it never faults, whatever the address,

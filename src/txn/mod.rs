@@ -117,6 +117,95 @@ impl<T> FusedIterator for RowIter<T> {}
 /// ```
 pub struct RefIter<'s, T> {
     inner: Refs<'s, T>,
+    /// The next objects in forward order, pulled from `inner` ahead of the
+    /// caller and prefetched (see [`LOOKAHEAD`]).
+    ahead: Ahead<'s, T>,
+}
+
+/// How many objects a forward [`RefIter`] reads ahead of its caller. The
+/// tree's iterator prefetches the leaves a whole subtree ahead, but not the
+/// objects their values point to; rows of a secondary index lie in object
+/// order only by chance, so without this every row waits for one cache
+/// miss on its object (`range_age` in `examples/workload.rs`).
+const LOOKAHEAD: usize = 8;
+
+/// A ring of up to [`LOOKAHEAD`] objects.
+struct Ahead<'s, T> {
+    buf: [Option<&'s T>; LOOKAHEAD],
+    head: usize,
+    len: usize,
+}
+
+impl<'s, T> Ahead<'s, T> {
+    fn new() -> Self {
+        Ahead {
+            buf: [None; LOOKAHEAD],
+            head: 0,
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn push_back(&mut self, obj: &'s T) {
+        // The object's first and last lines: its fields are read next.
+        let at = (obj as *const T).cast::<u8>();
+        crate::tree::prefetch(at);
+        crate::tree::prefetch(at.wrapping_add(std::mem::size_of::<T>().saturating_sub(1)));
+        self.buf[(self.head + self.len) % LOOKAHEAD] = Some(obj);
+        self.len += 1;
+    }
+
+    #[inline]
+    fn pop_front(&mut self) -> Option<&'s T> {
+        if self.len == 0 {
+            return None;
+        }
+        let obj = self.buf[self.head].take();
+        self.head = (self.head + 1) % LOOKAHEAD;
+        self.len -= 1;
+        obj
+    }
+
+    #[inline]
+    fn pop_back(&mut self) -> Option<&'s T> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        self.buf[(self.head + self.len) % LOOKAHEAD].take()
+    }
+}
+
+impl<'s, T> RefIter<'s, T> {
+    fn new(inner: Refs<'s, T>) -> Self {
+        RefIter {
+            inner,
+            ahead: Ahead::new(),
+        }
+    }
+
+    #[inline]
+    fn pull_front(&mut self) -> Option<&'s T> {
+        match &mut self.inner {
+            Refs::Primary(i) => i.next().map(|(_, v)| &*v.object),
+            Refs::Secondary(i) => i.next().map(|(_, v)| &**v),
+        }
+    }
+
+    #[inline]
+    fn pull_back(&mut self) -> Option<&'s T> {
+        match &mut self.inner {
+            Refs::Primary(i) => i.next_back().map(|(_, v)| &*v.object),
+            Refs::Secondary(i) => i.next_back().map(|(_, v)| &**v),
+        }
+    }
+
+    fn inner_len(&self) -> usize {
+        match &self.inner {
+            Refs::Primary(i) => i.len(),
+            Refs::Secondary(i) => i.len(),
+        }
+    }
 }
 
 enum Refs<'s, T> {
@@ -128,26 +217,25 @@ impl<'s, T> Iterator for RefIter<'s, T> {
     type Item = &'s T;
     #[inline]
     fn next(&mut self) -> Option<&'s T> {
-        match &mut self.inner {
-            Refs::Primary(i) => i.next().map(|(_, v)| &*v.object),
-            Refs::Secondary(i) => i.next().map(|(_, v)| &**v),
+        // Order: the objects in `ahead`, then what `inner` has left.
+        while self.ahead.len < LOOKAHEAD {
+            match self.pull_front() {
+                Some(obj) => self.ahead.push_back(obj),
+                None => break,
+            }
         }
+        self.ahead.pop_front()
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
-        match &self.inner {
-            Refs::Primary(i) => i.size_hint(),
-            Refs::Secondary(i) => i.size_hint(),
-        }
+        let n = self.inner_len() + self.ahead.len;
+        (n, Some(n))
     }
 }
 
 impl<'s, T> DoubleEndedIterator for RefIter<'s, T> {
     #[inline]
     fn next_back(&mut self) -> Option<&'s T> {
-        match &mut self.inner {
-            Refs::Primary(i) => i.next_back().map(|(_, v)| &*v.object),
-            Refs::Secondary(i) => i.next_back().map(|(_, v)| &**v),
-        }
+        self.pull_back().or_else(|| self.ahead.pop_back())
     }
 }
 
@@ -229,9 +317,7 @@ impl<T> Stored<T> for Arc<T> {
         }
     }
     fn refs(it: tree::Iter<'_, Self>) -> RefIter<'_, T> {
-        RefIter {
-            inner: Refs::Secondary(it),
-        }
+        RefIter::new(Refs::Secondary(it))
     }
 }
 
@@ -246,9 +332,7 @@ impl<T> Stored<T> for Versioned<T> {
         }
     }
     fn refs(it: tree::Iter<'_, Self>) -> RefIter<'_, T> {
-        RefIter {
-            inner: Refs::Primary(it),
-        }
+        RefIter::new(Refs::Primary(it))
     }
 }
 
