@@ -2022,6 +2022,7 @@ fn borrowed_queries_match_owned_ones_from_both_ends() {
         }
         w.commit().unwrap();
         let r = db.read();
+        let all_ids: Vec<String> = (0..rows).map(|i| format!("r{i:03}")).collect();
         for pattern in [
             0u64,
             u64::MAX,
@@ -2037,7 +2038,7 @@ fn borrowed_queries_match_owned_ones_from_both_ends() {
             ));
             let refs = ids(drain_mixed(r.all_ref(&by_id).unwrap().cloned(), pattern));
             assert_eq!(refs, owned, "all_ref, {rows} rows, pattern {pattern:x}");
-            assert_eq!(owned.len(), rows);
+            assert_eq!(owned, all_ids, "all, {rows} rows, pattern {pattern:x}");
             for n in 0..3 {
                 let owned = ids(drain_mixed(
                     r.iter(&by_n, &n).unwrap().map(|o| (*o).clone()),
@@ -2051,6 +2052,11 @@ fn borrowed_queries_match_owned_ones_from_both_ends() {
                     refs, owned,
                     "iter_ref n={n}, {rows} rows, pattern {pattern:x}"
                 );
+                let want: Vec<String> = (0..rows)
+                    .filter(|i| (i % 3) as i64 == n)
+                    .map(|i| format!("r{i:03}"))
+                    .collect();
+                assert_eq!(owned, want, "iter n={n}, {rows} rows, pattern {pattern:x}");
             }
             for lo in ["", "r005", "r0395", "s"] {
                 let owned = ids(drain_mixed(
@@ -2064,6 +2070,15 @@ fn borrowed_queries_match_owned_ones_from_both_ends() {
                 assert_eq!(
                     refs, owned,
                     "lower_bound_ref {lo:?}, {rows} rows, pattern {pattern:x}"
+                );
+                let want: Vec<String> = all_ids
+                    .iter()
+                    .filter(|id| id.as_str() >= lo)
+                    .cloned()
+                    .collect();
+                assert_eq!(
+                    owned, want,
+                    "lower_bound {lo:?}, {rows} rows, pattern {pattern:x}"
                 );
             }
         }

@@ -434,7 +434,10 @@ impl<V> IntoIter<V> {
     /// Turns this iterator into one that yields only the values (no key
     /// reference count is touched).
     pub fn values(self) -> Values<V> {
-        Values { raw: self.raw }
+        Values {
+            raw: self.raw,
+            ahead: None,
+        }
     }
 }
 
@@ -475,6 +478,88 @@ impl<V: Clone> FusedIterator for IntoIter<V> {}
 /// ```
 pub struct Values<V> {
     raw: Raw<Owned<V>>,
+    /// The read-ahead of [`Values::read_ahead`], if asked for.
+    ahead: Option<Ahead<V>>,
+}
+
+/// How many leaves [`Values::read_ahead`] takes ahead of the caller.
+const READ_AHEAD: usize = 8;
+
+/// Leaves taken from the front ahead of the caller, oldest first, and the
+/// hint given each value when taken.
+struct Ahead<V> {
+    ring: [*const Leaf<V>; READ_AHEAD],
+    head: usize,
+    len: usize,
+    hint: fn(&V),
+}
+
+// SAFETY: the ring only holds addresses of leaves of the version its
+// `Values` owns (see `Values::pop_ahead`); it is as sendable and shareable
+// as the `&Leaf<V>` it stands for.
+#[allow(unsafe_code)]
+unsafe impl<V: Send + Sync> Send for Ahead<V> {}
+// SAFETY: as above.
+#[allow(unsafe_code)]
+unsafe impl<V: Send + Sync> Sync for Ahead<V> {}
+
+impl<V> Values<V> {
+    /// Reads up to 8 leaves ahead of the caller and calls `hint` on each
+    /// value as it is read (the database prefetches the object a value
+    /// points to, which the tree cannot know about). Yields the same items
+    /// in the same order.
+    pub(crate) fn read_ahead(mut self, hint: fn(&V)) -> Self {
+        self.ahead = Some(Ahead {
+            ring: [std::ptr::null(); READ_AHEAD],
+            head: 0,
+            len: 0,
+            hint,
+        });
+        self
+    }
+
+    /// Tops up the read-ahead and takes its oldest leaf.
+    #[inline]
+    fn pop_ahead(&mut self) -> Option<*const Leaf<V>> {
+        let ahead = self.ahead.as_mut()?;
+        while ahead.len < READ_AHEAD {
+            let Some(l) = self.raw.next() else { break };
+            (ahead.hint)(l.value());
+            ahead.ring[(ahead.head + ahead.len) % READ_AHEAD] = l;
+            ahead.len += 1;
+        }
+        if ahead.len == 0 {
+            return None;
+        }
+        let l = ahead.ring[ahead.head];
+        ahead.head = (ahead.head + 1) % READ_AHEAD;
+        ahead.len -= 1;
+        Some(l)
+    }
+
+    /// Takes the newest leaf of the read-ahead (the back end, once the
+    /// cursors have nothing left).
+    fn pop_ahead_back(&mut self) -> Option<*const Leaf<V>> {
+        let ahead = self.ahead.as_mut()?;
+        if ahead.len == 0 {
+            return None;
+        }
+        ahead.len -= 1;
+        Some(ahead.ring[(ahead.head + ahead.len) % READ_AHEAD])
+    }
+
+    /// The leaf at an address the read-ahead took from `self.raw`.
+    #[inline]
+    #[allow(unsafe_code)]
+    fn leaf(&self, l: *const Leaf<V>) -> &Leaf<V> {
+        // SAFETY: `l` came from `self.raw.next()`: a leaf of the version
+        // `self.raw.root` holds a counted handle on. That handle lives as
+        // long as `self`, and a version with a handle on it is never
+        // changed (a writer copies every node and leaf another handle
+        // shares), so the leaf stays where it is, unchanged and alive, for
+        // as long as `self` (the lifetime returned).
+        unsafe { &*l }
+    }
 }
 
 impl<V: Clone> Iterator for Values<V> {
@@ -482,6 +567,10 @@ impl<V: Clone> Iterator for Values<V> {
 
     #[inline]
     fn next(&mut self) -> Option<V> {
+        if self.ahead.is_some() {
+            let l = self.pop_ahead()?;
+            return Some(self.leaf(l).value().clone());
+        }
         let value = |l: &Leaf<V>| l.value().clone();
         match self.raw.next_in_small(value) {
             Some(v) => Some(v),
@@ -490,14 +579,20 @@ impl<V: Clone> Iterator for Values<V> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.raw.len(), Some(self.raw.len()))
+        let n = self.raw.len() + self.ahead.as_ref().map_or(0, |a| a.len);
+        (n, Some(n))
     }
 }
 
 impl<V: Clone> DoubleEndedIterator for Values<V> {
     #[inline]
     fn next_back(&mut self) -> Option<V> {
-        Some(self.raw.next_back()?.value().clone())
+        // Order: what the read-ahead holds, then what the cursors have left.
+        if let Some(l) = self.raw.next_back() {
+            return Some(l.value().clone());
+        }
+        let l = self.pop_ahead_back()?;
+        Some(self.leaf(l).value().clone())
     }
 }
 

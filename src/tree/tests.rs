@@ -334,3 +334,61 @@ fn miri_node_lifecycle() {
     drop(deep);
     assert_eq!(kept.len(), 128);
 }
+
+/// `Values::read_ahead` yields what plain `values()` yields, in every mix of
+/// front and back steps, with exact lengths, while the tree it came from
+/// changes; it keeps raw addresses of leaves, so it runs under Miri
+/// (`.ci/miri`).
+#[test]
+fn miri_read_ahead_matches_values() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static HINTS: AtomicUsize = AtomicUsize::new(0);
+    let n = if cfg!(miri) { 40 } else { 300 };
+    let t: Tree<String> = (0..n)
+        .map(|i| (format!("k{i:04}"), format!("v{i}")))
+        .collect();
+    let patterns = [
+        0u64,
+        u64::MAX,
+        0xAAAA_AAAA_AAAA_AAAA,
+        0x0F0F_0F0F_0F0F_0F0F,
+        0x8000_0000_0000_0001,
+    ];
+    for pattern in patterns {
+        for (lo, hi) in [(0usize, n), (3, 4), (5, 17), (n / 2, n)] {
+            let (klo, khi) = (format!("k{lo:04}"), format!("k{hi:04}"));
+            let range = || t.owned_range(klo.as_bytes()..khi.as_bytes());
+            let mut a = range().values();
+            let mut b = range().values().read_ahead(|_| {
+                HINTS.fetch_add(1, Ordering::Relaxed);
+            });
+            // A version changing underneath: neither iterator may notice.
+            let mut t2 = t.clone();
+            t2.remove_prefix(b"k");
+            t2.insert(b"k0005", "new".to_string());
+            let mut bit = 0;
+            loop {
+                assert_eq!(
+                    a.len(),
+                    b.len(),
+                    "len, range {lo}..{hi}, pattern {pattern:x}"
+                );
+                let (x, y) = if (pattern >> (bit % 64)) & 1 == 0 {
+                    (a.next(), b.next())
+                } else {
+                    (a.next_back(), b.next_back())
+                };
+                bit += 1;
+                assert_eq!(x, y, "step {bit}, range {lo}..{hi}, pattern {pattern:x}");
+                if x.is_none() {
+                    break;
+                }
+            }
+            drop(t2);
+        }
+    }
+    assert!(
+        HINTS.load(Ordering::Relaxed) > 0,
+        "the hint was never called"
+    );
+}
