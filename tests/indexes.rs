@@ -2010,6 +2010,7 @@ fn borrowed_queries_match_owned_ones_from_both_ends() {
     let table = s.add(t).unwrap();
     let db = Db::new(s.build().unwrap());
     let ids = |v: Vec<Rec>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let mut pad = Vec::new();
     for rows in [0usize, 1, 2, 7, 8, 9, 17, 40] {
         let mut w = db.write(&[&table]);
         w.delete_all(&by_id, "").ok();
@@ -2019,6 +2020,11 @@ fn borrowed_queries_match_owned_ones_from_both_ends() {
                 n: (i % 3) as i64,
             };
             w.insert(&table, rec).unwrap();
+            // Spread the objects out in memory (every other row), so the
+            // read-ahead of scattered objects runs as well as the plain path.
+            if i % 2 == 0 {
+                pad.push(vec![0u8; 4096]);
+            }
         }
         w.commit().unwrap();
         let r = db.read();

@@ -491,7 +491,8 @@ struct Ahead<V> {
     ring: [*const Leaf<V>; READ_AHEAD],
     head: usize,
     len: usize,
-    hint: fn(&V),
+    hint: fn(&V) -> *const u8,
+    stride: super::Stride,
 }
 
 // SAFETY: the ring only holds addresses of leaves of the version its
@@ -504,27 +505,38 @@ unsafe impl<V: Send + Sync> Send for Ahead<V> {}
 unsafe impl<V: Send + Sync> Sync for Ahead<V> {}
 
 impl<V> Values<V> {
-    /// Reads up to 8 leaves ahead of the caller and calls `hint` on each
-    /// value as it is read (the database prefetches the object a value
-    /// points to, which the tree cannot know about). Yields the same items
-    /// in the same order.
-    pub(crate) fn read_ahead(mut self, hint: fn(&V)) -> Self {
+    /// Calls `hint` on each value as it is read, and reads up to 8 leaves
+    /// ahead of the caller while the addresses `hint` returns are scattered
+    /// ([`super::Stride`]): the database prefetches the object a value
+    /// points to, which the tree cannot know about, and returns its
+    /// address. Yields the same items in the same order.
+    pub(crate) fn read_ahead(mut self, hint: fn(&V) -> *const u8) -> Self {
         self.ahead = Some(Ahead {
             ring: [std::ptr::null(); READ_AHEAD],
             head: 0,
             len: 0,
             hint,
+            stride: super::Stride::default(),
         });
         self
     }
 
-    /// Tops up the read-ahead and takes its oldest leaf.
+    /// Tops up the read-ahead (while values are scattered) and takes its
+    /// oldest leaf.
     #[inline]
     fn pop_ahead(&mut self) -> Option<*const Leaf<V>> {
         let ahead = self.ahead.as_mut()?;
-        while ahead.len < READ_AHEAD {
+        if ahead.len == 0 {
+            let l = self.raw.next()?;
+            if !ahead.stride.scattered((ahead.hint)(l.value())) {
+                return Some(l);
+            }
+            ahead.ring[ahead.head] = l;
+            ahead.len = 1;
+        }
+        while ahead.len < READ_AHEAD && ahead.stride.is_scattered() {
             let Some(l) = self.raw.next() else { break };
-            (ahead.hint)(l.value());
+            ahead.stride.scattered((ahead.hint)(l.value()));
             ahead.ring[(ahead.head + ahead.len) % READ_AHEAD] = l;
             ahead.len += 1;
         }

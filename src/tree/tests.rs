@@ -359,8 +359,12 @@ fn miri_read_ahead_matches_values() {
             let (klo, khi) = (format!("k{lo:04}"), format!("k{hi:04}"));
             let range = || t.owned_range(klo.as_bytes()..khi.as_bytes());
             let mut a = range().values();
-            let mut b = range().values().read_ahead(|_| {
-                HINTS.fetch_add(1, Ordering::Relaxed);
+            // Far-apart and close addresses in runs, so the read-ahead
+            // switches on and off.
+            let mut b = range().values().read_ahead(|v| {
+                let n = HINTS.fetch_add(1, Ordering::Relaxed);
+                let far = (n / 4 + v.len()) % 2 == 0;
+                n.wrapping_mul(if far { 4096 } else { 8 }) as *const u8
             });
             // A version changing underneath: neither iterator may notice.
             let mut t2 = t.clone();

@@ -118,12 +118,14 @@ impl<T> FusedIterator for RowIter<T> {}
 pub struct RefIter<'s, T> {
     inner: Refs<'s, T>,
     /// The next objects in forward order, pulled from `inner` ahead of the
-    /// caller and prefetched (see [`LOOKAHEAD`]).
+    /// caller and prefetched (see [`LOOKAHEAD`]), while they are scattered.
     ahead: Ahead<'s, T>,
+    stride: crate::tree::Stride,
 }
 
-/// How many objects a forward [`RefIter`] reads ahead of its caller. The
-/// tree's iterator prefetches the leaves a whole subtree ahead, but not the
+/// How many objects a forward [`RefIter`] reads ahead of its caller when
+/// they are scattered in memory ([`crate::tree::Stride`]). The tree's
+/// iterator prefetches the leaves a whole subtree ahead, but not the
 /// objects their values point to; rows of a secondary index lie in object
 /// order only by chance, so without this every row waits for one cache
 /// miss on its object (`range_age` in `examples/workload.rs`).
@@ -132,13 +134,15 @@ const LOOKAHEAD: usize = 8;
 /// Asks for the cache lines of a stored object a query will soon hand
 /// out: its reference counts (cloning the `Arc` changes them) and the first
 /// and last lines of the object (its fields are read next).
+/// Returns the object's address (for [`crate::tree::Stride`]).
 #[inline]
-fn prefetch_object<T>(obj: &Arc<T>) {
+fn prefetch_object<T>(obj: &Arc<T>) -> *const u8 {
     let at = Arc::as_ptr(obj).cast::<u8>();
     // The counts are the two words before the object in the `Arc`'s
     // allocation; `wrapping_sub` only computes an address for the hint.
     crate::tree::prefetch(at.wrapping_sub(2 * std::mem::size_of::<usize>()));
     crate::tree::prefetch(at.wrapping_add(std::mem::size_of::<T>().saturating_sub(1)));
+    at
 }
 
 /// A ring of up to [`LOOKAHEAD`] objects.
@@ -193,6 +197,7 @@ impl<'s, T> RefIter<'s, T> {
         RefIter {
             inner,
             ahead: Ahead::new(),
+            stride: crate::tree::Stride::default(),
         }
     }
 
@@ -230,11 +235,18 @@ impl<'s, T> Iterator for RefIter<'s, T> {
     #[inline]
     fn next(&mut self) -> Option<&'s T> {
         // Order: the objects in `ahead`, then what `inner` has left.
-        while self.ahead.len < LOOKAHEAD {
-            match self.pull_front() {
-                Some(obj) => self.ahead.push_back(obj),
-                None => break,
+        if self.ahead.len == 0 {
+            let obj = self.pull_front()?;
+            if !self.stride.scattered(std::ptr::from_ref(obj).cast()) {
+                return Some(obj);
             }
+            self.ahead.push_back(obj);
+        }
+        // Scattered objects: read ahead, as long as they stay scattered.
+        while self.ahead.len < LOOKAHEAD && self.stride.is_scattered() {
+            let Some(obj) = self.pull_front() else { break };
+            self.stride.scattered(std::ptr::from_ref(obj).cast());
+            self.ahead.push_back(obj);
         }
         self.ahead.pop_front()
     }
