@@ -363,8 +363,8 @@ fn miri_read_ahead_matches_values() {
             // switches on and off.
             let mut b = range().values().read_ahead(|v| {
                 let n = HINTS.fetch_add(1, Ordering::Relaxed);
-                let far = (n / 4 + v.len()) % 2 == 0;
-                n.wrapping_mul(if far { 4096 } else { 8 }) as *const u8
+                let far = (n / 4 + v.len()).is_multiple_of(2);
+                std::ptr::without_provenance(n.wrapping_mul(if far { 4096 } else { 8 }))
             });
             // A version changing underneath: neither iterator may notice.
             let mut t2 = t.clone();
