@@ -10,6 +10,7 @@
 use std::iter::FusedIterator;
 use std::ops::Deref;
 
+use super::ahead::ReadAhead;
 use super::node::{EntryRef, Inner, Layout, Leaf, POS_END, Slot};
 
 /// How a cursor holds a node.
@@ -482,22 +483,16 @@ pub struct Values<V> {
     ahead: Option<Ahead<V>>,
 }
 
-/// How many leaves [`Values::read_ahead`] takes ahead of the caller.
-const READ_AHEAD: usize = 8;
-
-/// Leaves taken from the front ahead of the caller, oldest first, and the
-/// hint given each value when taken.
+/// The read-ahead of [`Values::read_ahead`]: leaf addresses, and the hint
+/// given each value when it is read.
 struct Ahead<V> {
-    ring: [*const Leaf<V>; READ_AHEAD],
-    head: usize,
-    len: usize,
+    ring: ReadAhead<*const Leaf<V>>,
     hint: fn(&V) -> *const u8,
-    stride: super::Stride,
 }
 
 // SAFETY: the ring only holds addresses of leaves of the version its
-// `Values` owns (see `Values::pop_ahead`); it is as sendable and shareable
-// as the `&Leaf<V>` it stands for.
+// `Values` owns (see `Values::leaf`); it is as sendable and shareable as the
+// `&Leaf<V>` it stands for.
 #[allow(unsafe_code)]
 unsafe impl<V: Send + Sync> Send for Ahead<V> {}
 // SAFETY: as above.
@@ -505,59 +500,17 @@ unsafe impl<V: Send + Sync> Send for Ahead<V> {}
 unsafe impl<V: Send + Sync> Sync for Ahead<V> {}
 
 impl<V> Values<V> {
-    /// Calls `hint` on each value as it is read, and reads up to 8 leaves
-    /// ahead of the caller while the addresses `hint` returns are scattered
-    /// ([`super::Stride`]): the database prefetches the object a value
-    /// points to, which the tree cannot know about, and returns its
-    /// address. Yields the same items in the same order.
-    pub(crate) fn read_ahead(mut self, hint: fn(&V) -> *const u8) -> Self {
+    /// Reads up to 8 leaves ahead of the caller, prefetching the objects
+    /// their values point to, while those objects are scattered in memory
+    /// ([`super::ahead::Stride`]). `hint` gives a value's object address,
+    /// which the tree cannot know, and `span` the objects' size. Yields the
+    /// same items in the same order.
+    pub(crate) fn read_ahead(mut self, hint: fn(&V) -> *const u8, span: usize) -> Self {
         self.ahead = Some(Ahead {
-            ring: [std::ptr::null(); READ_AHEAD],
-            head: 0,
-            len: 0,
+            ring: ReadAhead::new(span),
             hint,
-            stride: super::Stride::default(),
         });
         self
-    }
-
-    /// Tops up the read-ahead (while values are scattered) and takes its
-    /// oldest leaf.
-    #[inline]
-    fn pop_ahead(&mut self) -> Option<*const Leaf<V>> {
-        let ahead = self.ahead.as_mut()?;
-        if ahead.len == 0 {
-            let l = self.raw.next()?;
-            if !ahead.stride.scattered((ahead.hint)(l.value())) {
-                return Some(l);
-            }
-            ahead.ring[ahead.head] = l;
-            ahead.len = 1;
-        }
-        while ahead.len < READ_AHEAD && ahead.stride.is_scattered() {
-            let Some(l) = self.raw.next() else { break };
-            ahead.stride.scattered((ahead.hint)(l.value()));
-            ahead.ring[(ahead.head + ahead.len) % READ_AHEAD] = l;
-            ahead.len += 1;
-        }
-        if ahead.len == 0 {
-            return None;
-        }
-        let l = ahead.ring[ahead.head];
-        ahead.head = (ahead.head + 1) % READ_AHEAD;
-        ahead.len -= 1;
-        Some(l)
-    }
-
-    /// Takes the newest leaf of the read-ahead (the back end, once the
-    /// cursors have nothing left).
-    fn pop_ahead_back(&mut self) -> Option<*const Leaf<V>> {
-        let ahead = self.ahead.as_mut()?;
-        if ahead.len == 0 {
-            return None;
-        }
-        ahead.len -= 1;
-        Some(ahead.ring[(ahead.head + ahead.len) % READ_AHEAD])
     }
 
     /// The leaf at an address the read-ahead took from `self.raw`.
@@ -579,8 +532,18 @@ impl<V: Clone> Iterator for Values<V> {
 
     #[inline]
     fn next(&mut self) -> Option<V> {
-        if self.ahead.is_some() {
-            let l = self.pop_ahead()?;
+        if let Some(ahead) = &mut self.ahead {
+            let (raw, hint) = (&mut self.raw, ahead.hint);
+            // `next` asks for an item's address right after pulling it.
+            let at = std::cell::Cell::new(std::ptr::null());
+            let l = ahead.ring.next(
+                || {
+                    let l = raw.next()?;
+                    at.set(hint(l.value()));
+                    Some(std::ptr::from_ref(l))
+                },
+                |_| at.get(),
+            )?;
             return Some(self.leaf(l).value().clone());
         }
         let value = |l: &Leaf<V>| l.value().clone();
@@ -591,7 +554,7 @@ impl<V: Clone> Iterator for Values<V> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.raw.len() + self.ahead.as_ref().map_or(0, |a| a.len);
+        let n = self.raw.len() + self.ahead.as_ref().map_or(0, |a| a.ring.len());
         (n, Some(n))
     }
 }
@@ -603,7 +566,7 @@ impl<V: Clone> DoubleEndedIterator for Values<V> {
         if let Some(l) = self.raw.next_back() {
             return Some(l.value().clone());
         }
-        let l = self.pop_ahead_back()?;
+        let l = self.ahead.as_mut()?.ring.pop_back()?;
         Some(self.leaf(l).value().clone())
     }
 }

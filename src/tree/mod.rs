@@ -30,6 +30,7 @@
 //! assert_eq!(keys, [&b"user-2"[..], b"user-3"]);
 //! ```
 
+mod ahead;
 mod check;
 mod iter;
 mod leaf;
@@ -37,46 +38,9 @@ mod node;
 
 use std::ops::{Bound, RangeBounds};
 
+pub(crate) use ahead::ReadAhead;
 pub use iter::{IntoIter, Iter, Key, Values};
-pub(crate) use node::prefetch;
 use node::{EntryRef, Inner, Leaf, Slot, common_len};
-
-/// Tells a reader of objects whether looking ahead pays. Objects handed out
-/// in address order are streamed in by the hardware prefetcher, so reading
-/// ahead of them only costs (pages of 100 rows in id order: ~10 % slower
-/// with it); objects that jump around (rows of a secondary index) each
-/// cost a cache miss unless prefetched early.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct Stride {
-    prev: usize,
-    jumps: u8,
-}
-
-impl Stride {
-    /// Objects closer than this to the previous one count as in order.
-    const NEAR: usize = 512;
-
-    /// Records the address of the next object; returns whether the recent
-    /// objects are scattered (then read ahead).
-    #[inline]
-    pub(crate) fn scattered(&mut self, addr: *const u8) -> bool {
-        let a = addr as usize;
-        let near = a.abs_diff(self.prev) <= Self::NEAR;
-        self.prev = a;
-        self.jumps = if near {
-            self.jumps.saturating_sub(1)
-        } else {
-            (self.jumps + 1).min(4)
-        };
-        self.is_scattered()
-    }
-
-    /// Whether the recent objects were scattered.
-    #[inline]
-    pub(crate) fn is_scattered(&self) -> bool {
-        self.jumps >= 2
-    }
-}
 
 /// A persistent (immutable, structurally shared) ordered map from byte keys
 /// to values.

@@ -361,11 +361,14 @@ fn miri_read_ahead_matches_values() {
             let mut a = range().values();
             // Far-apart and close addresses in runs, so the read-ahead
             // switches on and off.
-            let mut b = range().values().read_ahead(|v| {
-                let n = HINTS.fetch_add(1, Ordering::Relaxed);
-                let far = (n / 4 + v.len()).is_multiple_of(2);
-                std::ptr::without_provenance(n.wrapping_mul(if far { 4096 } else { 8 }))
-            });
+            let mut b = range().values().read_ahead(
+                |v| {
+                    let n = HINTS.fetch_add(1, Ordering::Relaxed);
+                    let far = (n / 4 + v.len()).is_multiple_of(2);
+                    std::ptr::without_provenance(n.wrapping_mul(if far { 4096 } else { 8 }))
+                },
+                64,
+            );
             // A version changing underneath: neither iterator may notice.
             let mut t2 = t.clone();
             t2.remove_prefix(b"k");

@@ -17,7 +17,7 @@ pub(crate) use write::{LoadCtx, load_row, primary_key, unload_row};
 use crate::error::{Error, Result};
 use crate::index::key::{Encode, UuidPrefix, successor};
 use crate::schema::{Index, Table, TableState, Versioned};
-use crate::tree::{self, Tree};
+use crate::tree::{self, ReadAhead, Tree};
 
 pub(crate) mod sealed {
     use std::any::Any;
@@ -118,92 +118,31 @@ impl<T> FusedIterator for RowIter<T> {}
 pub struct RefIter<'s, T> {
     inner: Refs<'s, T>,
     /// The next objects in forward order, pulled from `inner` ahead of the
-    /// caller and prefetched (see [`LOOKAHEAD`]), while they are scattered.
-    ahead: Ahead<'s, T>,
-    stride: crate::tree::Stride,
+    /// caller and prefetched while they are scattered in memory (the tree's
+    /// iterator prefetches leaves a subtree ahead, but not the objects
+    /// their values point to; rows of a secondary index lie in object order
+    /// only by chance, so without this every row waits for one cache miss
+    /// on its object: `range_age` in `examples/workload.rs`).
+    ahead: ReadAhead<&'s T>,
 }
 
-/// How many objects a forward [`RefIter`] reads ahead of its caller when
-/// they are scattered in memory ([`crate::tree::Stride`]). The tree's
-/// iterator prefetches the leaves a whole subtree ahead, but not the
-/// objects their values point to; rows of a secondary index lie in object
-/// order only by chance, so without this every row waits for one cache
-/// miss on its object (`range_age` in `examples/workload.rs`).
-const LOOKAHEAD: usize = 8;
-
-/// Asks for the cache lines of a stored object a query will soon hand
-/// out: its reference counts (cloning the `Arc` changes them) and the first
-/// and last lines of the object (its fields are read next).
-/// Returns the object's address (for [`crate::tree::Stride`]).
+/// The address of a stored object, for the read-ahead of owned results.
 #[inline]
-fn prefetch_object<T>(obj: &Arc<T>) -> *const u8 {
-    let at = Arc::as_ptr(obj).cast::<u8>();
-    // The counts are the two words before the object in the `Arc`'s
-    // allocation; `wrapping_sub` only computes an address for the hint.
-    crate::tree::prefetch(at.wrapping_sub(2 * std::mem::size_of::<usize>()));
-    crate::tree::prefetch(at.wrapping_add(std::mem::size_of::<T>().saturating_sub(1)));
-    at
-}
-
-/// A ring of up to [`LOOKAHEAD`] objects.
-struct Ahead<'s, T> {
-    buf: [Option<&'s T>; LOOKAHEAD],
-    head: usize,
-    len: usize,
-}
-
-impl<'s, T> Ahead<'s, T> {
-    fn new() -> Self {
-        Ahead {
-            buf: [None; LOOKAHEAD],
-            head: 0,
-            len: 0,
-        }
-    }
-
-    #[inline]
-    fn push_back(&mut self, obj: &'s T) {
-        // The object's first and last lines: its fields are read next.
-        let at = std::ptr::from_ref(obj).cast::<u8>();
-        crate::tree::prefetch(at);
-        crate::tree::prefetch(at.wrapping_add(std::mem::size_of::<T>().saturating_sub(1)));
-        self.buf[(self.head + self.len) % LOOKAHEAD] = Some(obj);
-        self.len += 1;
-    }
-
-    #[inline]
-    fn pop_front(&mut self) -> Option<&'s T> {
-        if self.len == 0 {
-            return None;
-        }
-        let obj = self.buf[self.head].take();
-        self.head = (self.head + 1) % LOOKAHEAD;
-        self.len -= 1;
-        obj
-    }
-
-    #[inline]
-    fn pop_back(&mut self) -> Option<&'s T> {
-        if self.len == 0 {
-            return None;
-        }
-        self.len -= 1;
-        self.buf[(self.head + self.len) % LOOKAHEAD].take()
-    }
+fn object_addr<T>(obj: &Arc<T>) -> *const u8 {
+    Arc::as_ptr(obj).cast()
 }
 
 impl<'s, T> RefIter<'s, T> {
     fn new(inner: Refs<'s, T>) -> Self {
         RefIter {
             inner,
-            ahead: Ahead::new(),
-            stride: crate::tree::Stride::default(),
+            ahead: ReadAhead::new(std::mem::size_of::<T>()),
         }
     }
 
     #[inline]
-    fn pull_front(&mut self) -> Option<&'s T> {
-        match &mut self.inner {
+    fn pull_front(inner: &mut Refs<'s, T>) -> Option<&'s T> {
+        match inner {
             Refs::Primary(i) => i.next().map(|(_, v)| &*v.object),
             Refs::Secondary(i) => i.next().map(|(_, v)| &**v),
         }
@@ -235,23 +174,14 @@ impl<'s, T> Iterator for RefIter<'s, T> {
     #[inline]
     fn next(&mut self) -> Option<&'s T> {
         // Order: the objects in `ahead`, then what `inner` has left.
-        if self.ahead.len == 0 {
-            let obj = self.pull_front()?;
-            if !self.stride.scattered(std::ptr::from_ref(obj).cast()) {
-                return Some(obj);
-            }
-            self.ahead.push_back(obj);
-        }
-        // Scattered objects: read ahead, as long as they stay scattered.
-        while self.ahead.len < LOOKAHEAD && self.stride.is_scattered() {
-            let Some(obj) = self.pull_front() else { break };
-            self.stride.scattered(std::ptr::from_ref(obj).cast());
-            self.ahead.push_back(obj);
-        }
-        self.ahead.pop_front()
+        let inner = &mut self.inner;
+        self.ahead.next(
+            || Self::pull_front(inner),
+            |obj| std::ptr::from_ref(obj).cast(),
+        )
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.inner_len() + self.ahead.len;
+        let n = self.inner_len() + self.ahead.len();
         (n, Some(n))
     }
 }
@@ -337,7 +267,10 @@ impl<T> Stored<T> for Arc<T> {
     }
     fn rows(it: tree::IntoIter<Self>) -> RowIter<T> {
         RowIter {
-            inner: Rows::Secondary(it.values().read_ahead(|v| prefetch_object(v))),
+            inner: Rows::Secondary(
+                it.values()
+                    .read_ahead(|v| object_addr(v), std::mem::size_of::<T>()),
+            ),
         }
     }
     fn refs(it: tree::Iter<'_, Self>) -> RefIter<'_, T> {
@@ -352,7 +285,10 @@ impl<T> Stored<T> for Versioned<T> {
     }
     fn rows(it: tree::IntoIter<Self>) -> RowIter<T> {
         RowIter {
-            inner: Rows::Primary(it.values().read_ahead(|v| prefetch_object(&v.object))),
+            inner: Rows::Primary(
+                it.values()
+                    .read_ahead(|v| object_addr(&v.object), std::mem::size_of::<T>()),
+            ),
         }
     }
     fn refs(it: tree::Iter<'_, Self>) -> RefIter<'_, T> {
