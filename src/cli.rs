@@ -48,7 +48,7 @@ use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::index::key::display;
-use crate::persist::format::{Op, SnapshotHeader, decode_record, decode_row};
+use crate::persist::format::{Op, Row, SnapshotHeader, decode_record, decode_row};
 use crate::storage::log::{
     RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, check_segment, parse_segment_name,
 };
@@ -304,6 +304,10 @@ impl Worst {
     }
 }
 
+/// What [`Ctx::scan_snapshot`] hands each row to: the context, the
+/// snapshot's tables, the row's table position and the row.
+type OnRow<'f> = dyn FnMut(&mut Ctx<'_>, &[TableStat], usize, &Row<'_>) -> io::Result<()> + 'f;
+
 struct Ctx<'a> {
     out: &'a mut dyn Write,
     err: &'a mut dyn Write,
@@ -507,21 +511,12 @@ impl Ctx<'_> {
     }
 
     /// Reads a whole snapshot, checking every checksum and every row, and
-    /// hands each row to `on_row(ctx, table position, created, modified,
-    /// pk, data)`. `None` when even the header could not be read.
-    #[allow(clippy::type_complexity)]
+    /// hands each row to `on_row(ctx, tables, table position, row)`. `None`
+    /// when even the header could not be read.
     fn scan_snapshot(
         &mut self,
         path: &Path,
-        on_row: &mut dyn FnMut(
-            &mut Ctx<'_>,
-            &[TableStat],
-            usize,
-            u64,
-            u64,
-            &[u8],
-            &[u8],
-        ) -> io::Result<()>,
+        on_row: &mut OnRow<'_>,
     ) -> io::Result<Option<SnapScan>> {
         let file = match File::open(path) {
             Ok(f) => f,
@@ -620,15 +615,7 @@ impl Ctx<'_> {
                 return Ok(Some(scan));
             }
             self.tick("rows");
-            on_row(
-                self,
-                &scan.tables,
-                t,
-                row.created,
-                row.modified,
-                row.pk,
-                row.data,
-            )?;
+            on_row(self, &scan.tables, t, &row)?;
         }
         let end = reader.offset();
         for t in &scan.tables {
@@ -808,7 +795,7 @@ impl Ctx<'_> {
                 None => Ok(()),
                 Some(Kind::Snapshot) => {
                     writeln!(self.out, "snapshot {}", path.display())?;
-                    let scan = self.scan_snapshot(path, &mut |_, _, _, _, _, _, _| Ok(()))?;
+                    let scan = self.scan_snapshot(path, &mut |_, _, _, _| Ok(()))?;
                     if let Some(s) = scan {
                         self.print_snapshot(&s, "")?;
                     }
@@ -908,19 +895,15 @@ impl Ctx<'_> {
         let mut newest = None;
         let mut snapshot_rev = 0;
         if let Some((rev, path)) = snaps.last() {
-            let mut keep = |_: &mut Ctx<'_>,
-                            tables: &[TableStat],
-                            t: usize,
-                            c: u64,
-                            m: u64,
-                            pk: &[u8],
-                            data: &[u8]|
-             -> io::Result<()> {
+            let mut keep = |_: &mut Ctx<'_>, tables: &[TableStat], t: usize, row: &Row<'_>| {
                 if let Some(st) = state.as_deref_mut() {
                     if st.len() < tables.len() {
                         st.resize_with(tables.len(), BTreeMap::new);
                     }
-                    st[t].insert(pk.to_vec(), (c, m, data.to_vec()));
+                    st[t].insert(
+                        row.pk.to_vec(),
+                        (row.created, row.modified, row.data.to_vec()),
+                    );
                 }
                 Ok(())
             };
@@ -940,7 +923,7 @@ impl Ctx<'_> {
         if all_snapshots {
             for (_, path) in snaps.iter().rev().skip(1) {
                 let before = self.worst.damage;
-                let s = self.scan_snapshot(path, &mut |_, _, _, _, _, _, _| Ok(()))?;
+                let s = self.scan_snapshot(path, &mut |_, _, _, _| Ok(()))?;
                 if self.worst.damage && !before {
                     let _ = writeln!(
                         self.err,
@@ -1182,7 +1165,7 @@ impl Ctx<'_> {
             Some(false) => match self.kind_of(path) {
                 None => {}
                 Some(Kind::Snapshot) => {
-                    if let Some(s) = self.scan_snapshot(path, &mut |_, _, _, _, _, _, _| Ok(()))? {
+                    if let Some(s) = self.scan_snapshot(path, &mut |_, _, _, _| Ok(()))? {
                         writeln!(
                             self.out,
                             "{}: snapshot, revision {}, {} rows{}",
@@ -1266,20 +1249,15 @@ impl Ctx<'_> {
             Some(false) => match self.kind_of(path) {
                 None => Ok(()),
                 Some(Kind::Snapshot) => {
-                    let mut print = |ctx: &mut Ctx<'_>,
-                                     tables: &[TableStat],
-                                     t: usize,
-                                     c: u64,
-                                     m: u64,
-                                     pk: &[u8],
-                                     data: &[u8]|
-                     -> io::Result<()> {
-                        let ts = &tables[t];
-                        if ctx.wanted(&ts.name) {
-                            ctx.print_row(&ts.name, ts.version, pk, c, m, data)?;
-                        }
-                        Ok(())
-                    };
+                    let mut print =
+                        |ctx: &mut Ctx<'_>, tables: &[TableStat], t: usize, row: &Row<'_>| {
+                            let ts = &tables[t];
+                            if ctx.wanted(&ts.name) {
+                                let (c, m) = (row.created, row.modified);
+                                ctx.print_row(&ts.name, ts.version, row.pk, c, m, row.data)?;
+                            }
+                            Ok(())
+                        };
                     self.scan_snapshot(path, &mut print)?;
                     Ok(())
                 }

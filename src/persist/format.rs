@@ -211,7 +211,7 @@ pub(crate) fn encode_row(
 }
 
 /// A decoded snapshot row, borrowing the record.
-#[allow(dead_code)] // `pk` is for inspection tools
+#[allow(dead_code)] // `pk` is read only by the inspection tool (`cli`)
 pub(crate) struct Row<'a> {
     pub(crate) table: u64,
     pub(crate) created: u64,
