@@ -102,9 +102,10 @@ impl<P: Copy> ReadAhead<P> {
         self.pop_front()
     }
 
-    /// Holds `item`, asking for the cache lines of its object: the first
-    /// and the last, and for an object in an `Arc` the reference counts
-    /// just before it (a clone changes them; usually the first line).
+    /// Holds `item`, asking for two cache lines of its object: the one 16
+    /// bytes before it (for an object in an `Arc`, the reference counts a
+    /// clone changes, and usually the object's first fields too) and its
+    /// last one.
     #[inline]
     fn push_back(&mut self, item: P, addr: *const u8) {
         // `wrapping_*` only computes addresses for the hint.
