@@ -85,7 +85,9 @@ trait Engine: Send + Sync + Sized + 'static {
     fn scan_all(&self) -> usize;
     fn lower_bound_page(&self, id: &str) -> usize;
     fn insert_one(&self, p: Arc<Person>);
-    fn delete_many(&self, ids: &[String]);
+    /// Deletes the stored objects with the primary keys of `keys` (objects
+    /// with only the id set, as the go-memdb harness passes to `Delete`).
+    fn delete_many(&self, keys: &[Person]);
     fn len(&self) -> usize;
 }
 
@@ -158,10 +160,10 @@ impl Engine for Pando {
         w.insert(&self.people, p).expect("insert");
         w.commit().expect("commit");
     }
-    fn delete_many(&self, ids: &[String]) {
+    fn delete_many(&self, keys: &[Person]) {
         let mut w = self.db.write(&[&self.people]);
-        for id in ids {
-            w.delete_all(&self.by_id, id.as_str()).expect("delete");
+        for k in keys {
+            w.delete(&self.people, k).expect("delete");
         }
         w.commit().expect("commit");
     }
@@ -246,10 +248,10 @@ impl Engine for BTreeRwLock {
     fn insert_one(&self, p: Arc<Person>) {
         self.0.write().expect("lock").insert(p);
     }
-    fn delete_many(&self, ids: &[String]) {
+    fn delete_many(&self, keys: &[Person]) {
         let mut m = self.0.write().expect("lock");
-        for id in ids {
-            m.remove(id);
+        for k in keys {
+            m.remove(&k.id);
         }
     }
     fn len(&self) -> usize {
@@ -541,7 +543,17 @@ fn run<E: Engine>(cfg: &Cfg) {
             let j = i + rng.below(n - i as u64) as usize;
             all.swap(i, j);
         }
-        let victims: Vec<String> = all[..k as usize].iter().map(|&i| person(i).id).collect();
+        // Key objects with only the id set, built before the timer (as the
+        // go-memdb harness does for `Delete`).
+        let victims: Vec<Person> = all[..k as usize]
+            .iter()
+            .map(|&i| Person {
+                id: person(i).id,
+                email: String::new(),
+                name: String::new(),
+                age: 0,
+            })
+            .collect();
         let (secs, other, _) = timed(cfg, || db.delete_many(&victims));
         assert_eq!(db.len() as u64, n - k);
         emit(
@@ -1183,6 +1195,19 @@ fn persistence_workloads(cfg: &Cfg) {
     }
 }
 
+/// Prints the flags (after `err`, if any) and exits: 0 for `--help`, 2
+/// for a bad command line.
+fn usage(err: Option<&str>) -> ! {
+    if let Some(e) = err {
+        eprintln!("workload: {e}");
+    }
+    eprintln!(
+        "usage: workload [--n N] [--only a,b,...] [--engine pandodb|btree_rwlock|both] \
+         [--quiet-wait SECS] [--duration SECS]\n(see the top of examples/workload.rs)"
+    );
+    std::process::exit(if err.is_some() { 2 } else { 0 });
+}
+
 fn main() {
     let mut cfg = Cfg {
         n: 1_000_000,
@@ -1194,14 +1219,30 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
-        let val = args.get(i + 1).cloned().unwrap_or_default();
-        match args[i].as_str() {
-            "--n" => cfg.n = val.parse().expect("--n takes a number"),
-            "--quiet-wait" => cfg.quiet_wait = val.parse().expect("--quiet-wait takes seconds"),
-            "--duration" => cfg.duration = val.parse().expect("--duration takes seconds"),
+        let flag = args[i].as_str();
+        if matches!(flag, "-h" | "--help") {
+            usage(None);
+        }
+        if !matches!(
+            flag,
+            "--n" | "--quiet-wait" | "--duration" | "--only" | "--engine"
+        ) {
+            usage(Some(&format!("unknown flag {flag}")));
+        }
+        let Some(val) = args.get(i + 1).cloned() else {
+            usage(Some(&format!("{flag} needs a value")));
+        };
+        let bad = |what: &str| -> ! { usage(Some(&format!("{flag} takes {what}, not {val:?}"))) };
+        match flag {
+            "--n" => cfg.n = val.parse().unwrap_or_else(|_| bad("a number")),
+            "--quiet-wait" => cfg.quiet_wait = val.parse().unwrap_or_else(|_| bad("seconds")),
+            "--duration" => cfg.duration = val.parse().unwrap_or_else(|_| bad("seconds")),
             "--only" => cfg.only = Some(val.split(',').map(str::to_string).collect()),
-            "--engine" => engine = val,
-            other => panic!("unknown flag {other}"),
+            "--engine" if matches!(val.as_str(), "pandodb" | "btree_rwlock" | "both") => {
+                engine = val
+            }
+            "--engine" => bad("pandodb, btree_rwlock or both"),
+            other => usage(Some(&format!("unknown flag {other}"))),
         }
         i += 2;
     }

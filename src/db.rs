@@ -114,6 +114,11 @@ pub(crate) struct PendingCommit {
     pub(crate) changes: Option<(Vec<Change>, usize)>,
     /// The commit's log record (durable mode).
     pub(crate) record: Option<Vec<u8>>,
+    /// The version the transaction started from. The committer hands over
+    /// its handle so that, once the new version is published, the
+    /// ledgers of the private states can be settled against base states
+    /// nobody else holds (see `tree::Ledger`).
+    pub(crate) base: Arc<Root>,
 }
 
 /// The writer lock of one table. Held by at most one write transaction;
@@ -121,25 +126,38 @@ pub(crate) struct PendingCommit {
 /// transaction has no lifetime.
 #[derive(Default)]
 pub(crate) struct TableLock {
-    locked: Mutex<bool>,
+    /// Whether a write transaction holds the lock, and how many wait for it.
+    state: Mutex<LockState>,
     freed: Condvar,
+}
+
+#[derive(Default)]
+struct LockState {
+    locked: bool,
+    waiters: usize,
 }
 
 impl TableLock {
     pub(crate) fn acquire(&self) {
-        let mut locked = lock(&self.locked);
-        while *locked {
-            locked = self
-                .freed
-                .wait(locked)
-                .unwrap_or_else(PoisonError::into_inner);
+        let mut st = lock(&self.state);
+        while st.locked {
+            st.waiters += 1;
+            st = self.freed.wait(st).unwrap_or_else(PoisonError::into_inner);
+            st.waiters -= 1;
         }
-        *locked = true;
+        st.locked = true;
     }
 
     pub(crate) fn release(&self) {
-        *lock(&self.locked) = false;
-        self.freed.notify_one();
+        let mut st = lock(&self.state);
+        st.locked = false;
+        let waiters = st.waiters;
+        drop(st);
+        // A condvar notification is a system call even with no waiter:
+        // skip it when nobody waits (one per commit otherwise).
+        if waiters > 0 {
+            self.freed.notify_one();
+        }
     }
 }
 
@@ -163,6 +181,33 @@ pub(crate) struct DbInner {
     /// the publish lock (a lost update the model must catch).
     #[cfg(loom)]
     broken_publish: bool,
+}
+
+/// Settles the ledgers of the private states a commit published, against
+/// the states of `base`, the version its transaction started from. When
+/// the new version is visible (`visible`: no new reader can reach `base`)
+/// and nothing else holds `base` or one of its states any more, that
+/// state's ledgers take the fast path; the others restore their counts.
+fn settle(
+    mut base: Arc<Root>,
+    ledgers: Vec<(usize, Box<dyn crate::schema::Settle>)>,
+    visible: bool,
+) {
+    if ledgers.is_empty() {
+        return;
+    }
+    let mut root = if visible {
+        Arc::get_mut(&mut base)
+    } else {
+        None
+    };
+    for (id, l) in ledgers {
+        let state = root
+            .as_deref_mut()
+            .and_then(|r| r.tables.get_mut(id))
+            .and_then(Arc::get_mut);
+        l.settle(state);
+    }
 }
 
 impl DbInner {
@@ -195,13 +240,25 @@ impl DbInner {
             logs,
             changes,
             record,
+            base,
         } = commit;
         if let Some(d) = &self.durable
             && let Err(e) = d.check()
         {
+            // The private states (and their ledgers) go before the locks:
+            // the next writer of these tables copies the same base nodes.
+            drop(states);
             ordered();
             return Err(e);
         }
+        // The published private states stay alive here until their ledgers
+        // are settled: until then their trees hold uncounted duplicates,
+        // and dropping one as a plain tree would free base nodes (a failed
+        // sync in durable mode can clear the pending roots holding them;
+        // a panic unwinds the block below). Declared before `ledgers`, so
+        // that on unwinding the ledgers restore the counts first.
+        let mut keep = Vec::new();
+        let mut ledgers = Vec::new();
         let (revision, published) = {
             #[cfg(loom)]
             let mut guard = (!self.broken_publish).then(|| lock(&self.publish));
@@ -217,14 +274,24 @@ impl DbInner {
             let revision = current.revision + 1;
             let mut tables = current.tables.clone();
             for (id, mut state) in states {
-                if revision != predicted {
+                let table = &self.schema.tables[id];
+                // The private state is the committer's alone: `thaw` made
+                // it and the transaction only ever borrowed it. A shared
+                // one could not give up its ledgers, whose settlement must
+                // come before the locks go.
+                let Some(s) = Arc::get_mut(&mut state) else {
+                    unreachable!("publish: a private table state is shared")
+                };
+                if revision != predicted
+                    && let Some((_, pks, _)) = logs.iter().find(|l| l.0 == id)
+                {
                     // A writer of other tables committed first: renumber
                     // the rows stamped with the revision this one expected.
-                    if let (Some(s), Some((_, pks, _))) =
-                        (Arc::get_mut(&mut state), logs.iter().find(|l| l.0 == id))
-                    {
-                        self.schema.tables[id].restamp(s, pks, predicted, revision);
-                    }
+                    table.restamp(s, pks, predicted, revision);
+                }
+                if let Some(l) = table.take_ledgers(s) {
+                    ledgers.push((id, l));
+                    keep.push(state.clone());
                 }
                 tables[id] = state;
             }
@@ -259,16 +326,25 @@ impl DbInner {
                 }
             }
         };
+        // Settle the ledgers before the writer locks go: the next writer of
+        // these tables must find the counts settled. Dropping the previous
+        // version first (after the publish lock, so writers of other tables
+        // are not held up) lets the base states be ours alone when no
+        // reader holds them.
+        let visible = published.is_some();
+        let published = published.map(|(old, keys)| {
+            drop(old);
+            keys
+        });
+        settle(base, ledgers, visible);
+        drop(keep);
         ordered();
         match published {
-            Some((old, keys)) => {
+            Some(keys) => {
                 // Watches fire only now that the version is visible.
                 for (id, keys) in keys {
                     self.watches[id].notify(revision, keys);
                 }
-                // Dropping the previous version can free a whole path of
-                // nodes: after the lock, so other writers are not held up.
-                drop(old);
                 if let Some(d) = &self.durable {
                     d.sync_if_due(false)?;
                 }

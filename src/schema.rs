@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::index::{Indexer, KeySink, key::Encode};
-use crate::tree::Tree;
+use crate::tree::{Ledger, Tree};
 
 static NEXT_SCHEMA_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -84,22 +84,38 @@ impl<T> Clone for Versioned<T> {
 }
 
 /// The key of an object in the by-revision tree: its modified revision
-/// (big-endian, one nibble per byte: 16 bytes) followed by its primary key.
-///
-/// Nibbles keep the fan-out of the nodes where consecutive revisions
-/// branch at 16: every commit copies the rightmost path of this tree, and
-/// with whole bytes that path would hold a 256-child node.
+/// (see [`revision_prefix`]) followed by its primary key.
 pub(crate) fn revision_key(buf: &mut Vec<u8>, revision: u64, pk: &[u8]) {
     buf.clear();
     revision_prefix(buf, revision);
     buf.extend_from_slice(pk);
 }
 
-/// The first 16 bytes of [`revision_key`].
+/// The primary key inside a [`revision_key`] (`None` for a key too short
+/// to be one).
+pub(crate) fn revision_key_pk(key: &[u8]) -> Option<&[u8]> {
+    key.get(1 + usize::from(*key.first()?)..)
+}
+
+/// The revision part of [`revision_key`]: the number of significant
+/// nibbles (1 to 16), then those nibbles, most significant first, one per
+/// byte.
+///
+/// Order: a revision with more significant nibbles is larger, and among
+/// revisions with as many, nibble order is numeric order; the part is
+/// self-delimiting, so keys sort by revision, then primary key.
+///
+/// Size: revisions below 2^20 take 6 bytes, not the 16 of a fixed width:
+/// 10 bytes less in each leaf of the tree (one per object).
+///
+/// Nibbles keep the fan-out of the nodes where consecutive revisions
+/// branch at 16: every commit copies the rightmost path of this tree, and
+/// with whole bytes that path would hold a 256-child node.
 pub(crate) fn revision_prefix(buf: &mut Vec<u8>, revision: u64) {
-    for b in revision.to_be_bytes() {
-        buf.push(b >> 4);
-        buf.push(b & 0x0f);
+    let nibbles = (16 - revision.leading_zeros() / 4).max(1);
+    buf.push(nibbles as u8);
+    for i in (0..nibbles).rev() {
+        buf.push(((revision >> (4 * i)) & 0x0f) as u8);
     }
 }
 
@@ -130,6 +146,28 @@ impl<T> Clone for TableState<T> {
 }
 
 impl<T> TableState<T> {
+    /// The private copy a write transaction writes to: every tree lends
+    /// (see [`Ledger`]) until [`TableState::take_ledgers`].
+    pub(crate) fn lending_clone(&self) -> Self {
+        TableState {
+            def: self.def.clone(),
+            primary: self.primary,
+            rows: self.rows.lending_clone(),
+            by_revision: self.by_revision.lending_clone(),
+            indexes: self.indexes.iter().map(Tree::lending_clone).collect(),
+        }
+    }
+
+    /// Ends the lending of a private copy about to be published; the
+    /// ledgers are settled once the base version is gone (or dropped).
+    pub(crate) fn take_ledgers(&mut self) -> TableLedgers<T> {
+        TableLedgers {
+            rows: self.rows.take_ledger(),
+            by_revision: self.by_revision.take_ledger(),
+            indexes: self.indexes.iter_mut().map(Tree::take_ledger).collect(),
+        }
+    }
+
     /// Renumbers the rows this transaction wrote from revision `from` (the
     /// one it expected) to `to` (the one it got): `pks` lists their primary
     /// keys, possibly repeated, possibly deleted since.
@@ -156,6 +194,48 @@ impl<T> TableState<T> {
     }
 }
 
+/// The ledgers of a published private table state, one per tree.
+pub(crate) struct TableLedgers<T> {
+    rows: Option<Box<Ledger<Versioned<T>>>>,
+    by_revision: Option<Box<Ledger<()>>>,
+    indexes: Vec<Option<Box<Ledger<Arc<T>>>>>,
+}
+
+/// Settles the ledgers of one committed table (type-erased).
+pub(crate) trait Settle: Send {
+    /// Settles with the base state the transaction copied: `Some` when the
+    /// caller holds the only handle on it (no reader can reach it any
+    /// more), `None` otherwise (the ledgers restore the counts). Returns
+    /// how many trees took the fast path.
+    fn settle(self: Box<Self>, base: Option<&mut (dyn Any + Send + Sync)>) -> usize;
+}
+
+impl<T: Send + Sync + 'static> Settle for TableLedgers<T> {
+    fn settle(self: Box<Self>, base: Option<&mut (dyn Any + Send + Sync)>) -> usize {
+        let TableLedgers {
+            rows,
+            by_revision,
+            indexes,
+        } = *self;
+        let Some(base) = base.and_then(|b| b.downcast_mut::<TableState<T>>()) else {
+            return 0; // the ledgers drop here and restore the counts
+        };
+        let mut fast = 0;
+        if let Some(l) = rows {
+            fast += usize::from((*l).settle(base.rows.root_mut()));
+        }
+        if let Some(l) = by_revision {
+            fast += usize::from((*l).settle(base.by_revision.root_mut()));
+        }
+        for (l, t) in indexes.into_iter().zip(base.indexes.iter_mut()) {
+            if let Some(l) = l {
+                fast += usize::from((*l).settle(t.root_mut()));
+            }
+        }
+        fast
+    }
+}
+
 /// Receives a stored row: created and modified revisions, primary key,
 /// encoded object.
 pub(crate) type RowVisitor<'a> = dyn FnMut(u64, u64, &[u8], &[u8]) -> Result<()> + 'a;
@@ -168,6 +248,8 @@ pub(crate) trait AnyTable: Send + Sync {
     /// shared until written). The copy is uniquely owned, so the write
     /// transaction mutates it through `Arc::get_mut` and publishes it as is.
     fn thaw(self: Arc<Self>, state: &Arc<dyn Any + Send + Sync>) -> Arc<dyn Any + Send + Sync>;
+    /// [`TableState::take_ledgers`] through the type-erased state.
+    fn take_ledgers(&self, state: &mut (dyn Any + Send + Sync)) -> Option<Box<dyn Settle>>;
     /// [`TableState::restamp`] through the type-erased state.
     fn restamp(
         &self,
@@ -229,9 +311,13 @@ impl<T: Send + Sync + 'static> AnyTable for TableDef<T> {
     }
     fn thaw(self: Arc<Self>, state: &Arc<dyn Any + Send + Sync>) -> Arc<dyn Any + Send + Sync> {
         match state.downcast_ref::<TableState<T>>() {
-            Some(s) => Arc::new(s.clone()),
+            Some(s) => Arc::new(s.lending_clone()),
             None => self.empty_state(),
         }
+    }
+    fn take_ledgers(&self, state: &mut (dyn Any + Send + Sync)) -> Option<Box<dyn Settle>> {
+        let s = state.downcast_mut::<TableState<T>>()?;
+        Some(Box::new(s.take_ledgers()))
     }
     fn restamp(
         &self,
@@ -766,8 +852,19 @@ impl SchemaBuilder {
         }
     }
 
-    /// Validates a declared table and adds it.
+    /// Validates a declared table and adds it. A failure is also kept:
+    /// [`SchemaBuilder::build`] fails after it.
     pub fn add<T: Send + Sync + 'static>(&mut self, t: TableBuilder<T>) -> Result<Table<T>> {
+        let added = self.try_add(t);
+        match &added {
+            Err(Error::Schema(m)) => self.errors.push(m.clone()),
+            Err(e) => self.errors.push(e.to_string()),
+            Ok(_) => {}
+        }
+        added
+    }
+
+    fn try_add<T: Send + Sync + 'static>(&mut self, t: TableBuilder<T>) -> Result<Table<T>> {
         let fail = |m: String| Err(Error::Schema(format!("table {:?}: {m}", t.name)));
         if t.schema != self.id {
             return fail("declared by another schema builder".into());
@@ -789,8 +886,6 @@ impl SchemaBuilder {
             }
         }
         if self.tables.iter().any(|x| x.name() == t.name) {
-            self.errors
-                .push(format!("table {:?} is declared twice", t.name));
             return fail("is declared twice".into());
         }
         if self.tables.len() != t.id {
@@ -873,5 +968,50 @@ impl Schema {
 impl std::fmt::Debug for Schema {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.table_names()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{revision_key, revision_prefix};
+    use proptest::prelude::*;
+
+    /// Any width, with small revisions (the common case) well represented.
+    fn revision() -> impl Strategy<Value = u64> {
+        prop_oneof![0u64..300, any::<u64>(), (0u32..64).prop_map(|s| 1u64 << s)]
+    }
+
+    proptest! {
+        #[test]
+        fn revision_keys_sort_by_revision_then_key(
+            a in revision(), b in revision(),
+            pa in proptest::collection::vec(any::<u8>(), 0..6),
+            pb in proptest::collection::vec(any::<u8>(), 0..6),
+        ) {
+            let (mut ka, mut kb) = (Vec::new(), Vec::new());
+            revision_key(&mut ka, a, &pa);
+            revision_key(&mut kb, b, &pb);
+            prop_assert_eq!(ka.cmp(&kb), (a, &pa).cmp(&(b, &pb)));
+            // The revision part is a prefix of the key, the lower bound
+            // `modified_since` starts from.
+            let mut p = Vec::new();
+            revision_prefix(&mut p, a);
+            prop_assert!(ka.starts_with(&p));
+            prop_assert_eq!(super::revision_key_pk(&ka), Some(&pa[..]));
+        }
+    }
+
+    #[test]
+    fn revision_prefix_sizes() {
+        let len = |r| {
+            let mut p = Vec::new();
+            revision_prefix(&mut p, r);
+            p.len()
+        };
+        assert_eq!(len(0), 2);
+        assert_eq!(len(15), 2);
+        assert_eq!(len(16), 3);
+        assert_eq!(len((1 << 20) - 1), 6);
+        assert_eq!(len(u64::MAX), 17);
     }
 }

@@ -97,6 +97,23 @@ fn schema_with_declared_but_not_added_table_is_rejected() {
 }
 
 #[test]
+fn schema_with_a_table_of_another_builder_is_rejected() {
+    let mut s = Schema::builder();
+    let mut a = s.table::<Rec>("mine");
+    let _ = a.primary("id", Indexer::string(|r: &Rec| r.id.as_str()));
+    s.add(a).unwrap();
+    let mut other = Schema::builder();
+    let mut b = other.table::<Rec>("theirs");
+    let _ = b.primary("id", Indexer::string(|r: &Rec| r.id.as_str()));
+    let m = schema_err(s.add(b));
+    assert!(m.contains("another schema builder"), "{m}");
+    // The failed `add` fails the build too, as every failed `add` does.
+    let e = s.build().err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("theirs"), "{e}");
+    assert_eq!(e.matches("invalid schema").count(), 1, "{e}");
+}
+
+#[test]
 fn schema_with_empty_names_is_rejected() {
     // Empty table name.
     let mut s = Schema::builder();

@@ -6,8 +6,8 @@
 //     cd fuzz && cargo fuzz run tree_vs_btreemap --sanitizer none -- -max_total_time=30
 //
 // (`cargo install cargo-fuzz` first.) The default AddressSanitizer build
-// needs nightly (`-Zsanitizer`); the crate forbids unsafe code, so ASan buys
-// little here. A crash is saved under `fuzz/artifacts/tree_vs_btreemap/`;
+// needs nightly (`-Zsanitizer`); run it that way (drop `--sanitizer none`)
+// to check the tree's `unsafe` code too (leaves, lending duplicates). A crash is saved under `fuzz/artifacts/tree_vs_btreemap/`;
 // replay it with `cargo fuzz run tree_vs_btreemap --sanitizer none
 // <artifact>` and print it with `cargo fuzz fmt tree_vs_btreemap
 // --sanitizer none <artifact>`.
@@ -15,7 +15,8 @@
 // The harness (ops, model, checks) is shared with the proptest in
 // `tests/tree_model.rs`: after every op the current version's invariants
 // and length are checked, kept older versions (up to eight) are read back
-// in full every few ops and at the end.
+// in full every few ops and at the end. Batches of odd length take the
+// version over (`Tree::into_txn`, which lends), some with a reader clone.
 
 #![no_main]
 

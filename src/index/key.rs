@@ -58,6 +58,11 @@ pub trait Encode {
 
 fn escape(bytes: &[u8], out: &mut Vec<u8>) {
     out.reserve(bytes.len() + 2);
+    // Most keys hold no 0x00: one word-at-a-time search, one copy.
+    if !bytes.contains(&0) {
+        out.extend_from_slice(bytes);
+        return;
+    }
     for chunk in bytes.split_inclusive(|&b| b == 0) {
         match chunk.split_last() {
             Some((0, head)) => {

@@ -6,7 +6,7 @@
 //! database's borrowed result iterator (`RefIter`).
 
 /// How many items are read ahead of the caller at most.
-pub(crate) const READ_AHEAD: usize = 8;
+pub(crate) const READ_AHEAD: usize = 16;
 
 /// Tells a reader of objects whether looking ahead pays. Objects handed out
 /// in address order are streamed in by the hardware prefetcher, so reading

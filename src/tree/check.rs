@@ -3,7 +3,7 @@
 //! Walks the whole tree iteratively (deep trees must not overflow the stack)
 //! and reports the first violated invariant with the path where it sits.
 
-use super::node::{Inner, LARGE_MIN, Layout, MEDIUM_MAX, MEDIUM_MIN, SMALL_MAX, Slot};
+use super::node::{EntryRef, Inner, LARGE_MIN, Layout, MEDIUM_MAX, MEDIUM_MIN, SMALL_MAX};
 
 /// Checks the subtree under `root` (the root node of a tree).
 pub(crate) fn check<V>(root: Option<&Inner<V>>) -> Result<(), String> {
@@ -92,13 +92,13 @@ pub(crate) fn check<V>(root: Option<&Inner<V>>) -> Result<(), String> {
             count += slot.count();
             let mut child_path = path.clone();
             child_path.push(b);
-            match slot {
-                Slot::Leaf(l) => {
+            match slot.get() {
+                EntryRef::Leaf(l) => {
                     if !l.key().starts_with(&child_path) {
                         return Err(format!("leaf {:?} misplaced under {child_path:?}", l.key()));
                     }
                 }
-                Slot::Inner(n) => stack.push((n, child_path, false)),
+                EntryRef::Inner(n) => stack.push((n, child_path, false)),
             }
         }
         if count != node.count {

@@ -8,10 +8,11 @@
 //! [`IntoIter`], which pins its version for as long as it lives).
 
 use std::iter::FusedIterator;
-use std::ops::Deref;
+use std::ops::{Bound, Deref};
 
 use super::ahead::ReadAhead;
-use super::node::{EntryRef, Inner, Layout, Leaf, POS_END, Slot};
+
+use super::node::{EntryRef, Inner, Layout, Leaf, POS_END, POS_TERMINAL, common_len};
 
 /// How a cursor holds a node.
 pub(crate) trait Handle<V>: Deref<Target = Inner<V>> + Clone {
@@ -72,6 +73,12 @@ fn is_leaf<V>(node: &Inner<V>, pos: u16) -> bool {
 /// Cache lines of each inner child an iterator requests on entering a node.
 const ITER_PREFETCH_LINES: usize = 4;
 
+/// Siblings a fresh cursor requests beyond the node it lands in (a page of
+/// 100 rows crosses about ten bottom nodes; a `Small` node has at most 16
+/// children, and the bound keeps a 256-child node from flooding the
+/// memory system).
+const SEEK_PREFETCH_SIBLINGS: usize = 16;
+
 /// An owned node handle for the cursors of [`IntoIter`]: it pins the node
 /// (and so the version) while the cursor stands on it.
 pub(crate) struct Owned<V>(Inner<V>);
@@ -105,7 +112,7 @@ impl<H> Cursor<H> {
     where
         H: Handle<V>,
     {
-        let mut stack = Vec::with_capacity(8);
+        let mut stack: Vec<(H, u16)> = Vec::with_capacity(8);
         loop {
             let mut p = node.next_pos(0);
             let pos = loop {
@@ -121,6 +128,15 @@ impl<H> Cursor<H> {
             };
             if is_leaf(&node, pos) {
                 node.prefetch_children(ITER_PREFETCH_LINES);
+                if let Some((parent, at)) = stack.last() {
+                    // The siblings the cursor walks into next, this way.
+                    parent.prefetch_entries(
+                        *at,
+                        front,
+                        SEEK_PREFETCH_SIBLINGS,
+                        ITER_PREFETCH_LINES,
+                    );
+                }
                 stack.push((node, if front { pos } else { pos + 1 }));
                 return Cursor { stack };
             }
@@ -128,6 +144,92 @@ impl<H> Cursor<H> {
             stack.push((node, if front { pos + 1 } else { pos }));
             node = child;
         }
+    }
+
+    /// Descends from `root` towards `key` and stands on the first key
+    /// `>= key` (`> key` when `after`), as a front cursor; also returns
+    /// that key's rank (the number of keys before it). One descent
+    /// instead of a rank descent and then a [`Cursor::seek`] by rank.
+    ///
+    /// Without `CURSOR` it only sums the rank: no frame is kept and
+    /// nothing is prefetched ([`rank`], behind `Tree::rank`).
+    fn seek_key<V, const CURSOR: bool>(mut node: H, key: &[u8], after: bool) -> (Self, usize)
+    where
+        H: Handle<V>,
+    {
+        let mut stack: Vec<(H, u16)> = Vec::with_capacity(if CURSOR { 8 } else { 0 });
+        let mut depth = 0;
+        let mut rank = 0;
+        // Whether the last frame is the one the cursor starts in (else the
+        // start lies after the last frame's current child).
+        let mut landed = true;
+        loop {
+            let rest = &key[depth..];
+            let plen = node.prefix.len();
+            let c = common_len(rest, &node.prefix);
+            if c < plen {
+                if c < rest.len() && rest[c] > node.prefix[c] {
+                    // Every key below is smaller: go on after this node
+                    // (the parent's frame already points past it).
+                    rank += node.count;
+                    landed = false;
+                } else {
+                    // Every key below is larger: start at its first entry.
+                    land::<V, H, CURSOR>(&mut stack, node, POS_TERMINAL);
+                }
+                break;
+            }
+            let pos = depth + plen;
+            if key.len() == pos {
+                // `key` ends here: the terminal, if any, equals it.
+                let skip = after && node.terminal.is_some();
+                rank += usize::from(skip);
+                land::<V, H, CURSOR>(&mut stack, node, if skip { 1 } else { POS_TERMINAL });
+                break;
+            }
+            rank += usize::from(node.terminal.is_some());
+            let b = key[pos];
+            let inner: &Inner<V> = &node;
+            rank += inner.count_below(b);
+            let p = match inner.child(b) {
+                None => {
+                    let p = inner.pos_after(b);
+                    land::<V, H, CURSOR>(&mut stack, node, p);
+                    break;
+                }
+                Some(EntryRef::Leaf(l)) => {
+                    let before = match l.key().cmp(key) {
+                        std::cmp::Ordering::Less => true,
+                        std::cmp::Ordering::Equal => after,
+                        std::cmp::Ordering::Greater => false,
+                    };
+                    rank += usize::from(before);
+                    let p = inner.pos_of(b) + u16::from(before);
+                    land::<V, H, CURSOR>(&mut stack, node, p);
+                    break;
+                }
+                Some(EntryRef::Inner(_)) => inner.pos_of(b),
+            };
+            let child = node.child(p);
+            if CURSOR {
+                stack.push((node, p + 1));
+            }
+            node = child;
+            depth = pos + 1;
+        }
+        // The cursor walks on into the siblings after the node it stands in
+        // (after the last frame's child, when no leaf frame was pushed):
+        // ask for the next few now, as a running scan would have (see
+        // `next_front`).
+        let ahead = match stack.as_slice() {
+            [.., (parent, next), _] if landed => Some((parent, *next)),
+            [.., (parent, next)] if !landed => Some((parent, *next)),
+            _ => None,
+        };
+        if let Some((node, from)) = ahead.filter(|_| CURSOR) {
+            node.prefetch_entries(from, true, SEEK_PREFETCH_SIBLINGS, ITER_PREFETCH_LINES);
+        }
+        (Cursor { stack }, rank)
     }
 
     #[inline]
@@ -190,6 +292,23 @@ impl<H> Cursor<H> {
     }
 }
 
+/// Pushes the frame a seeking cursor starts in, asking for the node's
+/// children first (with `CURSOR`; else nothing is kept).
+#[inline]
+fn land<V, H: Handle<V>, const CURSOR: bool>(stack: &mut Vec<(H, u16)>, node: H, pos: u16) {
+    if CURSOR {
+        node.prefetch_children(ITER_PREFETCH_LINES);
+        stack.push((node, pos));
+    }
+}
+
+/// Number of keys `< key` (`<= key` when `inclusive`) below `root`: the
+/// descent of [`Cursor::seek_key`] without its cursor, so a range's two
+/// ends are counted alike.
+pub(crate) fn rank<V>(root: &Inner<V>, key: &[u8], inclusive: bool) -> usize {
+    Cursor::seek_key::<V, false>(root, key, inclusive).1
+}
+
 /// The rank interval and the two cursors, shared by every iterator type.
 struct Raw<H> {
     root: Option<H>,
@@ -207,6 +326,31 @@ impl<H> Raw<H> {
             start,
             end,
             front: None,
+            back: None,
+        }
+    }
+
+    /// The interval from the first key inside `start` to rank `end(r)`,
+    /// where `r` is that key's rank; the front cursor is placed on the way
+    /// (see [`Cursor::seek_key`]).
+    fn bounded<V>(root: Option<H>, start: Bound<&[u8]>, end: impl FnOnce(usize) -> usize) -> Self
+    where
+        H: Handle<V>,
+    {
+        let (key, after) = match (&root, start) {
+            (Some(_), Bound::Included(k)) => (k, false),
+            (Some(_), Bound::Excluded(k)) => (k, true),
+            _ => return Raw::new(root, 0, end(0)),
+        };
+        let Some(r) = root.clone() else {
+            unreachable!("bounded: the root was just matched")
+        };
+        let (front, rank) = Cursor::seek_key::<V, true>(r, key, after);
+        Raw {
+            root,
+            start: rank,
+            end: end(rank).max(rank),
+            front: Some(front),
             back: None,
         }
     }
@@ -247,7 +391,10 @@ impl<H> Raw<H> {
         let Layout::Small { .. } = &node.layout else {
             return None;
         };
-        let Some(Some(Slot::Leaf(l))) = node.slots().get(usize::from(next.checked_sub(1)?)) else {
+        let Some(Some(s)) = node.slots().get(usize::from(next.checked_sub(1)?)) else {
+            return None;
+        };
+        let EntryRef::Leaf(l) = s.get() else {
             return None;
         };
         *next += 1;
@@ -295,6 +442,17 @@ impl<'a, V> Iter<'a, V> {
             raw: Raw::new(root, start, end),
         }
     }
+
+    /// See [`Raw::bounded`].
+    pub(crate) fn bounded(
+        root: Option<&'a Inner<V>>,
+        start: Bound<&[u8]>,
+        end: impl FnOnce(usize) -> usize,
+    ) -> Self {
+        Iter {
+            raw: Raw::bounded(root, start, end),
+        }
+    }
 }
 
 impl<'a, V> Iter<'a, V> {
@@ -311,7 +469,10 @@ impl<'a, V> Iter<'a, V> {
         let Layout::Small { .. } = &node.layout else {
             return None;
         };
-        let Some(Some(Slot::Leaf(l))) = node.slots().get(usize::from(next.checked_sub(1)?)) else {
+        let Some(Some(s)) = node.slots().get(usize::from(next.checked_sub(1)?)) else {
+            return None;
+        };
+        let EntryRef::Leaf(l) = s.get() else {
             return None;
         };
         *next += 1;
@@ -432,6 +593,17 @@ impl<V> IntoIter<V> {
         }
     }
 
+    /// See [`Raw::bounded`].
+    pub(crate) fn bounded(
+        root: Option<Inner<V>>,
+        start: Bound<&[u8]>,
+        end: impl FnOnce(usize) -> usize,
+    ) -> Self {
+        IntoIter {
+            raw: Raw::bounded(root.map(Owned), start, end),
+        }
+    }
+
     /// Turns this iterator into one that yields only the values (no key
     /// reference count is touched).
     pub fn values(self) -> Values<V> {
@@ -479,8 +651,9 @@ impl<V: Clone> FusedIterator for IntoIter<V> {}
 /// ```
 pub struct Values<V> {
     raw: Raw<Owned<V>>,
-    /// The read-ahead of [`Values::read_ahead`], if asked for.
-    ahead: Option<Ahead<V>>,
+    /// The read-ahead of [`Values::read_ahead`], if asked for (boxed: the
+    /// ring is several times the size of the rest of the iterator).
+    ahead: Option<Box<Ahead<V>>>,
 }
 
 /// The read-ahead of [`Values::read_ahead`]: leaf addresses, and the hint
@@ -500,16 +673,16 @@ unsafe impl<V: Send + Sync> Send for Ahead<V> {}
 unsafe impl<V: Send + Sync> Sync for Ahead<V> {}
 
 impl<V> Values<V> {
-    /// Reads up to 8 leaves ahead of the caller, prefetching the objects
+    /// Reads up to `READ_AHEAD` (16) leaves ahead of the caller, prefetching the objects
     /// their values point to, while those objects are scattered in memory
     /// ([`super::ahead::Stride`]). `hint` gives a value's object address,
     /// which the tree cannot know, and `span` the objects' size. Yields the
     /// same items in the same order.
     pub(crate) fn read_ahead(mut self, hint: fn(&V) -> *const u8, span: usize) -> Self {
-        self.ahead = Some(Ahead {
+        self.ahead = Some(Box::new(Ahead {
             ring: ReadAhead::new(span),
             hint,
-        });
+        }));
         self
     }
 

@@ -3,23 +3,25 @@
 //!
 //! Layout: `[count: u32][key length: u32][value: V][key bytes]`. Packing the
 //! count and the length into one word keeps a leaf as small as a fat `Arc`
-//! of the same data while the pointer stays one word, which makes a child
-//! slot of an inner node 16 bytes (with `Option` around it). Measured with
+//! of the same data while the pointer stays one word. Measured with
 //! `cargo bench --bench tree` (memory table, N = 1M `user-{i:08}` keys):
 //! 65.8 B/key with `triomphe::ThinArc` leaves (a `usize` length in the
 //! allocation), against BTreeMap's 63.5; see `docs/PERFORMANCE.md`.
 //!
+//! The handle holds the header's address **plus one** (a *tagged*
+//! pointer; the header is at least 4-aligned, so the address is odd).
+//! An inner node's handle is an even address, so a child slot of an inner
+//! node can hold either handle in one word and tell them apart by the low
+//! bit (see `node::Slot`).
+//!
 //! This module owns the only `unsafe` code of leaves; it is exercised under
 //! Miri by `tree::tests` (`cargo +nightly miri test --lib tree::`).
 
+use super::refcount;
 use std::alloc::{self, Layout};
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
-
-/// Counts above this abort the process (as `std::sync::Arc` does near
-/// `isize::MAX`): an overflow would free a leaf still in use.
-const MAX_COUNT: u32 = u32::MAX / 2;
 
 #[repr(C)]
 struct Header<V> {
@@ -31,10 +33,19 @@ struct Header<V> {
 /// A stored key and its value. Cloning is one reference-count increment,
 /// so copying a node touches each leaf once and never the objects the
 /// values point to.
+///
+/// `repr(transparent)` over the tagged pointer: `node::Slot` relies on a
+/// leaf handle being exactly its bits.
+#[repr(transparent)]
 pub(crate) struct Leaf<V> {
-    ptr: NonNull<Header<V>>,
+    /// The header's address plus [`TAG`].
+    ptr: NonNull<u8>,
     _owns: PhantomData<Header<V>>,
 }
+
+/// What a leaf handle adds to its header's address (an inner node's handle
+/// is its even address).
+pub(crate) const TAG: usize = 1;
 
 // SAFETY: a `Leaf` is a shared, reference-counted handle on an immutable
 // `(key, value)` (the value is changed only through `replace_value` with
@@ -70,34 +81,48 @@ impl<V> Leaf<V> {
             Ok(l) => l,
             Err(_) => panic!("tree keys are limited to 4 GiB"),
         };
+        // The tag needs a free low bit: the header is at least 4-aligned.
+        const { assert!(std::mem::align_of::<Header<V>>() >= 2) };
         let (lay, offset) = layout::<V>(key.len());
         // SAFETY: `lay` has a non-zero size (the header holds two u32).
         let raw = unsafe { alloc::alloc(lay) };
-        let Some(ptr) = NonNull::new(raw.cast::<Header<V>>()) else {
+        if raw.is_null() {
             alloc::handle_alloc_error(lay)
-        };
-        // SAFETY: `ptr` is a fresh allocation of `lay`, which starts with a
+        }
+        // SAFETY: `raw` is a fresh allocation of `lay`, which starts with a
         // `Header<V>` (aligned for it) and has `key.len()` bytes at
         // `offset`; nothing else references it yet.
         unsafe {
-            ptr.as_ptr().write(Header {
+            raw.cast::<Header<V>>().write(Header {
                 count: AtomicU32::new(1),
                 len,
                 value,
             });
             std::ptr::copy_nonoverlapping(key.as_ptr(), raw.add(offset), key.len());
         }
+        // The header is at least 4-aligned (it holds a `u32`), so its
+        // address is even and the tagged one odd, never null.
+        debug_assert_eq!(raw.addr() & TAG, 0);
+        let Some(ptr) = NonNull::new(raw.wrapping_add(TAG)) else {
+            unreachable!("an allocation's address plus one is not null")
+        };
         Leaf {
             ptr,
             _owns: PhantomData,
         }
     }
 
+    /// The header's address (the handle minus its tag).
+    #[inline]
+    fn raw(&self) -> *mut Header<V> {
+        self.ptr.as_ptr().wrapping_sub(TAG).cast::<Header<V>>()
+    }
+
     #[inline]
     fn header(&self) -> &Header<V> {
-        // SAFETY: `ptr` points to a live, initialised header for as long
-        // as this handle holds its count.
-        unsafe { self.ptr.as_ref() }
+        // SAFETY: `raw()` is the address of a live, initialised header for
+        // as long as this handle holds its count.
+        unsafe { &*self.raw() }
     }
 
     /// The whole key.
@@ -109,13 +134,13 @@ impl<V> Leaf<V> {
         let offset = std::mem::size_of::<Header<V>>();
         // SAFETY: `new` wrote `len` initialised bytes at `offset` of this
         // allocation, which lives as long as `self`; they never change.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<u8>().add(offset), len) }
+        unsafe { std::slice::from_raw_parts(self.raw().cast::<u8>().add(offset), len) }
     }
 
     /// The address of the allocation (for prefetching).
     #[inline]
     pub(crate) fn addr(&self) -> *const u8 {
-        self.ptr.as_ptr().cast::<u8>().cast_const()
+        self.raw().cast::<u8>().cast_const()
     }
 
     /// The value.
@@ -136,7 +161,7 @@ impl<V> Leaf<V> {
             // lasts, so this is the only access to the value. `Acquire`
             // pairs with the `Release` decrement of every dropped handle,
             // so their reads of the value happened before this write.
-            let slot = unsafe { &mut (*self.ptr.as_ptr()).value };
+            let slot = unsafe { &mut (*self.raw()).value };
             return std::mem::replace(slot, value);
         }
         let old = self.value().clone();
@@ -148,11 +173,7 @@ impl<V> Leaf<V> {
 impl<V> Clone for Leaf<V> {
     #[inline]
     fn clone(&self) -> Self {
-        // Relaxed, as in `std::sync::Arc`: a new handle is made from an
-        // existing one, which already keeps the leaf alive.
-        if self.header().count.fetch_add(1, Ordering::Relaxed) > MAX_COUNT {
-            std::process::abort();
-        }
+        refcount::retain(&self.header().count);
         Leaf {
             ptr: self.ptr,
             _owns: PhantomData,
@@ -163,24 +184,16 @@ impl<V> Clone for Leaf<V> {
 impl<V> Drop for Leaf<V> {
     #[allow(unsafe_code)]
     fn drop(&mut self) {
-        if self.header().count.fetch_sub(1, Ordering::Release) != 1 {
+        if !refcount::release(&self.header().count) {
             return;
         }
-        // Every other handle's last use happened before its `Release`
-        // decrement. This `Acquire` load reads the value our decrement
-        // wrote, the end of the release sequence of all of them, so their
-        // uses happen before the free. (A load rather than
-        // `fence(Acquire)`: the same guarantee, and ThreadSanitizer, which
-        // does not model fences, can check it; `std::sync::Arc` does the
-        // same under TSan.)
-        self.header().count.load(Ordering::Acquire);
         let (lay, _) = layout::<V>(self.header().len as usize);
         // SAFETY: the count reached 0, so this was the last handle: nobody
         // else can read the leaf. The value is dropped once, then the
         // allocation made with this same layout in `new` is freed.
         unsafe {
-            std::ptr::drop_in_place(&mut (*self.ptr.as_ptr()).value);
-            alloc::dealloc(self.ptr.as_ptr().cast::<u8>(), lay);
+            std::ptr::drop_in_place(&mut (*self.raw()).value);
+            alloc::dealloc(self.raw().cast::<u8>(), lay);
         }
     }
 }

@@ -31,29 +31,87 @@
 //! ```
 
 mod ahead;
+mod body;
 mod check;
 mod iter;
 mod leaf;
 mod node;
+mod refcount;
 
 use std::ops::{Bound, RangeBounds};
 
 pub(crate) use ahead::ReadAhead;
 pub use iter::{IntoIter, Iter, Key, Values};
-use node::{EntryRef, Inner, Leaf, Slot, common_len};
+pub(crate) use node::Ledger;
+use node::{Entry, EntryMut, EntryRef, Inner, Leaf, Slot, common_len, dispose};
+
+/// A walk toward one key that reads one node per [`Descent::step`] and
+/// asks for the next one's first cache lines before it returns.
+///
+/// A write of one object descends several trees (its rows and every index)
+/// along random paths, each level a cache miss that waits for the one
+/// above. Stepping the descents of all those trees in turn, before the
+/// writes themselves, overlaps their misses: one wait per level instead of
+/// one per level and tree. The writes then find their paths in the cache.
+/// A descent only reads; it changes nothing.
+pub(crate) struct Descent<'a, V> {
+    /// The node the next step reads (its lines were asked for by the step
+    /// before), or `None` once the walk reached its end.
+    node: Option<&'a Inner<V>>,
+    depth: usize,
+    key: &'a [u8],
+}
+
+impl<V> Descent<'_, V> {
+    /// Reads the current node, asks for the lines of the child toward the
+    /// key (an inner node's header and first slots, or a leaf), and moves
+    /// to it. Returns whether there is a node left to read.
+    #[inline]
+    pub(crate) fn step(&mut self) -> bool {
+        let Some(node) = self.node.take() else {
+            return false;
+        };
+        let pos = self.depth + node.prefix.len();
+        match self.key.get(pos) {
+            Some(&b) => match node.child(b) {
+                Some(EntryRef::Inner(n)) => {
+                    n.prefetch_head();
+                    self.node = Some(n);
+                    self.depth = pos + 1;
+                    return true;
+                }
+                Some(EntryRef::Leaf(l)) => node::prefetch(l.addr()),
+                None => {}
+            },
+            None => {
+                if let Some(t) = &node.terminal {
+                    node::prefetch(t.addr());
+                }
+            }
+        }
+        false
+    }
+}
 
 /// A persistent (immutable, structurally shared) ordered map from byte keys
 /// to values.
 ///
 /// See the [module documentation](self) for the model.
 pub struct Tree<V> {
+    /// Set while the tree is the private copy of a lending write
+    /// transaction (see [`Ledger`]). Declared before `root`: fields drop in
+    /// order, and an unsettled ledger must restore the counts before the
+    /// copy's nodes go.
+    ledger: Option<Box<Ledger<V>>>,
     root: Option<Inner<V>>,
 }
 
 impl<V> Clone for Tree<V> {
-    /// O(1): the clone shares every node with `self`.
+    /// O(1): the clone shares every node with `self` (and is a plain tree,
+    /// even when `self` belongs to a lending transaction).
     fn clone(&self) -> Self {
         Tree {
+            ledger: None,
             root: self.root.clone(),
         }
     }
@@ -61,7 +119,7 @@ impl<V> Clone for Tree<V> {
 
 impl<V> Default for Tree<V> {
     fn default() -> Self {
-        Tree { root: None }
+        Tree::new()
     }
 }
 
@@ -73,11 +131,10 @@ impl<V: std::fmt::Debug> std::fmt::Debug for Tree<V> {
     }
 }
 
-/// What an insert does at the child slot of the current node.
+/// What an insert does at an occupied child slot of the current node
+/// (other than replacing the value of the same key, done on the spot).
 #[derive(Clone, Copy)]
 enum Step {
-    Add,
-    Replace,
     SplitLeaf(usize),
     SplitInner(usize),
     Descend,
@@ -108,7 +165,35 @@ enum Direct {
 impl<V> Tree<V> {
     /// An empty tree. Does not allocate.
     pub const fn new() -> Self {
-        Tree { root: None }
+        Tree {
+            ledger: None,
+            root: None,
+        }
+    }
+
+    /// A private copy of this version for a write transaction that lends
+    /// (see [`Ledger`]): writes to the copy do not touch the reference
+    /// counts of the children of the nodes they copy. The copy's ledger is
+    /// settled with [`Tree::take_ledger`] and [`Ledger::settle`] once the
+    /// base version is gone, or restores the counts when dropped.
+    pub(crate) fn lending_clone(&self) -> Tree<V> {
+        Tree {
+            ledger: Some(Box::new(Ledger::new(
+                self.root.as_ref().map_or(0, Inner::addr),
+            ))),
+            root: self.root.clone(),
+        }
+    }
+
+    /// Ends the lending of this private copy, which becomes a plain tree
+    /// (to publish); the ledger must then be settled (or dropped).
+    pub(crate) fn take_ledger(&mut self) -> Option<Box<Ledger<V>>> {
+        self.ledger.take()
+    }
+
+    /// The root handle, for [`Ledger::settle`].
+    pub(crate) fn root_mut(&mut self) -> &mut Option<Inner<V>> {
+        &mut self.root
     }
 
     /// Number of keys, in O(1).
@@ -158,12 +243,23 @@ impl<V> Tree<V> {
                     .filter(|l| key.len() == pos && l.key() == key);
             }
             match node.child(key[pos])? {
-                Slot::Leaf(l) => return (l.key() == key).then_some(l),
-                Slot::Inner(n) => {
+                EntryRef::Leaf(l) => return (l.key() == key).then_some(l),
+                EntryRef::Inner(n) => {
                     node = n;
                     depth = pos + 1;
                 }
             }
+        }
+    }
+
+    /// A descent toward `key` that goes down one node per
+    /// [`Descent::step`] (see there).
+    #[inline]
+    pub(crate) fn descent<'a>(&'a self, key: &'a [u8]) -> Descent<'a, V> {
+        Descent {
+            node: self.root.as_ref(),
+            depth: 0,
+            key,
         }
     }
 
@@ -205,8 +301,10 @@ impl<V> Tree<V> {
             }
             let pos = depth + node.prefix.len();
             match node.child(prefix[pos])? {
-                Slot::Leaf(l) => return l.key().starts_with(prefix).then(|| (l.key(), l.value())),
-                Slot::Inner(n) => {
+                EntryRef::Leaf(l) => {
+                    return l.key().starts_with(prefix).then(|| (l.key(), l.value()));
+                }
+                EntryRef::Inner(n) => {
                     node = n;
                     depth = pos + 1;
                 }
@@ -236,8 +334,8 @@ impl<V> Tree<V> {
             let pos = depth + plen;
             match node.child(prefix[pos]) {
                 None => return 0,
-                Some(Slot::Leaf(l)) => return usize::from(l.key().starts_with(prefix)),
-                Some(Slot::Inner(n)) => {
+                Some(EntryRef::Leaf(l)) => return usize::from(l.key().starts_with(prefix)),
+                Some(EntryRef::Inner(n)) => {
                     node = n;
                     depth = pos + 1;
                 }
@@ -265,13 +363,13 @@ impl<V> Tree<V> {
             }
             match node.child(key[pos]) {
                 None => break,
-                Some(Slot::Leaf(l)) => {
+                Some(EntryRef::Leaf(l)) => {
                     if key.starts_with(l.key()) {
                         best = Some(l);
                     }
                     break;
                 }
-                Some(Slot::Inner(n)) => {
+                Some(EntryRef::Inner(n)) => {
                     node = n;
                     depth = pos + 1;
                 }
@@ -282,61 +380,27 @@ impl<V> Tree<V> {
 
     /// Number of keys `< key` (or `<= key` when `inclusive`).
     pub(crate) fn rank(&self, key: &[u8], inclusive: bool) -> usize {
-        let Some(mut node) = self.root.as_ref() else {
-            return 0;
-        };
-        let mut depth = 0;
-        let mut acc = 0;
-        loop {
-            let rest = &key[depth..];
-            let plen = node.prefix.len();
-            let c = common_len(rest, &node.prefix);
-            if c < plen {
-                // Diverges inside the prefix (or `key` ends there).
-                return if c < rest.len() && rest[c] > node.prefix[c] {
-                    acc + node.count
-                } else {
-                    acc
-                };
-            }
-            let pos = depth + plen;
-            if key.len() == pos {
-                return acc + usize::from(inclusive && node.terminal.is_some());
-            }
-            acc += usize::from(node.terminal.is_some());
-            let b = key[pos];
-            acc += node.count_below(b);
-            match node.child(b) {
-                None => return acc,
-                Some(Slot::Leaf(l)) => {
-                    return acc
-                        + match l.key().cmp(key) {
-                            std::cmp::Ordering::Less => 1,
-                            std::cmp::Ordering::Equal => usize::from(inclusive),
-                            std::cmp::Ordering::Greater => 0,
-                        };
-                }
-                Some(Slot::Inner(n)) => {
-                    node = n;
-                    depth = pos + 1;
-                }
-            }
-        }
+        self.root
+            .as_ref()
+            .map_or(0, |r| iter::rank(r, key, inclusive))
     }
 
-    /// The rank interval `[start, end)` of the keys inside `range`.
-    fn rank_range<'k>(&self, range: &impl RangeBounds<&'k [u8]>) -> (usize, usize) {
-        let start = match range.start_bound() {
-            Bound::Included(k) => self.rank(k, false),
-            Bound::Excluded(k) => self.rank(k, true),
-            Bound::Unbounded => 0,
-        };
-        let end = match range.end_bound() {
+    /// The rank just past the keys `range` admits at its upper end.
+    fn end_rank<'k>(&self, range: &impl RangeBounds<&'k [u8]>) -> usize {
+        match range.end_bound() {
             Bound::Included(k) => self.rank(k, true),
             Bound::Excluded(k) => self.rank(k, false),
             Bound::Unbounded => self.len(),
-        };
-        (start, end.max(start))
+        }
+    }
+
+    /// The start bound of `range`, for the iterators that seek it.
+    fn start_of<'r, 'k>(range: &'r impl RangeBounds<&'k [u8]>) -> Bound<&'k [u8]> {
+        match range.start_bound() {
+            Bound::Included(k) => Bound::Included(*k),
+            Bound::Excluded(k) => Bound::Excluded(*k),
+            Bound::Unbounded => Bound::Unbounded,
+        }
     }
 
     /// Iterates over all keys in ascending order (double-ended).
@@ -353,14 +417,16 @@ impl<V> Tree<V> {
     /// assert_eq!(got, [3, 4, 5]);
     /// ```
     pub fn range<'k>(&self, range: impl RangeBounds<&'k [u8]>) -> Iter<'_, V> {
-        let (start, end) = self.rank_range(&range);
-        Iter::new(self.root.as_ref(), start, end)
+        Iter::bounded(self.root.as_ref(), Self::start_of(&range), |_| {
+            self.end_rank(&range)
+        })
     }
 
     /// Iterates over the keys that start with `prefix`, ascending.
     pub fn prefix(&self, prefix: &[u8]) -> Iter<'_, V> {
-        let start = self.rank(prefix, false);
-        Iter::new(self.root.as_ref(), start, start + self.count_prefix(prefix))
+        Iter::bounded(self.root.as_ref(), Bound::Included(prefix), |start| {
+            start + self.count_prefix(prefix)
+        })
     }
 
     /// Iterates from the first key `>= key` to the end, ascending.
@@ -381,14 +447,16 @@ impl<V> Tree<V> {
 
     /// Like [`Tree::range`], but the iterator owns this version.
     pub fn owned_range<'k>(&self, range: impl RangeBounds<&'k [u8]>) -> IntoIter<V> {
-        let (start, end) = self.rank_range(&range);
-        IntoIter::new(self.root.clone(), start, end)
+        IntoIter::bounded(self.root.clone(), Self::start_of(&range), |_| {
+            self.end_rank(&range)
+        })
     }
 
     /// Like [`Tree::prefix`], but the iterator owns this version.
     pub fn owned_prefix(&self, prefix: &[u8]) -> IntoIter<V> {
-        let start = self.rank(prefix, false);
-        IntoIter::new(self.root.clone(), start, start + self.count_prefix(prefix))
+        IntoIter::bounded(self.root.clone(), Bound::Included(prefix), |start| {
+            start + self.count_prefix(prefix)
+        })
     }
 
     /// Checks every structural invariant; for tests and fuzzing.
@@ -406,7 +474,37 @@ impl<V> Tree<V> {
 impl<V: Clone> Tree<V> {
     /// Starts a batch of mutations on a new version; see [`TreeTxn`].
     pub fn txn(&self) -> TreeTxn<V> {
-        TreeTxn { tree: self.clone() }
+        TreeTxn {
+            tree: self.clone(),
+            base: None,
+        }
+    }
+
+    /// Starts a batch of mutations that takes this version over: when
+    /// nothing else holds it any more at [`TreeTxn::commit`] (no clone, no
+    /// owning iterator), its nodes are replaced without the reference-count
+    /// traffic of a plain copy (the children of a copied node are lent to
+    /// the copy instead of counted twice; see the architecture document).
+    /// Otherwise the commit costs what [`Tree::txn`]'s does. The version
+    /// itself never changes: [`TreeTxn::base`] reads it and
+    /// [`TreeTxn::abort`] hands it back.
+    ///
+    /// ```
+    /// # use pandodb::tree::Tree;
+    /// let mut v: Tree<u64> = (0..100u64).map(|i| (i.to_be_bytes(), i)).collect();
+    /// for round in 0..10u64 {
+    ///     let mut txn = v.into_txn();
+    ///     txn.insert(&round.to_be_bytes(), 1000 + round);
+    ///     assert_eq!(txn.base().unwrap().get(&round.to_be_bytes()), Some(&round));
+    ///     v = txn.commit();
+    /// }
+    /// assert_eq!(v.get(&9u64.to_be_bytes()), Some(&1009));
+    /// ```
+    pub fn into_txn(self) -> TreeTxn<V> {
+        TreeTxn {
+            tree: self.lending_clone(),
+            base: Some(self),
+        }
     }
 
     /// Inserts `value` under `key`, returning the value it replaced.
@@ -416,8 +514,44 @@ impl<V: Clone> Tree<V> {
     /// refuses index keys over 1 GiB with `Error::InvalidKey` before they
     /// reach a tree.
     pub fn insert(&mut self, key: &[u8], value: V) -> Option<V> {
-        let grows = !self.contains_key(key);
-        self.insert_known(key, value, grows)
+        // One descent that counts the key on its way down, as if it were
+        // new (the usual case); a replaced key takes the count back with a
+        // second walk over the same, now owned, path.
+        let old = self.insert_counted(key, value, true);
+        if old.is_some() {
+            self.uncount(key);
+        }
+        old
+    }
+
+    /// Takes back the count [`Tree::insert`] added on the path to `key`,
+    /// which is stored: one less key below every node of the path.
+    fn uncount(&mut self, key: &[u8]) {
+        let Tree { ledger, root } = self;
+        let Some(mut node) = root.as_mut() else {
+            unreachable!("uncount: the tree holds the key")
+        };
+        let mut depth = 0;
+        loop {
+            let head = node.make_mut(ledger.as_deref_mut()).header_mut();
+            head.count -= 1;
+            let pos = depth + head.prefix.len();
+            if key.len() == pos {
+                return; // the terminal leaf
+            }
+            match node
+                .child_mut(key[pos], ledger.as_deref_mut())
+                .and_then(Option::as_mut)
+                .map(Slot::get_mut)
+            {
+                Some(EntryMut::Inner(child)) => {
+                    node = child;
+                    depth = pos + 1;
+                }
+                Some(EntryMut::Leaf(_)) => return,
+                None => unreachable!("uncount: the tree holds the key"),
+            }
+        }
     }
 
     /// [`Tree::insert`] for a caller that already knows whether `key` is
@@ -430,10 +564,18 @@ impl<V: Clone> Tree<V> {
             !self.contains_key(key),
             "insert_known: wrong `grows`"
         );
-        let mut node: &mut Inner<V> = self.root.get_or_insert_with(|| Inner::new(&[], 1));
+        self.insert_counted(key, value, grows)
+    }
+
+    /// The descent of [`Tree::insert_known`]: adds one to the count of
+    /// every node on the path when `grows`.
+    fn insert_counted(&mut self, key: &[u8], value: V, grows: bool) -> Option<V> {
+        let Tree { ledger, root } = self;
+        let generation = ledger.as_ref().map_or(0, |l| l.generation);
+        let mut node: &mut Inner<V> = root.get_or_insert_with(|| Inner::new(&[], 1, generation));
         let mut depth = 0;
         loop {
-            let body = node.make_mut();
+            let body = node.make_mut(ledger.as_deref_mut());
             let head = body.header_mut();
             if grows {
                 head.count += 1;
@@ -441,7 +583,7 @@ impl<V: Clone> Tree<V> {
             let pos = depth + head.prefix.len();
             if key.len() == pos {
                 return match &mut head.terminal {
-                    Some(t) => Some(t.replace_value(value)),
+                    Some(t) => Some(replace_value(t, value, ledger.as_deref_mut())),
                     None => {
                         head.terminal = Some(Leaf::new(key, value));
                         None
@@ -450,60 +592,71 @@ impl<V: Clone> Tree<V> {
             }
             let b = key[pos];
             let at = pos + 1;
-            let step = match node.child(b) {
-                None => Step::Add,
-                Some(Slot::Leaf(l)) if l.key() == key => Step::Replace,
-                Some(Slot::Leaf(l)) => Step::SplitLeaf(common_len(&l.key()[at..], &key[at..])),
-                Some(Slot::Inner(c)) => match common_len(&c.prefix, &key[at..]) {
+            // One lookup of the byte; the node is this writer's now, so its
+            // slot is changed (or descended into) in place.
+            let found = body.header().layout.find(b);
+            let Some(i) = found.filter(|&i| body.slice_mut().get(i).is_some_and(Option::is_some))
+            else {
+                node.add_child(b, Slot::from(Leaf::new(key, value)), ledger.as_deref_mut());
+                return None;
+            };
+            // (A second, owned, access: the borrow checker does not let the
+            // first one flow into `node` on one branch and end on another.)
+            let slot = &mut node.make_mut(ledger.as_deref_mut()).slice_mut()[i];
+            let step = match slot.as_mut().map(Slot::get_mut) {
+                Some(EntryMut::Leaf(l)) if l.key() == key => {
+                    return Some(replace_value(l, value, ledger.as_deref_mut()));
+                }
+                Some(EntryMut::Leaf(l)) => Step::SplitLeaf(common_len(&l.key()[at..], &key[at..])),
+                Some(EntryMut::Inner(c)) => match common_len(&c.prefix, &key[at..]) {
                     n if n < c.prefix.len() => Step::SplitInner(n),
                     _ => Step::Descend,
                 },
+                None => unreachable!("insert: the slot was just found occupied"),
             };
-            if let Step::Add = step {
-                node.add_child(b, Slot::Leaf(Leaf::new(key, value)));
-                return None;
-            }
             if let Step::Descend = step {
-                let Some(Some(Slot::Inner(child))) = node.child_mut(b) else {
+                let Some(EntryMut::Inner(child)) = slot.as_mut().map(Slot::get_mut) else {
                     unreachable!("insert: descending into a missing inner child");
                 };
                 node = child;
                 depth = at;
                 continue;
             }
-            let Some(slot) = node.child_mut(b) else {
-                unreachable!("insert: the child was just found");
-            };
-            let replacement = match (step, slot.take()) {
-                (Step::Replace, Some(Slot::Leaf(mut l))) => {
-                    let old = l.replace_value(value);
-                    *slot = Some(Slot::Leaf(l));
-                    return Some(old);
-                }
-                (Step::SplitLeaf(c), Some(Slot::Leaf(l))) => {
+            let replacement = match (step, slot.take().map(Slot::into_entry)) {
+                (Step::SplitLeaf(c), Some(Entry::Leaf(l))) => {
                     // Two leaves now share `key[at..at + c]`: a new node holds both.
-                    let mut split = Inner::new(&key[at..at + c], 2);
-                    split.make_mut().header_mut().count = 2;
-                    place(&mut split, at + c, l);
-                    place(&mut split, at + c, Leaf::new(key, value));
+                    let mut split = Inner::new(&key[at..at + c], 2, generation);
+                    split.make_mut(ledger.as_deref_mut()).header_mut().count = 2;
+                    place(&mut split, at + c, l, ledger.as_deref_mut());
+                    place(
+                        &mut split,
+                        at + c,
+                        Leaf::new(key, value),
+                        ledger.as_deref_mut(),
+                    );
                     split
                 }
-                (Step::SplitInner(c), Some(Slot::Inner(mut old))) => {
+                (Step::SplitInner(c), Some(Entry::Inner(mut old))) => {
                     // The new key leaves the child's prefix early: split it.
                     // The child was taken out of its slot, so a child this
                     // version owns alone is changed in place, not copied.
-                    let mut split = Inner::new(&key[at..at + c], 2);
-                    split.make_mut().header_mut().count = old.count + 1;
-                    let moved = old.make_mut().header_mut();
+                    let mut split = Inner::new(&key[at..at + c], 2, generation);
+                    split.make_mut(ledger.as_deref_mut()).header_mut().count = old.count + 1;
+                    let moved = old.make_mut(ledger.as_deref_mut()).header_mut();
                     let byte = moved.prefix[c];
                     moved.prefix = node::Prefix::new(&moved.prefix[c + 1..]);
-                    split.add_child(byte, Slot::Inner(old));
-                    place(&mut split, at + c, Leaf::new(key, value));
+                    split.add_child(byte, Slot::from(old), ledger.as_deref_mut());
+                    place(
+                        &mut split,
+                        at + c,
+                        Leaf::new(key, value),
+                        ledger.as_deref_mut(),
+                    );
                     split
                 }
                 _ => unreachable!("insert: step does not match the slot"),
             };
-            *slot = Some(Slot::Inner(replacement));
+            *slot = Some(Slot::from(replacement));
             return None;
         }
     }
@@ -519,7 +672,8 @@ impl<V: Clone> Tree<V> {
     pub fn remove_prefix(&mut self, prefix: &[u8]) -> usize {
         let n = self.count_prefix(prefix);
         if n == self.len() {
-            self.root = None;
+            let old = self.root.take();
+            dispose(self.ledger.as_deref_mut(), old.map(Slot::from));
         } else if n > 0 {
             self.remove_existing(Target::Prefix(prefix), n);
         }
@@ -530,20 +684,27 @@ impl<V: Clone> Tree<V> {
     /// but not all keys of the tree. Copies the path down, fixes counts and
     /// merges a node left with a single entry into its parent's slot.
     fn remove_existing(&mut self, target: Target<'_>, removed: usize) {
-        let Some(root) = self.root.as_mut() else {
+        let Tree { ledger, root } = self;
+        let Some(root) = root.as_mut() else {
             return;
         };
         let mut node: &mut Inner<V> = root;
         let mut depth = 0;
         loop {
-            node.make_mut().header_mut().count -= removed;
+            node.make_mut(ledger.as_deref_mut()).header_mut().count -= removed;
             match direct(node, depth, target) {
                 Some(Direct::Terminal) => {
-                    node.make_mut().header_mut().terminal = None;
+                    let old = node
+                        .make_mut(ledger.as_deref_mut())
+                        .header_mut()
+                        .terminal
+                        .take();
+                    dispose(ledger.as_deref_mut(), old.map(Slot::from));
                     break;
                 }
                 Some(Direct::Child(b)) => {
-                    node.remove_child(b);
+                    let old = node.remove_child(b, ledger.as_deref_mut());
+                    dispose(ledger.as_deref_mut(), old);
                     break;
                 }
                 None => {}
@@ -551,27 +712,45 @@ impl<V: Clone> Tree<V> {
             let pos = depth + node.prefix.len();
             let b = target.bytes()[pos];
             let merged = match node.child(b) {
-                Some(Slot::Inner(c)) if c.num_entries() == 2 => {
+                Some(EntryRef::Inner(c)) if c.num_entries() == 2 => {
                     // The child keeps one entry: it merges into this slot.
-                    direct(c, pos + 1, target).map(|d| merge_single(c, d))
+                    direct(c, pos + 1, target).map(|d| merge_single(c, d, ledger.as_deref_mut()))
                 }
                 _ => None,
             };
-            let Some(slot) = node.child_mut(b) else {
+            let Some(slot) = node.child_mut(b, ledger.as_deref_mut()) else {
                 unreachable!("remove_existing: the target must lie below a child");
             };
             if let Some(merged) = merged {
-                *slot = Some(merged);
+                let old = slot.replace(merged);
+                dispose(ledger.as_deref_mut(), old);
                 break;
             }
-            let Some(Slot::Inner(child)) = slot else {
+            let Some(EntryMut::Inner(child)) = slot.as_mut().map(Slot::get_mut) else {
                 unreachable!("remove_existing: the target must lie below an inner child");
             };
             node = child;
             depth = pos + 1;
         }
         if self.root.as_ref().is_some_and(|r| r.count == 0) {
-            self.root = None;
+            let old = self.root.take();
+            dispose(self.ledger.as_deref_mut(), old.map(Slot::from));
+        }
+    }
+}
+
+/// Replaces the value of leaf `l`: in place when the writer may (a plain
+/// writer holding the only handle), else by a new leaf; a lending
+/// transaction never changes a leaf in place (leaves carry no generation)
+/// and keeps the replaced one until settlement.
+fn replace_value<V: Clone>(l: &mut Leaf<V>, value: V, lg: Option<&mut Ledger<V>>) -> V {
+    match lg {
+        None => l.replace_value(value),
+        Some(lg) => {
+            let old = l.value().clone();
+            let new = Leaf::new(l.key(), value);
+            lg.defer(Slot::from(std::mem::replace(l, new)));
+            old
         }
     }
 }
@@ -605,8 +784,8 @@ fn direct<V>(node: &Inner<V>, depth: usize, target: Target<'_>) -> Option<Direct
     }
     let b = bytes[pos];
     match node.child(b)? {
-        Slot::Leaf(_) => Some(Direct::Child(b)),
-        Slot::Inner(n) => match target {
+        EntryRef::Leaf(_) => Some(Direct::Child(b)),
+        EntryRef::Inner(n) => match target {
             Target::Prefix(p) if p.len() <= pos + 1 + n.prefix.len() => Some(Direct::Child(b)),
             _ => None,
         },
@@ -614,7 +793,7 @@ fn direct<V>(node: &Inner<V>, depth: usize, target: Target<'_>) -> Option<Direct
 }
 
 /// The slot that replaces a two-entry node once entry `gone` is removed.
-fn merge_single<V: Clone>(node: &Inner<V>, gone: Direct) -> Slot<V> {
+fn merge_single<V: Clone>(node: &Inner<V>, gone: Direct, lg: Option<&mut Ledger<V>>) -> Slot<V> {
     let mut pos = node.next_pos(0);
     while let Some(p) = pos {
         let is_gone = match gone {
@@ -623,17 +802,17 @@ fn merge_single<V: Clone>(node: &Inner<V>, gone: Direct) -> Slot<V> {
         };
         if !is_gone {
             return match node.entry(p) {
-                EntryRef::Leaf(l) => Slot::Leaf(l.clone()),
+                EntryRef::Leaf(l) => Slot::from(l.clone()),
                 EntryRef::Inner(n) => {
                     let mut n = n.clone();
                     let byte = node.byte_at(p);
-                    let m = n.make_mut().header_mut();
+                    let m = n.make_mut(lg).header_mut();
                     let mut prefix = Vec::with_capacity(node.prefix.len() + 1 + m.prefix.len());
                     prefix.extend_from_slice(&node.prefix);
                     prefix.push(byte);
                     prefix.extend_from_slice(&m.prefix);
                     m.prefix = node::Prefix::new(&prefix);
-                    Slot::Inner(n)
+                    Slot::from(n)
                 }
             };
         }
@@ -644,10 +823,10 @@ fn merge_single<V: Clone>(node: &Inner<V>, gone: Direct) -> Slot<V> {
 
 /// Puts leaf `l` into `node`, whose keys diverge at `pos`: as the terminal
 /// when the key ends there, else as the child at byte `key[pos]`.
-fn place<V: Clone>(node: &mut Inner<V>, pos: usize, l: Leaf<V>) {
+fn place<V: Clone>(node: &mut Inner<V>, pos: usize, l: Leaf<V>, lg: Option<&mut Ledger<V>>) {
     match l.key().get(pos) {
-        None => node.make_mut().header_mut().terminal = Some(l),
-        Some(&b) => node.add_child(b, Slot::Leaf(l)),
+        None => node.make_mut(lg).header_mut().terminal = Some(l),
+        Some(&b) => node.add_child(b, Slot::from(l), lg),
     }
 }
 
@@ -703,7 +882,11 @@ impl<V: Clone> IntoIterator for Tree<V> {
 /// assert_eq!((base.len(), next.len()), (0, 1000));
 /// ```
 pub struct TreeTxn<V> {
+    /// The new version. Declared first: it drops first, so that its ledger
+    /// (from [`Tree::into_txn`]) restores counts while `base` still lives.
     tree: Tree<V>,
+    /// The version taken over by [`Tree::into_txn`].
+    base: Option<Tree<V>>,
 }
 
 impl<V: Clone> TreeTxn<V> {
@@ -724,7 +907,27 @@ impl<V: Clone> TreeTxn<V> {
 
     /// Finishes the batch and returns the new version.
     pub fn commit(self) -> Tree<V> {
-        self.tree
+        let TreeTxn { mut tree, base } = self;
+        if let Some(mut base) = base
+            && let Some(ledger) = tree.take_ledger()
+        {
+            (*ledger).settle(base.root_mut());
+        }
+        tree
+    }
+
+    /// Discards the batch; returns the version taken over by
+    /// [`Tree::into_txn`] (`None` for [`Tree::txn`]).
+    pub fn abort(self) -> Option<Tree<V>> {
+        let TreeTxn { tree, base } = self;
+        drop(tree);
+        base
+    }
+
+    /// The version taken over by [`Tree::into_txn`], unchanged by the
+    /// batch (`None` for [`Tree::txn`]).
+    pub fn base(&self) -> Option<&Tree<V>> {
+        self.base.as_ref()
     }
 }
 

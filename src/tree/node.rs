@@ -5,14 +5,16 @@
 //! remove a child, walk entries in order, copy-on-write). It knows nothing of
 //! versions or iteration state; `mod.rs` drives these primitives.
 //!
-//! An inner node is ONE allocation: a shared header (prefix, count, terminal
-//! leaf, layout) followed by its child slots. Reaching a child therefore costs
-//! one pointer hop, and copying a node for a new version is one allocation.
-//! A node's slot array has a capacity; a node that outgrows it (or changes
-//! layout) is rebuilt into a new allocation, moving the slots when this version
-//! owns the node alone and cloning them when the node is shared.
+//! An inner node is ONE allocation (`body::NodeArc`): a shared header
+//! (prefix, count, terminal leaf, layout) followed by its child slots.
+//! Reaching a child therefore costs one pointer hop, and copying a node for a
+//! new version is one allocation. A node's slot array has a capacity; a node
+//! that outgrows it grows in place when this version owns it alone (the block
+//! is reallocated), and otherwise, or when it changes layout, is rebuilt into
+//! a new allocation, moving the slots when this version owns the node and
+//! cloning (or lending) them when the node is shared.
 
-use triomphe::{Arc, HeaderSliceWithLengthProtected, ThinArc};
+use super::body::{Body, NodeArc};
 
 /// Most children a `Small` node holds (sorted byte keys, linear search).
 pub(crate) const SMALL_MAX: usize = 16;
@@ -30,23 +32,179 @@ pub(crate) const POS_TERMINAL: u16 = 0;
 /// One past the largest entry position (`1 + 255` is the largest child).
 pub(crate) const POS_END: u16 = 257;
 
+use super::leaf;
 pub(crate) use super::leaf::Leaf;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
 
-/// One child of an inner node: a leaf, or an inner node.
-#[derive(Clone)]
-pub(crate) enum Slot<V> {
+/// One child of an inner node: a leaf or an inner node, in one word.
+///
+/// The word is the child's own handle: an inner node's (an even address)
+/// or a leaf's (its header's address plus [`leaf::TAG`], odd). Both handle
+/// types are `repr(transparent)` over that pointer, so a slot can lend
+/// out a `&Leaf` or `&Inner` to itself. An `Option<Slot>` is one word too
+/// (the pointer is never null): half the two-word enum it replaced, which
+/// made every slot array twice as large.
+#[repr(transparent)]
+pub(crate) struct Slot<V> {
+    raw: NonNull<u8>,
+    _owns: PhantomData<(Leaf<V>, Inner<V>)>,
+}
+
+// SAFETY: a slot owns either a `Leaf<V>` or an `Inner<V>`, which are `Send`
+// and `Sync` when `V` is both; it adds no shared state of its own.
+#[allow(unsafe_code)]
+unsafe impl<V: Send + Sync> Send for Slot<V> {}
+// SAFETY: as above.
+#[allow(unsafe_code)]
+unsafe impl<V: Send + Sync> Sync for Slot<V> {}
+
+/// A child taken out of its slot.
+pub(crate) enum Entry<V> {
     Leaf(Leaf<V>),
     Inner(Inner<V>),
 }
 
+/// Mutable access to the child in a slot.
+pub(crate) enum EntryMut<'a, V> {
+    Leaf(&'a mut Leaf<V>),
+    Inner(&'a mut Inner<V>),
+}
+
+// The handles are one pointer each, so a slot can be either of them.
+const _: () = {
+    assert!(size_of::<Leaf<u64>>() == size_of::<usize>());
+    assert!(size_of::<Inner<u64>>() == size_of::<usize>());
+    assert!(size_of::<Option<Slot<u64>>>() == size_of::<usize>());
+};
+
+#[allow(unsafe_code)]
 impl<V> Slot<V> {
+    /// Whether the child is a leaf.
+    #[inline]
+    pub(crate) fn is_leaf(&self) -> bool {
+        self.raw.as_ptr().addr() & leaf::TAG != 0
+    }
+
+    /// The child, borrowed.
+    #[inline]
+    pub(crate) fn get(&self) -> EntryRef<'_, V> {
+        let p: *const Self = self;
+        if self.is_leaf() {
+            // SAFETY: a tagged slot holds the bits of a live `Leaf<V>`,
+            // a `repr(transparent)` handle of the same size as `Slot<V>`;
+            // the borrow cannot outlive `self`.
+            EntryRef::Leaf(unsafe { &*p.cast::<Leaf<V>>() })
+        } else {
+            // SAFETY: an untagged slot holds the bits of a live
+            // `Inner<V>` (`repr(transparent)` over `ThinArc`, itself
+            // `repr(transparent)` over one pointer: see the size check
+            // above); the borrow cannot outlive `self`.
+            EntryRef::Inner(unsafe { &*p.cast::<Inner<V>>() })
+        }
+    }
+
+    /// The child, borrowed mutably. Whatever is written through the
+    /// reference is a handle of the same kind, so the tag stays right.
+    #[inline]
+    pub(crate) fn get_mut(&mut self) -> EntryMut<'_, V> {
+        let p: *mut Self = self;
+        if self.is_leaf() {
+            // SAFETY: as in `get`, with the exclusive borrow of `self`.
+            EntryMut::Leaf(unsafe { &mut *p.cast::<Leaf<V>>() })
+        } else {
+            // SAFETY: as in `get`, with the exclusive borrow of `self`.
+            EntryMut::Inner(unsafe { &mut *p.cast::<Inner<V>>() })
+        }
+    }
+
+    /// The child, moved out.
+    #[inline]
+    pub(crate) fn into_entry(self) -> Entry<V> {
+        let this = std::mem::ManuallyDrop::new(self);
+        let p: *const Self = &*this;
+        if this.is_leaf() {
+            // SAFETY: the bits are a `Leaf<V>` handle (see `get`); `this`
+            // is never dropped, so the handle moves out exactly once.
+            Entry::Leaf(unsafe { p.cast::<Leaf<V>>().read() })
+        } else {
+            // SAFETY: an untagged slot holds the pointer of a `NodeArc`
+            // handle (see `From<Inner<V>>`), not yet taken back: `this` is
+            // never dropped.
+            Entry::Inner(Inner(unsafe { NodeArc::from_raw(this.raw) }))
+        }
+    }
+
+    /// The slot's word, as a number (for tests).
+    #[cfg(test)]
+    pub(crate) fn word(&self) -> usize {
+        self.raw.as_ptr().addr()
+    }
+
     /// Number of keys below this slot.
     #[inline]
     pub(crate) fn count(&self) -> usize {
-        match self {
-            Slot::Leaf(_) => 1,
-            Slot::Inner(n) => n.count,
+        match self.get() {
+            EntryRef::Leaf(_) => 1,
+            EntryRef::Inner(n) => n.count,
         }
+    }
+}
+
+impl<V> From<Leaf<V>> for Slot<V> {
+    #[inline]
+    fn from(l: Leaf<V>) -> Self {
+        let l = std::mem::ManuallyDrop::new(l);
+        let p: *const Leaf<V> = &*l;
+        // SAFETY: `Leaf<V>` is `repr(transparent)` over a non-null pointer;
+        // its handle moves into the slot (`l` is never dropped).
+        #[allow(unsafe_code)]
+        let raw = unsafe { p.cast::<NonNull<u8>>().read() };
+        debug_assert!(raw.as_ptr().addr() & leaf::TAG != 0);
+        Slot {
+            raw,
+            _owns: PhantomData,
+        }
+    }
+}
+
+impl<V> From<Inner<V>> for Slot<V> {
+    #[inline]
+    fn from(n: Inner<V>) -> Self {
+        // The handle moves into the slot as its pointer (`get` relies on
+        // the handle being exactly that word:
+        // `tree::tests::miri_slot_words_are_the_handles` checks it).
+        let Some(raw) = NonNull::new(n.0.ptr().cast_mut()) else {
+            unreachable!("a node's pointer is not null")
+        };
+        // Its count now belongs to the slot: the handle is forgotten
+        // (`Inner` has a `Drop` and cannot be taken apart).
+        std::mem::forget(n);
+        debug_assert_eq!(raw.as_ptr().addr() & leaf::TAG, 0);
+        Slot {
+            raw,
+            _owns: PhantomData,
+        }
+    }
+}
+
+impl<V> Clone for Slot<V> {
+    #[inline]
+    fn clone(&self) -> Self {
+        match self.get() {
+            EntryRef::Leaf(l) => Slot::from(l.clone()),
+            EntryRef::Inner(n) => Slot::from(n.clone()),
+        }
+    }
+}
+
+impl<V> Drop for Slot<V> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: the slot's handle moves out once, here, and is dropped.
+        #[allow(unsafe_code)]
+        let entry = unsafe { std::ptr::read(self) }.into_entry();
+        drop(entry);
     }
 }
 
@@ -60,6 +218,21 @@ pub(crate) enum Layout {
     Medium { index: Box<[u8; 256]>, len: u8 },
     /// 256 slots, the child of byte `b` in `slots[b]`.
     Large { len: u16 },
+}
+
+impl Layout {
+    /// The slot index of the child at byte `b`.
+    #[inline]
+    pub(crate) fn find(&self, b: u8) -> Option<usize> {
+        match self {
+            Layout::Small { keys, len } => keys[..usize::from(*len)].iter().position(|&k| k == b),
+            Layout::Medium { index, .. } => match index[usize::from(b)] {
+                0 => None,
+                i => Some(usize::from(i) - 1),
+            },
+            Layout::Large { .. } => Some(usize::from(b)),
+        }
+    }
 }
 
 /// The compressed path of an inner node: up to 7 bytes inline (no
@@ -112,17 +285,20 @@ pub(crate) struct Head<V> {
     pub(crate) count: usize,
     pub(crate) terminal: Option<Leaf<V>>,
     pub(crate) layout: Layout,
+    /// The lending transaction that made this node (see [`Ledger`]), or 0
+    /// for a node made outside one. Only a node of the current
+    /// transaction's own generation may change in place during it.
+    pub(crate) generation: u64,
 }
 
-/// The one allocation of an inner node: header, then the slot array (its
-/// length is the node's capacity; unused slots are `None`).
-pub(crate) type Body<V> = HeaderSliceWithLengthProtected<Head<V>, Option<Slot<V>>>;
-
 /// A shared handle on an inner node: one thin pointer (the slot count is
-/// stored in the allocation), so a child slot is 16 bytes. Cloning it is
+/// stored in the allocation), so a child slot is one word. Cloning it is
 /// one reference-count increment; [`Inner::make_mut`] gives write access,
 /// copying first when another version shares the node.
-pub(crate) struct Inner<V>(ThinArc<Head<V>, Option<Slot<V>>>);
+///
+/// `repr(transparent)`: [`Slot`] relies on the handle being its pointer.
+#[repr(transparent)]
+pub(crate) struct Inner<V>(NodeArc<V>);
 
 impl<V> Clone for Inner<V> {
     #[inline]
@@ -135,7 +311,7 @@ impl<V> std::ops::Deref for Inner<V> {
     type Target = Head<V>;
     #[inline]
     fn deref(&self) -> &Head<V> {
-        &self.0.header.header
+        self.0.head()
     }
 }
 
@@ -157,8 +333,9 @@ fn small_growth(len: usize) -> usize {
 }
 
 impl<V> Inner<V> {
-    /// An empty `Small` node with room for `cap` children.
-    pub(crate) fn new(prefix: &[u8], cap: usize) -> Self {
+    /// An empty `Small` node with room for `cap` children, made by the
+    /// lending transaction `generation` (0: none).
+    pub(crate) fn new(prefix: &[u8], cap: usize, generation: u64) -> Self {
         let head = Head {
             prefix: Prefix::new(prefix),
             count: 0,
@@ -167,8 +344,9 @@ impl<V> Inner<V> {
                 keys: [0; SMALL_MAX],
                 len: 0,
             },
+            generation,
         };
-        Inner(ThinArc::from_header_and_iter(
+        Inner(NodeArc::from_iter(
             head,
             (0..cap.min(SMALL_MAX)).map(|_| None),
         ))
@@ -184,33 +362,44 @@ impl<V> Inner<V> {
     /// ordering: the writes of every dropped handle's thread are visible).
     #[inline]
     fn is_unique(&self) -> bool {
-        self.0.with_arc(|a| a.is_unique())
+        self.0.is_unique()
+    }
+
+    /// The node's reference count (acquire, like [`Inner::is_unique`]).
+    #[inline]
+    fn count_refs(&self) -> usize {
+        self.0.count()
+    }
+
+    /// The node's address, as a number (identity only).
+    #[inline]
+    pub(crate) fn addr(&self) -> usize {
+        self.0.ptr().addr()
+    }
+
+    /// Whether the writer whose ledger is `lg` (plain writer: `None`) may
+    /// change this node in place: it holds the only handle and, for a
+    /// lending transaction, made the node itself. (A node of the base
+    /// version can have count 1 while the transaction's copies point into
+    /// it: the handle the transaction reached it through was lent.)
+    #[inline]
+    fn owned(&self, lg: &Option<&mut Ledger<V>>) -> bool {
+        match lg {
+            None => self.is_unique(),
+            Some(l) => self.generation == l.generation && self.is_unique(),
+        }
     }
 
     /// Write access to the node when this handle is the only one.
     #[inline]
-    #[allow(unsafe_code)]
     fn get_mut(&mut self) -> Option<&mut Body<V>> {
-        // `ThinArc` lends its node mutably only inside a closure; take the
-        // address out and re-borrow it for as long as `self` is borrowed.
-        let body: *mut Body<V> = self
-            .0
-            .with_arc_mut(|a| Arc::get_mut(a).map(|b| b as *mut _))?;
-        // SAFETY: `Arc::get_mut` returned `Some`, so this handle was the
-        // only reference to the allocation (count 1, acquire-synchronised
-        // with every dropped handle). The allocation lives as long as
-        // `self.0`, which the returned borrow keeps mutably borrowed: no
-        // clone, drop or other access through `self` can happen while the
-        // reference lives, and no other handle exists to reach the node.
-        // `with_arc_mut` writes the same pointer back into `self.0` (the
-        // closure did not replace the `Arc`), so the address stays valid.
-        Some(unsafe { &mut *body })
+        self.0.get_mut()
     }
 
     /// The slot array (capacity-long; unused slots are `None`).
     #[inline]
     pub(crate) fn slots(&self) -> &[Option<Slot<V>>] {
-        &self.0.slice
+        self.0.slots()
     }
 
     /// Number of children (terminal excluded).
@@ -231,20 +420,41 @@ impl<V> Inner<V> {
     /// The slot index of the child at byte `b`.
     #[inline]
     fn find(&self, b: u8) -> Option<usize> {
+        self.layout.find(b)
+    }
+
+    /// The entry position of the child at byte `b`, which must exist.
+    #[inline]
+    pub(crate) fn pos_of(&self, b: u8) -> u16 {
         match &self.layout {
-            Layout::Small { keys, len } => keys[..usize::from(*len)].iter().position(|&k| k == b),
-            Layout::Medium { index, .. } => match index[usize::from(b)] {
-                0 => None,
-                i => Some(usize::from(i) - 1),
-            },
-            Layout::Large { .. } => Some(usize::from(b)),
+            Layout::Small { keys, len } => {
+                let i = keys[..usize::from(*len)].iter().position(|&k| k == b);
+                debug_assert!(i.is_some(), "pos_of: no child at byte {b}");
+                1 + i.unwrap_or(0) as u16
+            }
+            Layout::Medium { .. } | Layout::Large { .. } => 1 + u16::from(b),
+        }
+    }
+
+    /// The smallest entry position whose child's byte is `> b` (it may hold
+    /// no entry: [`Inner::next_entry`] looks from there).
+    #[inline]
+    pub(crate) fn pos_after(&self, b: u8) -> u16 {
+        match &self.layout {
+            Layout::Small { keys, len } => {
+                1 + keys[..usize::from(*len)]
+                    .iter()
+                    .take_while(|&&k| k <= b)
+                    .count() as u16
+            }
+            Layout::Medium { .. } | Layout::Large { .. } => 2 + u16::from(b),
         }
     }
 
     /// The child at byte `b`.
     #[inline]
-    pub(crate) fn child(&self, b: u8) -> Option<&Slot<V>> {
-        self.slots().get(self.find(b)?)?.as_ref()
+    pub(crate) fn child(&self, b: u8) -> Option<EntryRef<'_, V>> {
+        self.slots().get(self.find(b)?)?.as_ref().map(Slot::get)
     }
 
     /// The byte of the child at entry position `pos` (`pos >= 1`).
@@ -284,7 +494,7 @@ impl<V> Inner<V> {
             return Some((POS_TERMINAL, true));
         }
         let from = from.max(1);
-        let is_leaf = |s: &Slot<V>| matches!(s, Slot::Leaf(_));
+        let is_leaf = Slot::is_leaf;
         match &self.layout {
             Layout::Small { len, .. } => {
                 if from > u16::from(*len) {
@@ -359,10 +569,7 @@ impl<V> Inner<V> {
                 None => unreachable!("entry() at an empty child position"),
             }
         };
-        match slot {
-            Slot::Leaf(l) => EntryRef::Leaf(l),
-            Slot::Inner(n) => EntryRef::Inner(n),
-        }
+        slot.get()
     }
 
     /// Number of keys under the entry at `pos`.
@@ -400,20 +607,55 @@ impl<V> Inner<V> {
     /// leaf (one line for keys of up to ~48 bytes).
     ///
     /// Iterators entering a node ask for 4 lines of inner children (header
-    /// and up to ~11 slots, which the cursor reads next); node copies and
+    /// and up to ~22 slots, which the cursor reads next); node copies and
     /// frees ask for 1 (the reference count, which locked instructions then
     /// change).
     #[inline]
     pub(crate) fn prefetch_children(&self, lines: usize) {
         for s in self.slots().iter().flatten() {
-            match s {
-                Slot::Leaf(l) => prefetch(l.addr()),
-                Slot::Inner(n) => {
+            match s.get() {
+                EntryRef::Leaf(l) => prefetch(l.addr()),
+                EntryRef::Inner(n) => {
                     let a = n.0.ptr().cast::<u8>();
                     for line in 0..lines {
                         prefetch(a.wrapping_add(64 * line));
                     }
                 }
+            }
+        }
+    }
+
+    /// Asks for the first three cache lines of this node: the header and
+    /// the slots of a `Small` node of up to about a dozen children.
+    #[inline]
+    pub(crate) fn prefetch_head(&self) {
+        let a = self.0.ptr().cast::<u8>();
+        for line in 0..3 {
+            prefetch(a.wrapping_add(64 * line));
+        }
+    }
+
+    /// Like [`Inner::prefetch_children`], for at most `max` inner children
+    /// from entry position `from` on (`forward`), or before `from`.
+    pub(crate) fn prefetch_entries(&self, from: u16, forward: bool, max: usize, lines: usize) {
+        let mut pos = from;
+        for _ in 0..max {
+            let next = if forward {
+                self.next_entry(pos)
+            } else {
+                self.prev_entry(pos)
+            };
+            let Some((p, leaf)) = next else { return };
+            if !leaf {
+                let a = self.entry_inner(p).0.ptr().cast::<u8>();
+                for line in 0..lines {
+                    prefetch(a.wrapping_add(64 * line));
+                }
+            }
+            if forward {
+                pos = p + 1;
+            } else {
+                pos = p;
             }
         }
     }
@@ -440,13 +682,25 @@ impl<V> Inner<V> {
         out
     }
 
+    /// Frees this node, which must be unshared, without dropping its slots
+    /// (their handles are forgotten: settlement's fast path, where each
+    /// count has passed to a copy's duplicate). Only the header is dropped:
+    /// no slot is read, so a `Large` node costs what a `Small` one does.
+    #[allow(unsafe_code)]
+    fn free_without_slots(self) {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `Inner` is a `Drop` wrapper of its `NodeArc`, read out
+        // once here and never dropped through `this`.
+        unsafe { std::ptr::read(&this.0) }.free_without_slots();
+    }
+
     /// Moves every inner child this node holds the last reference to into
     /// `out` (used by the iterative drop). Shared children stay: dropping
     /// them only decrements a count and cannot recurse.
     fn take_unique_children(body: &mut Body<V>, out: &mut Vec<Inner<V>>) {
         for s in body.slice_mut().iter_mut() {
-            if matches!(s, Some(Slot::Inner(n)) if n.is_unique())
-                && let Some(Slot::Inner(n)) = s.take()
+            if matches!(s.as_ref().map(Slot::get), Some(EntryRef::Inner(n)) if n.is_unique())
+                && let Some(Entry::Inner(n)) = s.take().map(Slot::into_entry)
             {
                 out.push(n);
             }
@@ -455,21 +709,14 @@ impl<V> Inner<V> {
 }
 
 impl<V: Clone> Inner<V> {
-    /// Write access to this node: in place when this handle is the only
-    /// one, else after copying the node (its children are shared, one
-    /// reference count each).
+    /// Write access to this node: in place when the writer owns it (see
+    /// [`Inner::owned`]), else after copying it, by lending its child
+    /// handles when the ledger allows (see [`Ledger`]) or by cloning them
+    /// (one reference count each).
     #[inline]
-    pub(crate) fn make_mut(&mut self) -> &mut Body<V> {
-        if !self.is_unique() {
-            let cap = self.slots().len();
-            // A copied `Small` node that is full gets one spare slot: a copy
-            // is usually made to change the node, often to add a child.
-            let cap = match self.layout {
-                Layout::Small { len, .. } if usize::from(len) == cap => small_growth(cap),
-                _ => cap,
-            };
-            let layout = self.layout.clone();
-            self.rebuild(layout, (0..cap).map(Some));
+    pub(crate) fn make_mut(&mut self, lg: Option<&mut Ledger<V>>) -> &mut Body<V> {
+        if !self.owned(&lg) {
+            self.copy_for_write(lg);
         }
         match self.get_mut() {
             Some(body) => body,
@@ -477,61 +724,183 @@ impl<V: Clone> Inner<V> {
         }
     }
 
+    /// The copy of [`Inner::make_mut`], out of line: most calls find the
+    /// node owned already (every node of a path after its first write), and
+    /// that check is what gets inlined into each descent.
+    #[inline(never)]
+    fn copy_for_write(&mut self, lg: Option<&mut Ledger<V>>) {
+        let cap = self.slots().len();
+        // A copied `Small` node that is full gets one spare slot: a copy
+        // is usually made to change the node, often to add a child.
+        let cap = match self.layout {
+            Layout::Small { len, .. } if usize::from(len) == cap => small_growth(cap),
+            _ => cap,
+        };
+        match lg {
+            Some(l) if l.may_lend(self) => self.lend_copy(cap, l),
+            lg => {
+                let layout = self.layout.clone();
+                self.rebuild(layout, (0..cap).map(Some), lg);
+            }
+        }
+    }
+
+    /// The lending copy of [`Inner::make_mut`] (see [`Inner::rebuild`]):
+    /// the same layout with `cap` slots (at least the current capacity), the
+    /// children's handles duplicated bit for bit in one copy of the slot
+    /// array rather than one slot at a time. The old node joins the ledger.
+    #[allow(unsafe_code)]
+    fn lend_copy(&mut self, cap: usize, l: &mut Ledger<V>) {
+        let head = Head {
+            prefix: self.prefix.clone(),
+            count: self.count,
+            terminal: self.terminal.clone(),
+            layout: self.layout.clone(),
+            generation: l.generation,
+        };
+        let slots = self.slots();
+        let n = slots.len();
+        assert!(n <= cap, "lend_copy: {cap} slots cannot hold {n}");
+        // SAFETY: the closure writes every one of the new node's `cap >= n`
+        // slots. The first `n` become bitwise duplicates of the old node's
+        // slots (a child handle's duplicate, as `duplicate` makes one, or
+        // `None`), copied in one piece from a distinct allocation:
+        // `may_lend` established that the old node belongs to the base
+        // version alone, and it joins the ledger below, which keeps it (and
+        // so each lent child's count) alive until settlement, which then
+        // either frees it without dropping its slots (their counts pass to
+        // these copies) or gives each of its children one more count. The
+        // rest are `None`.
+        let new = Inner(unsafe {
+            NodeArc::new_with(head, cap, |dst| {
+                let (lent, spare) = dst.split_at_mut(n);
+                std::ptr::copy_nonoverlapping(slots.as_ptr(), lent.as_mut_ptr().cast(), n);
+                for s in spare {
+                    s.write(None);
+                }
+            })
+        });
+        let old = std::mem::replace(self, new);
+        l.lent_from(old);
+    }
+
     /// Replaces this node by a new allocation with header `layout` and a
     /// slot array laid out by `map` (one item per new slot: the old slot
-    /// index to fill it from, or `None`). Slots are moved when this handle
-    /// owns the node alone, cloned otherwise; out-of-range or empty old
-    /// slots give empty new slots.
-    fn rebuild(&mut self, layout: Layout, map: impl ExactSizeIterator<Item = Option<usize>>) {
-        let new = if let Some(body) = self.get_mut() {
+    /// index to fill it from, or `None`; every occupied old slot must be
+    /// mapped). Out-of-range or empty old slots give empty new slots. The
+    /// slots are
+    /// - moved, when the writer owns the node ([`Inner::owned`]);
+    /// - lent (copied bit for bit, no count changes), when the ledger
+    ///   allows it ([`Ledger::may_lend`]): the old node joins the ledger;
+    /// - cloned otherwise, and the old handle is dropped (by the ledger at
+    ///   settlement, in a lending transaction).
+    #[allow(unsafe_code)]
+    fn rebuild(
+        &mut self,
+        layout: Layout,
+        map: impl ExactSizeIterator<Item = Option<usize>>,
+        lg: Option<&mut Ledger<V>>,
+    ) {
+        let generation = lg.as_ref().map_or(0, |l| l.generation);
+        if self.owned(&lg) {
+            let Some(body) = self.get_mut() else {
+                unreachable!("rebuild: an owned node is unique")
+            };
             let h = body.header_mut();
             let head = Head {
                 prefix: std::mem::replace(&mut h.prefix, Prefix::EMPTY),
                 count: h.count,
                 terminal: h.terminal.take(),
                 layout,
+                generation,
             };
             let slots = body.slice_mut();
-            ThinArc::from_header_and_iter(
+            self.0 = NodeArc::from_iter(
                 head,
                 map.map(|i| i.and_then(|i| slots.get_mut(i).and_then(Option::take))),
-            )
-        } else {
-            self.prefetch_children(1);
-            let head = Head {
-                prefix: self.prefix.clone(),
-                count: self.count,
-                terminal: self.terminal.clone(),
-                layout,
-            };
-            let slots = self.slots();
-            ThinArc::from_header_and_iter(
-                head,
-                map.map(|i| i.and_then(|i| slots.get(i).cloned().flatten())),
-            )
+            );
+            return;
+        }
+        let head = Head {
+            prefix: self.prefix.clone(),
+            count: self.count,
+            terminal: self.terminal.clone(),
+            layout,
+            generation,
         };
-        self.0 = new;
+        match lg {
+            Some(l) if l.may_lend(self) => {
+                let slots = self.slots();
+                let mut lent = 0;
+                let new = NodeArc::from_iter(
+                    head,
+                    map.map(|i| {
+                        let s = i.and_then(|i| slots.get(i)).and_then(Option::as_ref)?;
+                        lent += 1;
+                        // SAFETY: `may_lend` established that the old node
+                        // belongs to the base version alone; it joins the
+                        // ledger below, which keeps it (and so the count
+                        // of each lent child) alive until settlement, and
+                        // settlement either frees it without dropping its
+                        // slots (their counts pass to these copies) or
+                        // gives each of its children one more count.
+                        Some(unsafe { duplicate(s) })
+                    }),
+                );
+                debug_assert_eq!(lent, self.num_children(), "rebuild: a slot was not mapped");
+                let old = std::mem::replace(&mut self.0, new);
+                l.lent_from(Inner(old));
+            }
+            lg => {
+                self.prefetch_children(1);
+                let slots = self.slots();
+                let new = NodeArc::from_iter(
+                    head,
+                    map.map(|i| i.and_then(|i| slots.get(i).cloned().flatten())),
+                );
+                let old = Inner(std::mem::replace(&mut self.0, new));
+                match lg {
+                    Some(l) => l.defer(Slot::from(old)),
+                    None => drop(old),
+                }
+            }
+        }
     }
 
     /// The child at byte `b`, for writing (the node is made unique first).
     #[inline]
-    pub(crate) fn child_mut(&mut self, b: u8) -> Option<&mut Option<Slot<V>>> {
+    pub(crate) fn child_mut(
+        &mut self,
+        b: u8,
+        lg: Option<&mut Ledger<V>>,
+    ) -> Option<&mut Option<Slot<V>>> {
         let i = self.find(b)?;
-        let body = self.make_mut();
+        let body = self.make_mut(lg);
         body.slice_mut().get_mut(i).filter(|s| s.is_some())
+    }
+
+    /// More slots (`cap`) in the same layout: the owned node's block grows
+    /// where it is ([`NodeArc::grow`]: one reallocation, no slot visited);
+    /// a node the writer does not own is copied into a larger one.
+    fn grow(&mut self, cap: usize, lg: Option<&mut Ledger<V>>) {
+        if self.owned(&lg) {
+            self.0.grow(cap);
+        } else {
+            let layout = self.layout.clone();
+            self.rebuild(layout, (0..cap).map(Some), lg);
+        }
     }
 
     /// Adds a child at byte `b`, which must be absent. Grows the node (to
     /// the next capacity or layout) when it is full.
-    pub(crate) fn add_child(&mut self, b: u8, slot: Slot<V>) {
+    pub(crate) fn add_child(&mut self, b: u8, slot: Slot<V>, mut lg: Option<&mut Ledger<V>>) {
         debug_assert!(self.child(b).is_none());
         let cap = self.slots().len();
         let n = self.num_children();
         if n == cap {
             match &self.layout {
                 Layout::Small { .. } if n < SMALL_MAX => {
-                    let layout = self.layout.clone();
-                    self.rebuild(layout, (0..small_growth(n)).map(Some));
+                    self.grow(small_growth(n), lg.as_deref_mut());
                 }
                 Layout::Small { keys, .. } => {
                     let mut index = Box::new([0u8; 256]);
@@ -542,11 +911,10 @@ impl<V: Clone> Inner<V> {
                         index,
                         len: n as u8,
                     };
-                    self.rebuild(layout, (0..n + MEDIUM_STEP).map(Some));
+                    self.rebuild(layout, (0..n + MEDIUM_STEP).map(Some), lg.as_deref_mut());
                 }
                 Layout::Medium { .. } if n < MEDIUM_MAX => {
-                    let layout = self.layout.clone();
-                    self.rebuild(layout, (0..(n + MEDIUM_STEP).min(MEDIUM_MAX)).map(Some));
+                    self.grow((n + MEDIUM_STEP).min(MEDIUM_MAX), lg.as_deref_mut());
                 }
                 Layout::Medium { index, .. } => {
                     let map: [u8; 256] = **index;
@@ -554,12 +922,13 @@ impl<V: Clone> Inner<V> {
                     self.rebuild(
                         layout,
                         map.into_iter().map(|i| usize::from(i).checked_sub(1)),
+                        lg.as_deref_mut(),
                     );
                 }
                 Layout::Large { .. } => {}
             }
         }
-        let body = self.make_mut();
+        let body = self.make_mut(lg);
         // The header first, then the slots (one allocation, two borrows).
         let (at, shift_from) = match &mut body.header_mut().layout {
             Layout::Small { keys, len } => {
@@ -590,10 +959,16 @@ impl<V: Clone> Inner<V> {
 
     /// Removes and returns the child at byte `b`, shrinking the node when
     /// it falls below its layout's size class.
-    pub(crate) fn remove_child(&mut self, b: u8) -> Option<Slot<V>> {
+    /// The caller disposes of the removed slot (through the ledger, in a
+    /// lending transaction).
+    pub(crate) fn remove_child(
+        &mut self,
+        b: u8,
+        mut lg: Option<&mut Ledger<V>>,
+    ) -> Option<Slot<V>> {
         let i = self.find(b)?;
         self.slots().get(i)?.as_ref()?;
-        let body = self.make_mut();
+        let body = self.make_mut(lg.as_deref_mut());
         // The header first, then the slots (one allocation, two borrows).
         enum Fill {
             /// Close the gap: `slots[i..n]` shift left by one.
@@ -635,13 +1010,13 @@ impl<V: Clone> Inner<V> {
             Fill::Last(last) => slots.swap(i, last),
             Fill::Hole => {}
         }
-        self.shrink();
+        self.shrink(lg);
         removed
     }
 
     /// Moves a node that fell below its size class to the next smaller
     /// layout.
-    fn shrink(&mut self) {
+    fn shrink(&mut self, lg: Option<&mut Ledger<V>>) {
         match &self.layout {
             Layout::Medium { index, len } if usize::from(*len) <= MEDIUM_MIN => {
                 let mut keys = [0u8; SMALL_MAX];
@@ -655,7 +1030,7 @@ impl<V: Clone> Inner<V> {
                     }
                 }
                 let layout = Layout::Small { keys, len: n as u8 };
-                self.rebuild(layout, order[..n].iter().map(|&i| Some(i)));
+                self.rebuild(layout, order[..n].iter().map(|&i| Some(i)), lg);
             }
             Layout::Large { len } if usize::from(*len) <= LARGE_MIN => {
                 let n = usize::from(*len);
@@ -671,7 +1046,7 @@ impl<V: Clone> Inner<V> {
                     index,
                     len: n as u8,
                 };
-                self.rebuild(layout, order.into_iter().map(Some));
+                self.rebuild(layout, order.into_iter().map(Some), lg);
             }
             _ => {}
         }
@@ -685,6 +1060,9 @@ impl<V> Drop for Inner<V> {
     fn drop(&mut self) {
         if !self.is_unique() {
             return; // shared: dropping the handle only decrements the count
+        }
+        if self.num_children() == 0 {
+            return; // nothing to unlink (a lent node emptied by `settle`)
         }
         // The node is freed: every child's count is about to change.
         self.prefetch_children(1);
@@ -700,6 +1078,171 @@ impl<V> Drop for Inner<V> {
             }
             // `node` drops here with no unique inner child left.
         }
+    }
+}
+
+/// A second handle on the same child, made without touching its count.
+///
+/// # Safety
+/// The two handles together hold one count: the caller must make sure that
+/// exactly one of them is ever dropped as a counted handle, and that the
+/// other is forgotten (or its count restored) before that happens.
+#[allow(unsafe_code)]
+unsafe fn duplicate<V>(s: &Slot<V>) -> Slot<V> {
+    // SAFETY: a bitwise copy of a handle (a pointer, no drop glue of its
+    // own); the caller's contract keeps the count balanced.
+    unsafe { std::ptr::read(s) }
+}
+
+/// The next ledger generation (0 means "no ledger").
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The bookkeeping of a *lending* write transaction: one that copies nodes
+/// of the version it started from (its *base*) without changing the
+/// reference counts of their children.
+///
+/// A plain copy of a node clones every child handle (one atomic increment
+/// on each child's cache line), and freeing the replaced node later
+/// decrements them all again. When the base version is the only owner of
+/// the node, the transaction instead *lends* the child handles: the copy
+/// gets bitwise duplicates, and the base node, still read by the base
+/// version's readers, joins the ledger. Settlement then finishes the job
+/// one of two ways:
+/// - [`Ledger::settle`] with exclusive access to the base tree (the base
+///   version is gone: no reader can reach it) and every lent node still
+///   unshared: the lent nodes are freed without dropping their slots. Their
+///   counts now belong to the copies. This is the fast path.
+/// - otherwise (abort, a reader still on the base version, a lent node
+///   cloned meanwhile): each lent node takes one more count on each of its
+///   children, after which every handle counts as in a plain copy.
+///
+/// Until then nothing the transaction lets go of may be dropped: a handle
+/// it removes may be one of the lent duplicates, whose count still serves
+/// the base version. Those handles are kept in the ledger and dropped at
+/// settlement, after the lent nodes are dealt with.
+///
+/// Nodes the transaction makes carry its `generation`; only those change
+/// in place during it (a base node can have count 1 while copies point
+/// into it).
+pub(crate) struct Ledger<V> {
+    pub(crate) generation: u64,
+    /// Address of the base version's root node (0: empty base). The
+    /// transaction's tree holds one counted handle on it until it copies
+    /// the root.
+    base_root: usize,
+    /// Base nodes whose child handles were lent: an uncounted duplicate
+    /// handle each, and whether it is the base root.
+    lent: Vec<(std::mem::ManuallyDrop<Inner<V>>, bool)>,
+    /// Handles the transaction let go of, dropped at settlement.
+    deferred: Vec<Slot<V>>,
+}
+
+impl<V> Ledger<V> {
+    /// A ledger for a transaction whose base root is at `base_root`.
+    pub(crate) fn new(base_root: usize) -> Self {
+        Ledger {
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            base_root,
+            lent: Vec::new(),
+            deferred: Vec::new(),
+        }
+    }
+
+    /// Whether the transaction may lend the children of `node`, a node it
+    /// reached and did not make: the base version holds the only count on
+    /// it (for the base root: the base's and the transaction's own).
+    fn may_lend(&self, node: &Inner<V>) -> bool {
+        node.generation != self.generation
+            && node.count_refs() == if node.addr() == self.base_root { 2 } else { 1 }
+    }
+
+    /// Takes `old`, whose children were just lent to its copy.
+    #[allow(unsafe_code)]
+    fn lent_from(&mut self, old: Inner<V>) {
+        if self.lent.capacity() == 0 {
+            // One allocation for a whole path of a deep tree, rather than
+            // growing 0 → 4 → 8 as `push` would.
+            self.lent.reserve(8);
+        }
+        if old.addr() == self.base_root {
+            // The transaction's own counted handle on the base root: keep
+            // an uncounted duplicate and let the count go (the base keeps
+            // the node alive).
+            // SAFETY: the duplicate is never dropped as a counted handle:
+            // settlement frees the root through it only after forgetting
+            // the base's own handle, or forgets it.
+            let dup = Inner(unsafe { std::ptr::read(&old.0) });
+            drop(old);
+            self.lent.push((std::mem::ManuallyDrop::new(dup), true));
+        } else {
+            // `old` is the duplicate the copy of its parent was lent.
+            self.lent.push((std::mem::ManuallyDrop::new(old), false));
+        }
+    }
+
+    /// Keeps `s` until settlement.
+    #[inline]
+    pub(crate) fn defer(&mut self, s: Slot<V>) {
+        self.deferred.push(s);
+    }
+
+    /// Settles with the base version's tree in hand (`base_root`, its
+    /// root handle), which the caller owns exclusively: no reader can
+    /// reach the base any more. Takes the fast path when every lent node
+    /// is still unshared; otherwise restores the counts (see [`Ledger`]).
+    /// Returns whether it took the fast path.
+    pub(crate) fn settle(mut self, base_root: &mut Option<Inner<V>>) -> bool {
+        let root_lent = self.lent.iter().any(|(_, r)| *r);
+        let fast = root_lent
+            && base_root
+                .as_ref()
+                .is_some_and(|r| r.addr() == self.base_root)
+            && self.lent.iter().all(|(n, _)| n.is_unique());
+        if fast {
+            // The base's handle on its root and the lent duplicate are one
+            // count: the duplicate frees the root below.
+            std::mem::forget(base_root.take());
+            for (n, _) in self.lent.drain(..) {
+                // Its slots' counts now belong to the copies' duplicates.
+                std::mem::ManuallyDrop::into_inner(n).free_without_slots();
+            }
+        }
+        self.restore();
+        fast
+    }
+
+    /// The slow settlement: every lent node takes a count on each of its
+    /// children (the copies' duplicates now count as clones), the
+    /// duplicates of lent nodes other than the root are released (their
+    /// parent's new count stands for them), then the deferred handles go.
+    fn restore(&mut self) {
+        for (n, _) in &self.lent {
+            for s in n.slots().iter().flatten() {
+                std::mem::forget(s.clone());
+            }
+        }
+        for (n, root) in self.lent.drain(..) {
+            if !root {
+                drop(std::mem::ManuallyDrop::into_inner(n));
+            }
+        }
+        self.deferred.clear();
+    }
+}
+
+impl<V> Drop for Ledger<V> {
+    /// A ledger dropped without [`Ledger::settle`] (an aborted transaction)
+    /// restores the counts.
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+/// Drops `s`, or hands it to the ledger of a lending transaction.
+#[inline]
+pub(crate) fn dispose<V>(lg: Option<&mut Ledger<V>>, s: Option<Slot<V>>) {
+    if let (Some(l), Some(s)) = (lg, s) {
+        l.defer(s);
     }
 }
 

@@ -267,11 +267,12 @@ fn first_and_last_prefix_agree_with_prefix_iteration() {
     assert_eq!(Tree::<u8>::new().first_prefix(b""), None);
 }
 
-/// The node lifecycle the one `unsafe` block (`Inner::get_mut`) serves, at
-/// a size Miri runs in seconds (`cargo +nightly miri test --lib tree::`):
+/// The node lifecycle the `unsafe` code of `tree::body` (the inner-node
+/// allocation) serves, at a size Miri runs in seconds (`.ci/miri`):
 /// in-place writes to unique nodes, copy-on-write of shared ones, growth
-/// through every layout and back, kept versions, and drops of unique and
-/// shared subtrees, also from another thread.
+/// in place (`NodeArc::grow`) and through every layout and back, kept
+/// versions, and drops of unique and shared subtrees, also from another
+/// thread.
 #[test]
 fn miri_node_lifecycle() {
     let key = |i: u32| vec![b'k', (i % 256) as u8, (i / 256) as u8];
@@ -398,4 +399,421 @@ fn miri_read_ahead_matches_values() {
         HINTS.load(Ordering::Relaxed) > 0,
         "the hint was never called"
     );
+}
+
+use crate::storage::fs::XorShift as Rng;
+
+/// Keys that share prefixes at several depths, so writes split, merge,
+/// grow and shrink nodes of every layout.
+fn lending_key(r: &mut Rng, spread: u64) -> Vec<u8> {
+    let n = r.below(spread);
+    match r.below(4) {
+        0 => format!("k{n}").into_bytes(),
+        1 => format!("k{n}/x").into_bytes(),
+        2 => vec![b'b', (n % 256) as u8],
+        _ => vec![b'b', (n % 256) as u8, (n / 7 % 256) as u8],
+    }
+}
+
+/// The pairs of a tree, in order.
+type Pairs = Vec<(Vec<u8>, u64)>;
+
+fn contents(t: &Tree<u64>) -> Pairs {
+    t.iter().map(|(k, v)| (k.to_vec(), *v)).collect()
+}
+
+/// Runs `rounds` lending transactions over a tree, against a `BTreeMap`
+/// model. Each round copies the current version with `lending_clone`,
+/// writes, sometimes keeps a reader clone of the base or of the private
+/// copy (which must not change) and an owned iterator, then aborts or
+/// commits. A commit settles with the base in hand: the fast path when no
+/// reader kept the base, the slow one otherwise. Under Miri, a count left
+/// too high is a leak and one too low a use after free.
+fn lending_rounds(seed: u64, rounds: usize, ops: usize, spread: u64) -> [usize; 2] {
+    let mut settled = [0, 0];
+    use std::collections::BTreeMap;
+    let mut r = Rng::new(seed);
+    let mut model: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+    let mut current: Tree<u64> = Tree::new();
+    let mut kept: Vec<(Tree<u64>, Pairs)> = Vec::new();
+    for round in 0..rounds {
+        let mut private = current.lending_clone();
+        let mut next = model.clone();
+        let reader = (r.below(3) == 0).then(|| current.clone());
+        let base_before = contents(&current);
+        let mut mid: Option<(Tree<u64>, Pairs)> = None;
+        let mut iter: Option<(IntoIter<u64>, Pairs)> = None;
+        for op in 0..ops {
+            let k = lending_key(&mut r, spread);
+            match r.below(10) {
+                0..=4 => {
+                    let v = r.next_u64();
+                    assert_eq!(private.insert(&k, v), next.insert(k, v));
+                }
+                5..=7 => assert_eq!(private.remove(&k), next.remove(&k)),
+                8 => {
+                    let p = &k[..k.len().min(2)];
+                    let n = private.remove_prefix(p);
+                    let before = next.len();
+                    next.retain(|key, _| !key.starts_with(p));
+                    assert_eq!(n, before - next.len());
+                }
+                _ => {
+                    if mid.is_none() && r.below(2) == 0 {
+                        mid = Some((private.clone(), contents(&private)));
+                    } else if iter.is_none() {
+                        iter = Some((private.owned_iter(), contents(&private)));
+                    }
+                }
+            }
+            if op % 8 == 0 {
+                private.check_invariants().unwrap();
+            }
+        }
+        assert_eq!(
+            contents(&current),
+            base_before,
+            "round {round}: base changed"
+        );
+        assert_eq!(
+            contents(&private),
+            next.iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect::<Vec<_>>()
+        );
+        private.check_invariants().unwrap();
+        if r.below(4) == 0 {
+            drop(private); // abort: the ledger restores the counts
+        } else {
+            let ledger = private.take_ledger();
+            let mut base = std::mem::replace(&mut current, private);
+            if let Some(l) = ledger {
+                settled[usize::from((*l).settle(base.root_mut()))] += 1;
+            }
+            drop(base);
+            model = next;
+        }
+        if let Some(rd) = reader {
+            assert_eq!(contents(&rd), base_before, "round {round}: reader changed");
+            if r.below(2) == 0 {
+                kept.push((rd.clone(), base_before.clone()));
+            }
+        }
+        if let Some((t, want)) = mid {
+            assert_eq!(
+                contents(&t),
+                want,
+                "round {round}: mid-transaction clone changed"
+            );
+            kept.push((t, want));
+        }
+        if let Some((it, want)) = iter {
+            let got: Pairs = it.map(|(k, v)| (k.to_vec(), v)).collect();
+            assert_eq!(got, want, "round {round}: owned iterator changed");
+        }
+        current.check_invariants().unwrap();
+        assert_eq!(
+            contents(&current),
+            model
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect::<Vec<_>>()
+        );
+        if kept.len() > 3 {
+            let i = r.below(kept.len() as u64) as usize;
+            let (t, want) = kept.swap_remove(i);
+            assert_eq!(contents(&t), want);
+        }
+    }
+    for (t, want) in kept {
+        assert_eq!(contents(&t), want);
+    }
+    settled
+}
+
+/// Runs `lending_rounds` over seeds `1..=seeds` and returns how many
+/// settlements took the slow and the fast path.
+fn lending_seeds(seeds: u64, rounds: usize, ops: usize, spread: u64) -> [usize; 2] {
+    (1..=seeds).fold([0, 0], |acc, seed| {
+        let s = lending_rounds(seed, rounds, ops, spread);
+        [acc[0] + s[0], acc[1] + s[1]]
+    })
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "too slow under Miri; see miri_lending_transactions")]
+fn lending_transactions_match_a_model() {
+    let settled = lending_seeds(40, 30, 120, 400);
+    // Both settlements ran, many times.
+    assert!(settled[0] > 100 && settled[1] > 100, "{settled:?}");
+}
+
+#[test]
+fn miri_lending_transactions() {
+    let settled = lending_seeds(3, 8, 40, 60);
+    assert!(settled[0] > 0 && settled[1] > 0, "{settled:?}");
+}
+
+/// Ranged iterators (front cursor placed by `Cursor::seek_key`)
+/// agree with `Tree::rank` and a `BTreeMap` model for probes around every
+/// key, on Small, Medium and Large nodes (grown and shrunk), with
+/// terminals, compressed prefixes and leaf/inner children.
+#[test]
+#[cfg_attr(miri, ignore = "too slow under Miri")]
+fn seek_key_agrees_with_rank_on_every_layout() {
+    use std::collections::BTreeMap;
+    let fanouts = [1usize, 2, 3, 12, 13, 16, 17, 36, 37, 48, 49, 200, 256];
+    for &n in &fanouts {
+        for variant in 0..4u8 {
+            let mut m: BTreeMap<Vec<u8>, u32> = BTreeMap::new();
+            let base = b"pfx".to_vec();
+            if variant & 1 == 1 {
+                m.insert(base.clone(), 0); // terminal at the fanout node
+            }
+            m.insert(b"pf".to_vec(), 1); // splits the path above
+            m.insert(b"zz".to_vec(), 2);
+            for i in 0..n {
+                // Spread bytes over 0..=255 (n distinct values).
+                let b = ((i * 255) / n.max(2).saturating_sub(1).max(1)).min(255) as u8;
+                let b = if n == 256 { i as u8 } else { b };
+                let mut k = base.clone();
+                k.push(b);
+                if i % 3 == 0 {
+                    m.insert(k.clone(), 3); // leaf child
+                } else {
+                    // Inner child with a compressed prefix and a terminal.
+                    let mut k1 = k.clone();
+                    k1.extend_from_slice(b"qq");
+                    let mut k2 = k1.clone();
+                    k2.push(7);
+                    let mut k3 = k1.clone();
+                    k3.push(9);
+                    m.insert(k1, 4);
+                    m.insert(k2, 5);
+                    m.insert(k3, 6);
+                    if i % 3 == 2 {
+                        m.insert(k, 7); // terminal of the inner child
+                    }
+                }
+            }
+            let mut t: Tree<u32> = Tree::new();
+            for (k, v) in &m {
+                t.insert(k, *v);
+            }
+            if variant & 2 == 2 {
+                // Shrink: remove every fourth child subtree.
+                let ks: Vec<Vec<u8>> = m.keys().cloned().collect();
+                for (j, k) in ks.iter().enumerate() {
+                    if j % 4 == 1 && k.len() > 3 && k.starts_with(&base) {
+                        let p = k[..4].to_vec();
+                        t.remove_prefix(&p);
+                        m.retain(|x, _| !x.starts_with(&p));
+                    }
+                }
+            }
+            t.check_invariants().unwrap();
+            let mut probes: Vec<Vec<u8>> = vec![vec![], vec![0], vec![0xff], b"p".to_vec()];
+            for k in m.keys() {
+                probes.push(k.clone());
+                for l in 0..k.len() {
+                    probes.push(k[..l].to_vec());
+                }
+                let mut a = k.clone();
+                a.push(0);
+                probes.push(a);
+                let mut a = k.clone();
+                a.push(0xff);
+                probes.push(a);
+                if let Some(&last) = k.last() {
+                    let mut a = k.clone();
+                    *a.last_mut().unwrap() = last.wrapping_add(1);
+                    probes.push(a);
+                    let mut a = k.clone();
+                    *a.last_mut().unwrap() = last.wrapping_sub(1);
+                    probes.push(a);
+                    let mut a = k[..k.len() - 1].to_vec();
+                    a.push(last.wrapping_add(1));
+                    a.push(0);
+                    probes.push(a);
+                }
+            }
+            probes.sort();
+            probes.dedup();
+            for p in &probes {
+                for after in [false, true] {
+                    let lo = if after {
+                        Bound::Excluded(&p[..])
+                    } else {
+                        Bound::Included(&p[..])
+                    };
+                    let want: Vec<&Vec<u8>> = m
+                        .range::<[u8], _>((lo, Bound::Unbounded))
+                        .map(|(k, _)| k)
+                        .collect();
+                    assert_eq!(t.rank(p, after), m.len() - want.len(), "rank {p:?} {after}");
+                    let it = t.range((lo, Bound::Unbounded));
+                    assert_eq!(it.len(), want.len(), "len n={n} v={variant} {p:?} {after}");
+                    let got: Vec<&[u8]> = it.map(|(k, _)| k).collect();
+                    assert_eq!(got.len(), want.len());
+                    assert!(
+                        got.iter().zip(&want).all(|(a, b)| *a == &b[..]),
+                        "n={n} v={variant} {p:?} {after}"
+                    );
+                    // Owned form, alternating ends.
+                    let mut it = t.owned_range((lo, Bound::Unbounded));
+                    let mut front = 0;
+                    let mut back = want.len();
+                    let mut step = 0;
+                    while front < back {
+                        if step % 3 == 2 {
+                            back -= 1;
+                            assert_eq!(&*it.next_back().unwrap().0, &want[back][..]);
+                        } else {
+                            assert_eq!(&*it.next().unwrap().0, &want[front][..]);
+                            front += 1;
+                        }
+                        step += 1;
+                        assert_eq!(it.len(), back - front);
+                    }
+                    assert!(it.next().is_none() && it.next_back().is_none());
+                    // Values.
+                    let vals: Vec<u32> = t.owned_range((lo, Bound::Unbounded)).values().collect();
+                    let wv: Vec<u32> = m
+                        .range::<[u8], _>((lo, Bound::Unbounded))
+                        .map(|(_, v)| *v)
+                        .collect();
+                    assert_eq!(vals, wv);
+                }
+                let want: Vec<&Vec<u8>> = m.keys().filter(|k| k.starts_with(p)).collect();
+                let got: Vec<&[u8]> = t.prefix(p).map(|(k, _)| k).collect();
+                assert_eq!(got.len(), want.len(), "prefix {p:?}");
+                assert!(got.iter().zip(&want).all(|(a, b)| *a == &b[..]));
+            }
+        }
+    }
+}
+
+/// A slot's word is exactly the handle it holds: an inner node's `ThinArc`
+/// pointer, or a leaf's header address plus the tag; the views `get` and
+/// `get_mut` lend are those handles, and moving them in and out keeps the
+/// counts balanced (Miri reports any leak or double free).
+#[test]
+fn miri_slot_words_are_the_handles() {
+    use node::{Entry, EntryMut, EntryRef, Inner, Leaf, Slot};
+    let inner: Inner<u32> = Inner::new(b"ab", 2, 0);
+    let kept = inner.clone();
+    let mut slot = Slot::from(inner);
+    assert_eq!(slot.word(), kept.addr());
+    assert!(!slot.is_leaf());
+    match slot.get() {
+        EntryRef::Inner(n) => assert!(n.ptr_eq(&kept) && &*n.prefix == b"ab"),
+        EntryRef::Leaf(_) => panic!("an inner node read as a leaf"),
+    }
+    let copy = slot.clone();
+    assert_eq!(copy.word(), slot.word());
+    match slot.get_mut() {
+        EntryMut::Inner(n) => *n = Inner::new(b"c", 1, 0),
+        EntryMut::Leaf(_) => panic!("an inner node read as a leaf"),
+    }
+    assert_ne!(slot.word(), kept.addr());
+    match copy.into_entry() {
+        Entry::Inner(n) => assert!(n.ptr_eq(&kept)),
+        Entry::Leaf(_) => panic!("an inner node moved out as a leaf"),
+    }
+    drop(slot);
+
+    let leaf = Leaf::new(b"key", 7u32);
+    let kept = leaf.clone();
+    let slot = Slot::from(leaf);
+    assert!(slot.is_leaf());
+    assert_eq!(slot.word(), kept.addr() as usize + 1);
+    match slot.get() {
+        EntryRef::Leaf(l) => assert_eq!((l.key(), *l.value()), (&b"key"[..], 7)),
+        EntryRef::Inner(_) => panic!("a leaf read as an inner node"),
+    }
+    assert_eq!(Some(slot.clone()).map(|s| s.count()), Some(1));
+    match slot.into_entry() {
+        Entry::Leaf(l) => assert_eq!(l.addr(), kept.addr()),
+        Entry::Inner(_) => panic!("a leaf moved out as an inner node"),
+    }
+}
+
+#[test]
+fn descents_end_on_every_key_shape() {
+    // A descent must end (after at most one step per key byte, plus the
+    // root) for keys that are stored, absent, a prefix of a stored key (a
+    // terminal), or longer than any path; for a stored key it must end in
+    // the node whose child (or terminal) is the key's leaf, through
+    // compressed prefixes too.
+    let empty: Tree<u8> = Tree::new();
+    assert!(!empty.descent(b"abc").step());
+    let mut t = Tree::new();
+    let n: u32 = if cfg!(miri) { 200 } else { 2000 };
+    let stored: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("k{}", i * 7919 % 100_003).into_bytes())
+        // Long shared stretches: nodes with compressed prefixes.
+        .chain((0..500u32).map(|i| format!("user-0000{:04}-tail", i * 37 % 1000).into_bytes()))
+        .chain([b"".to_vec(), b"k".to_vec(), b"k1".to_vec()])
+        .collect();
+    for (i, k) in stored.iter().enumerate() {
+        t.insert(k, i);
+    }
+    let probes = stored.iter().cloned().chain([
+        b"x".to_vec(),
+        b"k1\xff".to_vec(),
+        vec![b'k'; 300],
+        Vec::new(),
+    ]);
+    let mut deepest = 0;
+    for key in probes {
+        let mut d = t.descent(&key);
+        let mut steps = 0;
+        // The node the final step read: for a stored key, the parent of
+        // its leaf, as a lookup finds it.
+        let parent = loop {
+            let reading = d.node;
+            if !d.step() {
+                break reading;
+            }
+            steps += 1;
+            assert!(steps <= key.len() + 1, "descent of {key:?} does not end");
+        };
+        assert!(!d.step(), "a finished descent stays finished");
+        deepest = deepest.max(steps);
+        if let Some(leaf) = t.get_leaf(&key) {
+            let parent = parent.expect("a stored key has a parent node");
+            let pos = d.depth + parent.prefix.len();
+            let found = match key.get(pos) {
+                Some(&b) => match parent.child(b) {
+                    Some(EntryRef::Leaf(l)) => Some(l.addr()),
+                    _ => None,
+                },
+                None => parent.terminal.as_ref().map(Leaf::addr),
+            };
+            assert_eq!(
+                found,
+                Some(leaf.addr()),
+                "descent of {key:?} ends beside its leaf"
+            );
+        }
+    }
+    assert!(deepest >= 2, "the probes go below the root");
+}
+
+#[test]
+fn common_len_matches_bytewise() {
+    let mut r = Rng::new(0x5eed);
+    for _ in 0..if cfg!(miri) { 200 } else { 20_000 } {
+        let n = (r.next_u64() % 40) as usize;
+        let a: Vec<u8> = (0..n).map(|_| (r.next_u64() % 3) as u8).collect();
+        let mut b = a.clone();
+        b.truncate((r.next_u64() % 41) as usize);
+        if !b.is_empty() && r.next_u64().is_multiple_of(2) {
+            let i = (r.next_u64() as usize) % b.len();
+            b[i] ^= 1 << (r.next_u64() % 8);
+        }
+        let naive = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        assert_eq!(common_len(&a, &b), naive, "{a:?} {b:?}");
+        assert_eq!(common_len(&b, &a), naive, "{a:?} {b:?}");
+    }
 }

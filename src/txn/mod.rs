@@ -211,8 +211,7 @@ enum Versions<T> {
 
 impl<T> Versions<T> {
     fn row(rows: &Tree<Versioned<T>>, key: &[u8]) -> Option<Versioned<T>> {
-        // A by-revision key is 16 nibbles of revision, then the primary key.
-        rows.get(key.get(16..)?).cloned()
+        rows.get(crate::schema::revision_key_pk(key)?).cloned()
     }
 }
 
@@ -670,7 +669,7 @@ pub trait Query: sealed::Source {
         let st = state_of::<Self, T>(self, table.schema, table.id(), table.name())?;
         let inner = match revision.checked_add(1) {
             Some(from) => {
-                let mut lo = Vec::with_capacity(16);
+                let mut lo = Vec::with_capacity(17);
                 crate::schema::revision_prefix(&mut lo, from);
                 st.by_revision
                     .owned_range((Bound::Included(lo.as_slice()), Bound::Unbounded))
