@@ -403,6 +403,37 @@ impl DbInner {
         }
     }
 
+    /// The visible root once it is at revision `rev` or later. A commit
+    /// already ordered but not visible yet (`Durability::Sync`, its log
+    /// record syncing) is waited for: this thread joins or leads the sync
+    /// of its group and publishes what is synced. A revision beyond every
+    /// ordered commit is refused rather than waited for.
+    pub(crate) fn load_at_least(&self, rev: u64) -> Result<Arc<Root>> {
+        let root = self.root.load();
+        if root.revision >= rev {
+            return Ok(root);
+        }
+        let latest = lock(&self.publish)
+            .as_ref()
+            .map_or(root.revision, |r| r.revision.max(root.revision));
+        if rev > latest {
+            return Err(Error::RevisionNotReached {
+                requested: rev,
+                latest,
+            });
+        }
+        let Some(d) = &self.durable else {
+            unreachable!("only durable commits are ordered before they are visible")
+        };
+        d.sync_upto(rev)?;
+        // Entries are popped and swapped in under the pending lock, so once
+        // this call has taken it every synced commit is visible.
+        self.make_visible(d.synced());
+        let root = self.root.load();
+        debug_assert!(root.revision >= rev);
+        Ok(root)
+    }
+
     /// Waits until every ordered commit is durable and visible; returns the
     /// latest revision.
     pub(crate) fn flush_pending(&self) -> Result<u64> {
@@ -831,6 +862,55 @@ impl Db {
     /// never blocked by writers; cheap enough to take per lookup.
     pub fn read(&self) -> ReadTxn {
         ReadTxn::new(self.inner.load(), self.inner.schema.id)
+    }
+
+    /// A read transaction at revision `rev` or later: the read to retry a
+    /// compare-and-swap with. In [`Durability::Sync`] a writer builds on
+    /// commits that are ordered but still syncing, so a conditional write
+    /// can conflict with a revision no plain [`read`](Db::read) sees yet;
+    /// re-reading at least at the refused transaction's
+    /// [`base_revision`](crate::WriteTxn::base_revision) sees what refused
+    /// it. Waits only for commits already made (sharing their log sync);
+    /// in the other modes a made commit is visible at once and this never
+    /// waits. Fails with [`Error::RevisionNotReached`] for a revision no
+    /// commit has reached, and with the durable error that stopped writes
+    /// if the awaited sync failed.
+    ///
+    /// ```
+    /// # use pandodb::{Db, Error, Indexer, Query, Schema};
+    /// # #[derive(Clone)] struct Counter { name: String, n: u64 }
+    /// # let mut schema = Schema::builder();
+    /// # let mut t = schema.table::<Counter>("counter");
+    /// # let by_name = t.primary("name", Indexer::string(|c: &Counter| c.name.as_str()));
+    /// # let counters = schema.add(t)?;
+    /// # let db = Db::new(schema.build()?);
+    /// # let mut w = db.write(&[&counters]);
+    /// # w.insert(&counters, Counter { name: "hits".into(), n: 0 })?;
+    /// # w.commit()?;
+    /// let mut at_least = 0;
+    /// loop {
+    ///     let seen = db.read_at_least(at_least)?.get_versioned(&by_name, "hits")?.unwrap();
+    ///     let mut next = (*seen.object).clone();
+    ///     next.n += 1;
+    ///     let mut w = db.write(&[&counters]);
+    ///     match w.update_if(&counters, next, seen.modified) {
+    ///         Ok(_) => {
+    ///             w.commit()?;
+    ///             break;
+    ///         }
+    ///         // Re-read at least what the refusing transaction saw.
+    ///         Err(Error::Conflict { .. }) => at_least = w.base_revision(),
+    ///         Err(e) => return Err(e),
+    ///     };
+    /// }
+    /// assert_eq!(db.read().get(&by_name, "hits")?.unwrap().n, 1);
+    /// # Ok::<(), pandodb::Error>(())
+    /// ```
+    pub fn read_at_least(&self, rev: u64) -> Result<ReadTxn> {
+        Ok(ReadTxn::new(
+            self.inner.load_at_least(rev)?,
+            self.inner.schema.id,
+        ))
     }
 
     /// An O(1) snapshot of the latest version that can be kept and read

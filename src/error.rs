@@ -57,6 +57,13 @@ pub enum Error {
         /// The oldest revision still retained.
         oldest: u64,
     },
+    /// A read asked for a revision that no commit has reached yet.
+    RevisionNotReached {
+        /// The revision asked for.
+        requested: u64,
+        /// The newest revision committed.
+        latest: u64,
+    },
     /// An operating-system I/O error.
     Io {
         /// What was being done, and on which path.
@@ -136,6 +143,10 @@ impl fmt::Display for Error {
             Error::Compacted { oldest } => write!(
                 f,
                 "revisions before {oldest} are no longer retained by the change feed"
+            ),
+            Error::RevisionNotReached { requested, latest } => write!(
+                f,
+                "revision {requested} has not been reached; the newest commit is {latest}"
             ),
             Error::Io {
                 context,

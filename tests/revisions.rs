@@ -293,3 +293,110 @@ fn cas_counter_under_contention_counts_every_success() {
     assert_eq!(v.modified, 1 + successes);
     println!("{successes} increments, {conflicts} conflicts retried");
 }
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Hits {
+    name: String,
+    n: u64,
+}
+
+/// Two threads each add 200 to one counter with the guide's
+/// compare-and-swap loop (`read_at_least` the refused transaction's base
+/// revision); returns how many write transactions that took.
+fn cas_attempts(db: Option<(std::path::PathBuf, pandodb::Durability)>) -> u64 {
+    let mut s = Schema::builder();
+    let mut t = s.table::<Hits>("hits");
+    let by_name = t.primary("name", Indexer::string(|h: &Hits| h.name.as_str()));
+    t.serde();
+    let hits = s.add(t).unwrap();
+    let schema = s.build().unwrap();
+    let db = match &db {
+        Some((dir, mode)) => {
+            Db::open(dir, schema, pandodb::Options::default().durability(*mode)).unwrap()
+        }
+        None => Db::new(schema),
+    };
+    let mut w = db.write(&[&hits]);
+    w.insert(
+        &hits,
+        Hits {
+            name: "c".into(),
+            n: 0,
+        },
+    )
+    .unwrap();
+    w.commit().unwrap();
+    let barrier = Barrier::new(2);
+    let attempts = thread::scope(|sc| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                sc.spawn(|| {
+                    barrier.wait();
+                    let (mut attempts, mut at_least) = (0u64, 0u64);
+                    for _ in 0..200 {
+                        loop {
+                            attempts += 1;
+                            let seen = db
+                                .read_at_least(at_least)
+                                .unwrap()
+                                .get_versioned(&by_name, "c")
+                                .unwrap()
+                                .unwrap();
+                            let next = Hits {
+                                name: "c".into(),
+                                n: seen.object.n + 1,
+                            };
+                            let mut w = db.write(&[&hits]);
+                            match w.update_if(&hits, next, seen.modified) {
+                                Ok(_) => {
+                                    w.commit().unwrap();
+                                    break;
+                                }
+                                Err(Error::Conflict { .. }) => at_least = w.base_revision(),
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                    }
+                    attempts
+                })
+            })
+            .collect();
+        workers.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(db.read().get(&by_name, "c").unwrap().unwrap().n, 400);
+    attempts
+}
+
+#[test]
+fn cas_retry_loop_converges_in_sync_mode() {
+    // In Sync mode a writer builds on commits whose log records are still
+    // syncing; a re-read with `read()` alone can keep seeing the row that
+    // was refused, and the loop spins (up to 742k attempts for these 400
+    // increments was measured). `read_at_least` waits for what refused it.
+    let memory = cas_attempts(None);
+    let dir = std::env::temp_dir().join(format!("pandodb-cas-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sync = cas_attempts(Some((dir.clone(), pandodb::Durability::Sync)));
+    std::fs::remove_dir_all(&dir).unwrap();
+    eprintln!("attempts for 400 increments: memory {memory}, sync {sync}");
+    assert!(memory >= 400 && sync >= 400);
+    assert!(
+        sync <= 2 * memory,
+        "sync mode took {sync} attempts, memory mode {memory}"
+    );
+}
+
+#[test]
+fn read_at_least_refuses_a_revision_not_reached() {
+    let s = setup();
+    put(&s, user("ann", 1));
+    assert_eq!(s.db.read_at_least(1).unwrap().revision(), 1);
+    assert_eq!(s.db.read_at_least(0).unwrap().revision(), 1);
+    assert!(matches!(
+        s.db.read_at_least(2),
+        Err(Error::RevisionNotReached {
+            requested: 2,
+            latest: 1
+        })
+    ));
+}
