@@ -1,31 +1,20 @@
 //! The database: the published root (one atomic pointer), the per-table
 //! writer locks, and the commit protocol that publishes a new root.
 
-use std::any::Any;
 use std::sync::Arc;
 
-use crate::sync::{Condvar, Mutex, PoisonError, RootCell, lock};
-
+use crate::commit::DbInner;
 use crate::error::{Error, Result};
 use crate::feed::{Feed, Retention, Subscription};
-use crate::persist::durable::{Durable, PendingVisible};
+use crate::persist::durable::Durable;
 use crate::persist::{Durability, SnapshotInfo};
+use crate::root::Root;
 use crate::schema::{Schema, Table};
 use crate::storage::fs::{StdFs, Vfs};
-use crate::txn::{Change, ReadTxn, WriteTxn};
-use crate::watch::{KeyLog, TableWatches};
-
-/// One immutable version of the whole database: per table, one tree per
-/// index, and the revision of the commit that made it.
-pub(crate) struct Root {
-    pub(crate) revision: u64,
-    pub(crate) tables: Box<[Arc<dyn Any + Send + Sync>]>,
-    /// The database's watch registries, reachable from every read
-    /// transaction without touching the database handle.
-    pub(crate) watches: Arc<[TableWatches]>,
-    /// The schema (for snapshots taken from a read transaction).
-    pub(crate) schema: Schema,
-}
+use crate::sync::Broken;
+use crate::table::AnyState;
+use crate::txn::{ReadTxn, WriteTxn};
+use crate::watch::TableWatches;
 
 /// How a database is set up beyond its schema.
 ///
@@ -98,389 +87,6 @@ impl Options {
     pub(crate) fn vfs(mut self, vfs: Arc<dyn Vfs>) -> Options {
         self.vfs = VfsHandle(vfs);
         self
-    }
-}
-
-/// What a write transaction hands to the commit.
-pub(crate) struct PendingCommit {
-    /// The new private states of the tables it wrote.
-    pub(crate) states: Vec<(usize, Arc<dyn Any + Send + Sync>)>,
-    /// The revision the rows were stamped with.
-    pub(crate) predicted: u64,
-    /// Per written table: the primary keys written (for renumbering) and,
-    /// for watched tables, the index keys changed.
-    pub(crate) logs: Vec<(usize, KeyLog, Option<KeyLog>)>,
-    /// The changes, for the feed (when it is on).
-    pub(crate) changes: Option<(Vec<Change>, usize)>,
-    /// The commit's log record (durable mode).
-    pub(crate) record: Option<Vec<u8>>,
-    /// The version the transaction started from. The committer hands over
-    /// its handle so that, once the new version is published, the
-    /// ledgers of the private states can be settled against base states
-    /// nobody else holds (see `tree::Ledger`).
-    pub(crate) base: Arc<Root>,
-}
-
-/// The writer lock of one table. Held by at most one write transaction;
-/// an owned handle (not a guard borrowing the database), so a write
-/// transaction has no lifetime.
-#[derive(Default)]
-pub(crate) struct TableLock {
-    /// Whether a write transaction holds the lock, and how many wait for it.
-    state: Mutex<LockState>,
-    freed: Condvar,
-}
-
-#[derive(Default)]
-struct LockState {
-    locked: bool,
-    waiters: usize,
-}
-
-impl TableLock {
-    pub(crate) fn acquire(&self) {
-        let mut st = lock(&self.state);
-        while st.locked {
-            st.waiters += 1;
-            st = self.freed.wait(st).unwrap_or_else(PoisonError::into_inner);
-            st.waiters -= 1;
-        }
-        st.locked = true;
-    }
-
-    pub(crate) fn release(&self) {
-        let mut st = lock(&self.state);
-        st.locked = false;
-        let waiters = st.waiters;
-        drop(st);
-        // A condvar notification is a system call even with no waiter:
-        // skip it when nobody waits (one per commit otherwise).
-        if waiters > 0 {
-            self.freed.notify_one();
-        }
-    }
-}
-
-pub(crate) struct DbInner {
-    pub(crate) schema: Schema,
-    root: RootCell<Root>,
-    pub(crate) locks: Box<[TableLock]>,
-    /// Serializes the read-modify-write of the root between writers of
-    /// disjoint tables; held only for the pointer swap.
-    ///
-    /// In durable mode it also holds the newest ordered root, which may be
-    /// ahead of the visible one while its log record is being synced: the
-    /// next commit builds on it.
-    publish: Mutex<Option<Arc<Root>>>,
-    pub(crate) watches: Arc<[TableWatches]>,
-    pub(crate) feed: Arc<Feed>,
-    /// The directory, log and checkpoints of a database opened from a
-    /// directory.
-    pub(crate) durable: Option<Durable>,
-    /// A deliberately broken variant for the loom model: publish without
-    /// the publish lock (a lost update the model must catch).
-    #[cfg(loom)]
-    broken_publish: bool,
-}
-
-/// Settles the ledgers of the private states a commit published, against
-/// the states of `base`, the version its transaction started from. When
-/// the new version is visible (`visible`: no new reader can reach `base`)
-/// and nothing else holds `base` or one of its states any more, that
-/// state's ledgers take the fast path; the others restore their counts.
-fn settle(
-    mut base: Arc<Root>,
-    ledgers: Vec<(usize, Box<dyn crate::schema::Settle>)>,
-    visible: bool,
-) {
-    if ledgers.is_empty() {
-        return;
-    }
-    let mut root = if visible {
-        Arc::get_mut(&mut base)
-    } else {
-        None
-    };
-    for (id, l) in ledgers {
-        let state = root
-            .as_deref_mut()
-            .and_then(|r| r.tables.get_mut(id))
-            .and_then(Arc::get_mut);
-        l.settle(state);
-    }
-}
-
-impl DbInner {
-    pub(crate) fn load(&self) -> Arc<Root> {
-        self.root.load()
-    }
-
-    /// The root a write transaction starts from: the newest ordered one
-    /// (in durable mode possibly not visible yet).
-    pub(crate) fn load_latest(&self) -> Arc<Root> {
-        if self.durable.as_ref().is_some_and(Durable::waits)
-            && let Some(r) = lock(&self.publish).as_ref()
-        {
-            return r.clone();
-        }
-        self.root.load()
-    }
-
-    /// Commits the given table states on top of the latest root, as the next
-    /// revision: orders it (and queues its log record), calls `ordered` (the
-    /// committer releases its writer locks there, so the next writer of its
-    /// tables can start while the record syncs), waits until the record is
-    /// durable (in `Sync` mode), publishes the new root and fires the
-    /// watches it matches. The caller holds the writer locks of those
-    /// tables until `ordered`.
-    pub(crate) fn publish(&self, commit: PendingCommit, ordered: impl FnOnce()) -> Result<u64> {
-        let PendingCommit {
-            states,
-            predicted,
-            logs,
-            changes,
-            record,
-            base,
-        } = commit;
-        if let Some(d) = &self.durable
-            && let Err(e) = d.check()
-        {
-            // The private states (and their ledgers) go before the locks:
-            // the next writer of these tables copies the same base nodes.
-            drop(states);
-            ordered();
-            return Err(e);
-        }
-        // The published private states stay alive here until their ledgers
-        // are settled: until then their trees hold uncounted duplicates,
-        // and dropping one as a plain tree would free base nodes (a failed
-        // sync in durable mode can clear the pending roots holding them;
-        // a panic unwinds the block below). Declared before `ledgers`, so
-        // that on unwinding the ledgers restore the counts first.
-        let mut keep = Vec::new();
-        let mut ledgers = Vec::new();
-        let (revision, published) = {
-            #[cfg(loom)]
-            let mut guard = (!self.broken_publish).then(|| lock(&self.publish));
-            #[cfg(loom)]
-            let mut none = None;
-            #[cfg(loom)]
-            let latest = guard.as_deref_mut().unwrap_or(&mut none);
-            #[cfg(not(loom))]
-            let mut guard = lock(&self.publish);
-            #[cfg(not(loom))]
-            let latest = &mut *guard;
-            let current = latest.clone().unwrap_or_else(|| self.root.load());
-            let revision = current.revision + 1;
-            let mut tables = current.tables.clone();
-            for (id, mut state) in states {
-                let table = &self.schema.tables[id];
-                // The private state is the committer's alone: `thaw` made
-                // it and the transaction only ever borrowed it. A shared
-                // one could not give up its ledgers, whose settlement must
-                // come before the locks go.
-                let Some(s) = Arc::get_mut(&mut state) else {
-                    unreachable!("publish: a private table state is shared")
-                };
-                if revision != predicted
-                    && let Some((_, pks, _)) = logs.iter().find(|l| l.0 == id)
-                {
-                    // A writer of other tables committed first: renumber
-                    // the rows stamped with the revision this one expected.
-                    table.restamp(s, pks, predicted, revision);
-                }
-                if let Some(l) = table.take_ledgers(s) {
-                    ledgers.push((id, l));
-                    keep.push(state.clone());
-                }
-                tables[id] = state;
-            }
-            let root = Arc::new(Root {
-                revision,
-                tables,
-                watches: self.watches.clone(),
-                schema: self.schema.clone(),
-            });
-            let keys: Vec<(usize, Option<KeyLog>)> =
-                logs.into_iter().map(|(id, _, k)| (id, k)).collect();
-            if let (Some(d), Some(rec)) = (&self.durable, record) {
-                d.append(revision, rec);
-            }
-            match &self.durable {
-                Some(d) if d.waits() => {
-                    // Visible only once durable, in revision order.
-                    *latest = Some(root.clone());
-                    lock(&d.pending).push_back(PendingVisible {
-                        revision,
-                        root,
-                        changes,
-                        keys,
-                    });
-                    (revision, None)
-                }
-                _ => {
-                    let (changes, bytes) = changes.unwrap_or_default();
-                    self.feed.append(revision, changes, bytes);
-                    // From this swap on, every new reader sees the commit.
-                    (revision, Some((self.root.swap(root), keys)))
-                }
-            }
-        };
-        // Settle the ledgers before the writer locks go: the next writer of
-        // these tables must find the counts settled. Dropping the previous
-        // version first (after the publish lock, so writers of other tables
-        // are not held up) lets the base states be ours alone when no
-        // reader holds them.
-        let visible = published.is_some();
-        let published = published.map(|(old, keys)| {
-            drop(old);
-            keys
-        });
-        settle(base, ledgers, visible);
-        drop(keep);
-        ordered();
-        match published {
-            Some(keys) => {
-                // Watches fire only now that the version is visible.
-                for (id, keys) in keys {
-                    self.watches[id].notify(revision, keys);
-                }
-                if let Some(d) = &self.durable {
-                    d.sync_if_due(false)?;
-                }
-            }
-            None => {
-                let Some(d) = &self.durable else {
-                    unreachable!("only durable commits wait")
-                };
-                if let Err(e) = d.sync_upto(revision) {
-                    self.abandon_pending();
-                    return Err(e);
-                }
-                self.make_visible(d.synced());
-            }
-        }
-        if let Some(d) = &self.durable
-            && d.checkpoint_due()
-        {
-            // Best effort: an error stops writes and the next commit
-            // reports it.
-            let _ = self.checkpoint();
-        }
-        Ok(revision)
-    }
-
-    /// Publishes, in revision order, every ordered commit up to `synced`.
-    fn make_visible(&self, synced: u64) {
-        let Some(d) = &self.durable else { return };
-        let mut done = Vec::new();
-        {
-            let mut pending = lock(&d.pending);
-            while pending.front().is_some_and(|p| p.revision <= synced) {
-                let Some(p) = pending.pop_front() else { break };
-                let (changes, bytes) = p.changes.unwrap_or_default();
-                self.feed.append(p.revision, changes, bytes);
-                let old = self.root.swap(p.root);
-                done.push((p.revision, p.keys, old));
-            }
-        }
-        for (revision, keys, old) in done {
-            for (id, keys) in keys {
-                self.watches[id].notify(revision, keys);
-            }
-            drop(old);
-        }
-    }
-
-    /// After a failed sync: the ordered commits never become visible, and
-    /// the next writer starts from the visible root (its commit will be
-    /// refused: writes are stopped).
-    fn abandon_pending(&self) {
-        let mut latest = lock(&self.publish);
-        *latest = None;
-        if let Some(d) = &self.durable {
-            lock(&d.pending).clear();
-        }
-    }
-
-    /// The visible root once it is at revision `rev` or later. A commit
-    /// already ordered but not visible yet (`Durability::Sync`, its log
-    /// record syncing) is waited for: this thread joins or leads the sync
-    /// of its group and publishes what is synced. A revision beyond every
-    /// ordered commit is refused rather than waited for.
-    pub(crate) fn load_at_least(&self, rev: u64) -> Result<Arc<Root>> {
-        let root = self.root.load();
-        if root.revision >= rev {
-            return Ok(root);
-        }
-        let latest = lock(&self.publish)
-            .as_ref()
-            .map_or(root.revision, |r| r.revision.max(root.revision));
-        if rev > latest {
-            return Err(Error::RevisionNotReached {
-                requested: rev,
-                latest,
-            });
-        }
-        let Some(d) = &self.durable else {
-            unreachable!("only durable commits are ordered before they are visible")
-        };
-        d.sync_upto(rev)?;
-        // Entries are popped and swapped in under the pending lock, so once
-        // this call has taken it every synced commit is visible.
-        self.make_visible(d.synced());
-        let root = self.root.load();
-        debug_assert!(root.revision >= rev);
-        Ok(root)
-    }
-
-    /// Waits until every ordered commit is durable and visible; returns the
-    /// latest revision.
-    pub(crate) fn flush_pending(&self) -> Result<u64> {
-        if let Some(d) = &self.durable
-            && d.waits()
-        {
-            let latest = lock(&self.publish).as_ref().map_or(0, |r| r.revision);
-            if latest > self.root.load().revision {
-                d.sync_upto(latest)?;
-                self.make_visible(d.synced());
-            }
-        }
-        Ok(self.root.load().revision)
-    }
-
-    /// A checkpoint of the visible version (durable mode).
-    pub(crate) fn checkpoint(&self) -> Result<SnapshotInfo> {
-        let Some(d) = &self.durable else {
-            return Err(Error::Schema(
-                "checkpoint: the database was not opened from a directory".into(),
-            ));
-        };
-        let root = self.root.load();
-        d.checkpoint(&root, &self.schema)
-    }
-}
-
-impl DbInner {
-    /// Publishes a whole new set of table states at `revision` (installing
-    /// a snapshot); the caller holds every writer lock. Every watch fires
-    /// and the feed's history ends here.
-    pub(crate) fn replace_all(&self, tables: Box<[Arc<dyn Any + Send + Sync>]>, revision: u64) {
-        let old = {
-            let mut latest = lock(&self.publish);
-            *latest = None;
-            self.feed.reset(revision);
-            self.root.swap(Arc::new(Root {
-                revision,
-                tables,
-                watches: self.watches.clone(),
-                schema: self.schema.clone(),
-            }))
-        };
-        for w in self.watches.iter() {
-            w.notify(revision.max(old.revision + 1), None);
-        }
-        drop(old);
     }
 }
 
@@ -561,14 +167,7 @@ impl Db {
 
     /// An empty database with the given schema and options.
     pub fn with_options(schema: Schema, options: Options) -> Db {
-        Self::with_publish(
-            schema,
-            options,
-            #[cfg(loom)]
-            false,
-            #[cfg(loom)]
-            false,
-        )
+        Self::empty(schema, options, Broken::default())
     }
 
     /// The loom model's deliberately broken database (publishes without
@@ -576,7 +175,11 @@ impl Db {
     #[cfg(loom)]
     #[doc(hidden)]
     pub fn new_broken_for_loom(schema: Schema) -> Db {
-        Self::with_publish(schema, Options::default(), true, false)
+        let broken = Broken {
+            publish: true,
+            watch: false,
+        };
+        Self::empty(schema, Options::default(), broken)
     }
 
     /// The loom model's database with a deliberately broken watch
@@ -585,72 +188,36 @@ impl Db {
     #[cfg(loom)]
     #[doc(hidden)]
     pub fn new_broken_watch_for_loom(schema: Schema) -> Db {
-        Self::with_publish(schema, Options::default(), false, true)
+        let broken = Broken {
+            publish: false,
+            watch: true,
+        };
+        Self::empty(schema, Options::default(), broken)
     }
 
-    fn with_publish(
-        schema: Schema,
-        options: Options,
-        #[cfg(loom)] broken_publish: bool,
-        #[cfg(loom)] broken_watch: bool,
-    ) -> Db {
+    fn empty(schema: Schema, options: Options, broken: Broken) -> Db {
         let tables = schema
             .tables
             .iter()
             .map(|t| t.clone().empty_state())
             .collect();
-        Self::from_states(
-            schema,
-            options,
-            tables,
-            0,
-            None,
-            #[cfg(loom)]
-            broken_publish,
-            #[cfg(loom)]
-            broken_watch,
-        )
+        Self::from_states(schema, options, tables, 0, None, broken)
     }
 
     /// A database holding the given table states at `revision`.
     fn from_states(
         schema: Schema,
         options: Options,
-        tables: Box<[Arc<dyn Any + Send + Sync>]>,
+        tables: Box<[AnyState]>,
         revision: u64,
         durable: Option<Durable>,
-        #[cfg(loom)] broken_publish: bool,
-        #[cfg(loom)] broken_watch: bool,
+        broken: Broken,
     ) -> Db {
-        let locks = schema.tables.iter().map(|_| TableLock::default()).collect();
-        let watches: Arc<[TableWatches]> = schema
-            .tables
-            .iter()
-            .map(|t| {
-                TableWatches::new(
-                    t.index_count(),
-                    #[cfg(loom)]
-                    broken_watch,
-                )
-            })
-            .collect();
+        let feed = Feed::new(options.feed_retention, revision);
         Db {
-            inner: Arc::new(DbInner {
-                root: RootCell::new(Root {
-                    revision,
-                    tables,
-                    watches: watches.clone(),
-                    schema: schema.clone(),
-                }),
-                schema,
-                locks,
-                publish: Mutex::new(None),
-                watches,
-                durable,
-                feed: Arc::new(Feed::new(options.feed_retention, revision)),
-                #[cfg(loom)]
-                broken_publish,
-            }),
+            inner: Arc::new(DbInner::new(
+                schema, feed, tables, revision, durable, broken,
+            )),
         }
     }
 
@@ -713,10 +280,7 @@ impl Db {
             opened.states.into(),
             opened.revision,
             Some(opened.durable),
-            #[cfg(loom)]
-            false,
-            #[cfg(loom)]
-            false,
+            Broken::default(),
         );
         if let Some(every) = batched {
             // Syncs what committers left unsynced in quiet periods.
@@ -810,10 +374,7 @@ impl Db {
             states.into(),
             info.revision,
             None,
-            #[cfg(loom)]
-            false,
-            #[cfg(loom)]
-            false,
+            Broken::default(),
         ))
     }
 
@@ -836,7 +397,7 @@ impl Db {
                 info.revision
             )));
         }
-        let states: Box<[Arc<dyn Any + Send + Sync>]> = states.into();
+        let states: Box<[AnyState]> = states.into();
         if let Some(d) = &self.inner.durable {
             // On disk before it is visible: a checkpoint of the new state
             // (which also drops the log it supersedes).

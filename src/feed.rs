@@ -14,7 +14,7 @@ use event_listener::{Event, Listener};
 
 use crate::error::{Error, Result};
 use crate::sync::{Mutex, lock};
-use crate::txn::Change;
+use crate::table::Change;
 
 /// How much history the change feed keeps: the newest commits up to both
 /// limits. A commit whose changes alone exceed the byte limit is not kept

@@ -20,6 +20,7 @@
 
 #[cfg(feature = "cli")]
 pub mod cli;
+mod commit;
 mod db;
 mod error;
 mod feed;
@@ -27,9 +28,11 @@ mod feed;
 pub mod fuzzing;
 pub mod index;
 mod persist;
+mod root;
 mod schema;
 pub(crate) mod storage;
 mod sync;
+mod table;
 pub mod tree;
 mod txn;
 mod watch;
@@ -40,8 +43,7 @@ pub use feed::{Batch, Retention, Subscription};
 pub use index::key::{Encode, Uuid, UuidPrefix};
 pub use index::{Indexer, KeySink, StringMap};
 pub use persist::{Durability, SnapshotInfo};
-pub use schema::{Index, Schema, SchemaBuilder, Table, TableBuilder, Versioned};
-pub use txn::{
-    Change, ChangeKind, Commit, Query, ReadTxn, RefIter, RowIter, VersionedIter, WriteTxn,
-};
+pub use schema::{Index, Schema, SchemaBuilder, Table, TableBuilder};
+pub use table::{Change, ChangeKind, Versioned};
+pub use txn::{Commit, Query, ReadTxn, RefIter, RowIter, VersionedIter, WriteTxn};
 pub use watch::{Watch, WatchSet};

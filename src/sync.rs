@@ -12,6 +12,40 @@ pub(crate) use std::sync::PoisonError;
 
 use std::sync::Arc;
 
+/// Deliberately broken variants of the protocols, for the loom models to
+/// catch (`tests/loom_publish.rs`, `tests/loom_watch.rs`). Outside
+/// `--cfg loom` it is empty and every switch reads `false`.
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct Broken {
+    /// Publish without the publish lock (a lost update).
+    #[cfg(loom)]
+    pub(crate) publish: bool,
+    /// Register a watch without checking the commits since the reader's
+    /// revision (a missed wake-up).
+    #[cfg(loom)]
+    pub(crate) watch: bool,
+}
+
+impl Broken {
+    /// Whether commits publish without the publish lock.
+    #[inline(always)]
+    pub(crate) fn publish(self) -> bool {
+        #[cfg(loom)]
+        return self.publish;
+        #[cfg(not(loom))]
+        false
+    }
+
+    /// Whether watch registration skips its check.
+    #[inline(always)]
+    pub(crate) fn watch(self) -> bool {
+        #[cfg(loom)]
+        return self.watch;
+        #[cfg(not(loom))]
+        false
+    }
+}
+
 /// Locks a mutex whose data every critical section leaves consistent, so a
 /// panic elsewhere while it was held does not invalidate it.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -23,50 +23,8 @@ use std::time::{Duration, Instant};
 
 use event_listener::{Event, Listener};
 
-use crate::sync::{Mutex, lock};
-
-/// Index keys, each tagged with the position of its index, in one flat
-/// buffer (one allocation for a whole transaction's keys).
-#[derive(Default, Debug, Clone)]
-pub(crate) struct KeyLog {
-    bytes: Vec<u8>,
-    ends: Vec<(u16, u32)>,
-}
-
-impl KeyLog {
-    pub(crate) fn push(&mut self, index: usize, key: &[u8]) {
-        self.bytes.extend_from_slice(key);
-        // Index positions are small; key bytes of one transaction beyond
-        // 4 GiB would wrap, so such a log is marked as overflowing instead.
-        let end = u32::try_from(self.bytes.len()).unwrap_or(u32::MAX);
-        self.ends.push((index as u16, end));
-    }
-
-    /// Empties the log, keeping its buffers.
-    pub(crate) fn clear(&mut self) {
-        self.bytes.clear();
-        self.ends.clear();
-    }
-
-    /// Whether the log lost track of keys (over 4 GiB of key bytes).
-    fn overflowed(&self) -> bool {
-        self.bytes.len() >= u32::MAX as usize
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &[u8])> {
-        let mut start = 0usize;
-        self.ends.iter().map(move |&(ix, end)| {
-            let s = start;
-            start = end as usize;
-            (usize::from(ix), &self.bytes[s..end as usize])
-        })
-    }
-
-    /// Approximate heap bytes.
-    fn heap_bytes(&self) -> usize {
-        self.bytes.capacity() + self.ends.capacity() * 8
-    }
-}
+use crate::index::KeyLog;
+use crate::sync::{Broken, Mutex, lock};
 
 /// What a watch covers, in the encoded key space of one index.
 #[derive(Debug, Clone)]
@@ -682,16 +640,13 @@ pub(crate) struct TableWatches {
     /// whether to log their keys).
     active: AtomicUsize,
     registry: Mutex<Registry>,
-    /// A deliberately broken variant for the loom model: registration
-    /// skips the check of commits since the reader's revision.
-    #[cfg(loom)]
-    broken: bool,
+    /// Loom's deliberately broken registration (see [`Broken`]).
+    broken: Broken,
 }
 
 impl TableWatches {
-    pub(crate) fn new(indexes: usize, #[cfg(loom)] broken: bool) -> TableWatches {
+    pub(crate) fn new(indexes: usize, broken: Broken) -> TableWatches {
         TableWatches {
-            #[cfg(loom)]
             broken,
             active: AtomicUsize::new(0),
             registry: Mutex::new(Registry {
@@ -716,8 +671,7 @@ impl TableWatches {
         let mut reg = lock(&self.registry);
         // Commits after `seen` that already ran their notification: check
         // them now, or fire if their keys are not known any more.
-        #[cfg(loom)]
-        let seen = if self.broken { u64::MAX } else { seen };
+        let seen = if self.broken.watch() { u64::MAX } else { seen };
         let missed = reg.unknown_upto > seen
             || reg.recent.iter().any(|(rev, keys)| {
                 *rev > seen

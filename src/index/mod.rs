@@ -8,12 +8,14 @@
 //! field-set checks — and [`Indexer::custom`] takes any closure.
 
 pub mod key;
+mod keylog;
 
 use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use key::Encode;
+pub(crate) use keylog::KeyLog;
 
 /// The keys one object yields for one index, encoded back to back. A
 /// [`Indexer::custom`] closure adds keys to it.

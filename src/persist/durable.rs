@@ -9,22 +9,19 @@
 //! (see `storage::log`), `*.tmp` leftovers of interrupted snapshots,
 //! removed on open, and `LOCK`, locked while a process has the database open.
 
-use std::any::Any;
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::db::Root;
 use crate::error::{Error, Result};
-use crate::schema::{Schema, TableLoader};
+use crate::root::Root;
+use crate::schema::Schema;
 use crate::storage::fs::Vfs;
 use crate::storage::log::{self, LogWriter};
 use crate::storage::snapfile::{self, open_snapshot_file, write_snapshot_file};
 use crate::sync::{Condvar, Mutex, PoisonError, lock};
-use crate::txn::Change;
-use crate::watch::KeyLog;
+use crate::table::{AnyState, TableLoader};
 
 use super::SnapshotInfo;
 use super::format::{Op, decode_record};
@@ -63,15 +60,6 @@ pub(crate) fn parse_snapshot_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// A commit published to the in-memory order but not yet visible (waiting
-/// for its log record to be durable).
-pub(crate) struct PendingVisible {
-    pub(crate) revision: u64,
-    pub(crate) root: Arc<Root>,
-    pub(crate) changes: Option<(Vec<Change>, usize)>,
-    pub(crate) keys: Vec<(usize, Option<KeyLog>)>,
-}
-
 /// The log writer and what has been synced.
 struct LogState {
     writer: LogWriter,
@@ -102,8 +90,6 @@ pub(crate) struct Durable {
     /// Group commit: whether a group is being synced, and up to where.
     group: Mutex<GroupState>,
     group_done: Condvar,
-    /// Commits ordered but not yet visible, in revision order.
-    pub(crate) pending: Mutex<VecDeque<PendingVisible>>,
     /// The first I/O error: from then on every write is refused.
     failed: Mutex<Option<String>>,
     stopped: AtomicBool,
@@ -120,7 +106,7 @@ pub(crate) struct Durable {
 /// What opening a directory found.
 pub(crate) struct Opened {
     pub(crate) durable: Durable,
-    pub(crate) states: Vec<Arc<dyn Any + Send + Sync>>,
+    pub(crate) states: Vec<AnyState>,
     pub(crate) revision: u64,
 }
 
@@ -268,7 +254,6 @@ impl Durable {
                 syncing: false,
             }),
             group_done: Condvar::new(),
-            pending: Mutex::new(VecDeque::new()),
             failed: Mutex::new(None),
             stopped: AtomicBool::new(false),
             checkpointing: Mutex::new(()),
@@ -496,7 +481,7 @@ impl Durable {
 fn read_snapshot<R: std::io::Read>(
     reader: snapfile::SnapshotReader<R>,
     schema: &Schema,
-) -> Result<(SnapshotInfo, Vec<Arc<dyn Any + Send + Sync>>)> {
+) -> Result<(SnapshotInfo, Vec<AnyState>)> {
     read_from(reader, schema)
 }
 

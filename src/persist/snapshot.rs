@@ -2,15 +2,14 @@
 //! one back into fresh table states (every index rebuilt), and matching the
 //! stored schema against the one given.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::sync::Arc;
 
-use crate::db::Root;
 use crate::error::{Error, Result};
-use crate::schema::{Schema, TableLoader};
+use crate::root::Root;
+use crate::schema::Schema;
 use crate::storage::snapfile::{SnapshotReader, SnapshotWriter};
+use crate::table::{AnyState, TableLoader};
 
 use super::format::{SnapshotHeader, TableHeader, decode_row, encode_row, fingerprint};
 
@@ -105,7 +104,7 @@ pub(crate) fn read_states(
     r: impl Read,
     file: &str,
     schema: &Schema,
-) -> Result<(SnapshotInfo, Vec<Arc<dyn Any + Send + Sync>>)> {
+) -> Result<(SnapshotInfo, Vec<AnyState>)> {
     read_from(SnapshotReader::open(r, file)?, schema)
 }
 
@@ -113,7 +112,7 @@ pub(crate) fn read_states(
 pub(crate) fn read_from<R: Read>(
     mut reader: SnapshotReader<R>,
     schema: &Schema,
-) -> Result<(SnapshotInfo, Vec<Arc<dyn Any + Send + Sync>>)> {
+) -> Result<(SnapshotInfo, Vec<AnyState>)> {
     let header = SnapshotHeader::decode(reader.header(), reader.file(), 0)?;
     load(&mut reader, &header, schema)
 }
@@ -122,7 +121,7 @@ fn load<R: Read>(
     reader: &mut SnapshotReader<R>,
     header: &SnapshotHeader,
     schema: &Schema,
-) -> Result<(SnapshotInfo, Vec<Arc<dyn Any + Send + Sync>>)> {
+) -> Result<(SnapshotInfo, Vec<AnyState>)> {
     let file = reader.file().to_string();
     let by_name: HashMap<&str, usize> = schema
         .tables

@@ -5,18 +5,18 @@
 mod read;
 mod write;
 
-use std::any::Any;
 use std::iter::FusedIterator;
 use std::ops::Bound;
 use std::sync::Arc;
 
 pub use read::ReadTxn;
-pub use write::{Change, ChangeKind, Commit, WriteTxn};
-pub(crate) use write::{LoadCtx, load_row, primary_key, unload_row};
+pub use write::{Commit, WriteTxn};
 
 use crate::error::{Error, Result};
 use crate::index::key::{Encode, UuidPrefix, successor};
-use crate::schema::{Index, Table, TableState, Versioned};
+use crate::schema::{Index, Table};
+use crate::table::write::primary_key;
+use crate::table::{TableState, Versioned, state_ref};
 use crate::tree::{self, ReadAhead, Tree};
 
 pub(crate) mod sealed {
@@ -211,7 +211,7 @@ enum Versions<T> {
 
 impl<T> Versions<T> {
     fn row(rows: &Tree<Versioned<T>>, key: &[u8]) -> Option<Versioned<T>> {
-        rows.get(crate::schema::revision_key_pk(key)?).cloned()
+        rows.get(crate::table::revision_key_pk(key)?).cloned()
     }
 }
 
@@ -317,9 +317,10 @@ fn state_of<'s, S: sealed::Source + ?Sized, T: Send + Sync + 'static>(
     table: usize,
     name: &str,
 ) -> Result<&'s TableState<T>> {
-    src.state(schema, table)
-        .and_then(<dyn Any + Send + Sync>::downcast_ref::<TableState<T>>)
-        .ok_or_else(|| Error::UnknownTable(name.to_string()))
+    let state = src
+        .state(schema, table)
+        .ok_or_else(|| Error::UnknownTable(name.to_string()))?;
+    Ok(state_ref::<T>(state, name))
 }
 
 pub(crate) fn index_tree<'s, S: sealed::Source + ?Sized, T: Send + Sync + 'static, K: ?Sized>(
@@ -670,7 +671,7 @@ pub trait Query: sealed::Source {
         let inner = match revision.checked_add(1) {
             Some(from) => {
                 let mut lo = Vec::with_capacity(17);
-                crate::schema::revision_prefix(&mut lo, from);
+                crate::table::revision_prefix(&mut lo, from);
                 st.by_revision
                     .owned_range((Bound::Included(lo.as_slice()), Bound::Unbounded))
             }

@@ -4,9 +4,9 @@ use std::any::Any;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use crate::db::Root;
 use crate::error::{Error, Result};
 use crate::index::key::Encode;
+use crate::root::Root;
 use crate::schema::{Index, Table};
 use crate::txn::{Query, RowIter, encode_range};
 use crate::watch::{Target, Watch};

@@ -1,0 +1,283 @@
+//! The one type-erased table: what the schema, the commit and persistence
+//! keep of a table whose row type they do not know. A state of the wrong
+//! type is a bug, and every downcast here says so loudly.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use super::write::{LoadCtx, load_row, primary_key, unload_row};
+use super::{TableDef, TableState, Versioned};
+use crate::error::{Error, Result};
+use crate::index::KeyLog;
+use crate::tree::{Ledger, Tree};
+
+/// A table state whose row type only its table knows: what a root, a write
+/// transaction and persistence hold.
+pub(crate) type AnyState = Arc<dyn Any + Send + Sync>;
+
+/// The typed state behind an erased one. Every state is made by its own
+/// table's definition, so another type is a bug in pandodb, never a user
+/// error: it panics saying so rather than acting on an empty table.
+pub(crate) fn state_ref<'a, T: 'static>(
+    state: &'a (dyn Any + Send + Sync),
+    table: &str,
+) -> &'a TableState<T> {
+    match state.downcast_ref::<TableState<T>>() {
+        Some(s) => s,
+        None => wrong_type(table),
+    }
+}
+
+/// [`state_ref`], mutably.
+pub(crate) fn state_mut<'a, T: 'static>(
+    state: &'a mut (dyn Any + Send + Sync),
+    table: &str,
+) -> &'a mut TableState<T> {
+    match state.downcast_mut::<TableState<T>>() {
+        Some(s) => s,
+        None => wrong_type(table),
+    }
+}
+
+#[cold]
+fn wrong_type(table: &str) -> ! {
+    panic!("pandodb bug: a value of the wrong type was handed to table {table:?}")
+}
+
+/// The ledgers of a published private table state, one per tree.
+pub(crate) struct TableLedgers<T> {
+    pub(super) rows: Option<Box<Ledger<Versioned<T>>>>,
+    pub(super) by_revision: Option<Box<Ledger<()>>>,
+    pub(super) indexes: Vec<Option<Box<Ledger<Arc<T>>>>>,
+}
+
+/// Settles the ledgers of one committed table (type-erased).
+pub(crate) trait Settle: Send {
+    /// Settles with the base state the transaction copied: `Some` when the
+    /// caller holds the only handle on it (no reader can reach it any
+    /// more), `None` otherwise (the ledgers restore the counts). Returns
+    /// how many trees took the fast path.
+    fn settle(self: Box<Self>, base: Option<&mut (dyn Any + Send + Sync)>) -> usize;
+}
+
+impl<T: Send + Sync + 'static> Settle for TableLedgers<T> {
+    fn settle(self: Box<Self>, base: Option<&mut (dyn Any + Send + Sync)>) -> usize {
+        let TableLedgers {
+            rows,
+            by_revision,
+            indexes,
+        } = *self;
+        let Some(base) = base else {
+            return 0; // the ledgers drop here and restore the counts
+        };
+        let base = state_mut::<T>(base, "<settled>");
+        let mut fast = 0;
+        if let Some(l) = rows {
+            fast += usize::from((*l).settle(base.rows.root_mut()));
+        }
+        if let Some(l) = by_revision {
+            fast += usize::from((*l).settle(base.by_revision.root_mut()));
+        }
+        for (l, t) in indexes.into_iter().zip(base.indexes.iter_mut()) {
+            if let Some(l) = l {
+                fast += usize::from((*l).settle(t.root_mut()));
+            }
+        }
+        fast
+    }
+}
+
+/// Receives a stored row: created and modified revisions, primary key,
+/// encoded object.
+pub(crate) type RowVisitor<'a> = dyn FnMut(u64, u64, &[u8], &[u8]) -> Result<()> + 'a;
+
+/// The type-erased view the schema and the database keep of a table.
+pub(crate) trait AnyTable: Send + Sync {
+    fn name(&self) -> &str;
+    fn empty_state(self: Arc<Self>) -> AnyState;
+    /// Copies a published state into a private one (O(1): the trees are
+    /// shared until written). The copy is uniquely owned, so the write
+    /// transaction mutates it through `Arc::get_mut` and publishes it as is.
+    fn thaw(&self, state: &AnyState) -> AnyState;
+    /// [`TableState::take_ledgers`] through the type-erased state.
+    fn take_ledgers(&self, state: &mut (dyn Any + Send + Sync)) -> Box<dyn Settle>;
+    /// [`TableState::renumber`] through the type-erased state.
+    fn renumber(&self, state: &mut (dyn Any + Send + Sync), pks: &KeyLog, from: u64, to: u64);
+    /// The typed definition behind this trait object, as `Any`.
+    fn into_any(self: Arc<Self>) -> AnyState;
+    /// Number of indexes (the primary one included).
+    fn index_count(&self) -> usize;
+    /// Index names and whether each is unique, the primary one first.
+    fn index_names(&self) -> Vec<(String, bool)>;
+    /// The row type's version and whether the table has a codec.
+    fn codec_info(&self) -> (u32, bool);
+    /// Number of rows of a state.
+    fn row_count(&self, state: &(dyn Any + Send + Sync)) -> usize;
+    /// Calls `f(created, modified, primary key, encoded object)` for every
+    /// row of `state`, in primary-key order.
+    fn for_each_row(&self, state: &(dyn Any + Send + Sync), f: &mut RowVisitor<'_>) -> Result<()>;
+    /// Encodes an object of this table (from a change record) and its
+    /// primary key.
+    fn encode_object(
+        &self,
+        obj: &(dyn Any + Send + Sync),
+        pk: &mut Vec<u8>,
+        data: &mut Vec<u8>,
+    ) -> Result<()>;
+    /// A loader writing rows into a private copy of `base` (or an empty
+    /// state).
+    fn loader(self: Arc<Self>, base: Option<&AnyState>) -> Box<dyn TableLoader>;
+}
+
+/// Writes stored rows into a table state (restoring a snapshot, replaying
+/// the log), rebuilding every index.
+pub(crate) trait TableLoader {
+    /// Inserts (or replaces) the row encoded as `data` (row type version
+    /// `version`), with the given revisions.
+    fn put(&mut self, version: u32, created: u64, modified: u64, data: &[u8]) -> Result<()>;
+    /// Deletes the row with this primary key (if any).
+    fn delete(&mut self, pk: &[u8]) -> Result<()>;
+    /// The finished state.
+    fn finish(self: Box<Self>) -> AnyState;
+}
+
+impl<T: Send + Sync + 'static> AnyTable for TableDef<T> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn empty_state(self: Arc<Self>) -> AnyState {
+        Arc::new(TableState::<T> {
+            primary: self.primary,
+            def: self.clone(),
+            rows: Tree::new(),
+            by_revision: Tree::new(),
+            indexes: self.indexes.iter().map(|_| Tree::new()).collect(),
+        })
+    }
+    fn thaw(&self, state: &AnyState) -> AnyState {
+        Arc::new(state_ref::<T>(&**state, &self.name).lending_clone())
+    }
+    fn take_ledgers(&self, state: &mut (dyn Any + Send + Sync)) -> Box<dyn Settle> {
+        Box::new(state_mut::<T>(state, &self.name).take_ledgers())
+    }
+    fn renumber(&self, state: &mut (dyn Any + Send + Sync), pks: &KeyLog, from: u64, to: u64) {
+        state_mut::<T>(state, &self.name).renumber(pks.iter().map(|(_, k)| k), from, to);
+    }
+    fn into_any(self: Arc<Self>) -> AnyState {
+        self
+    }
+    fn index_count(&self) -> usize {
+        self.indexes.len()
+    }
+    fn index_names(&self) -> Vec<(String, bool)> {
+        let mut v = vec![(
+            self.indexes[self.primary].name.clone(),
+            self.indexes[self.primary].unique,
+        )];
+        for (i, ix) in self.indexes.iter().enumerate() {
+            if i != self.primary {
+                v.push((ix.name.clone(), ix.unique));
+            }
+        }
+        v
+    }
+    fn codec_info(&self) -> (u32, bool) {
+        (self.version, self.codec.is_some())
+    }
+    fn row_count(&self, state: &(dyn Any + Send + Sync)) -> usize {
+        state_ref::<T>(state, &self.name).rows.len()
+    }
+    fn for_each_row(&self, state: &(dyn Any + Send + Sync), f: &mut RowVisitor<'_>) -> Result<()> {
+        let codec = self.codec()?;
+        let state = state_ref::<T>(state, &self.name);
+        let mut buf = Vec::new();
+        for (pk, row) in state.rows.iter() {
+            buf.clear();
+            (codec.encode)(&row.object, &mut buf).map_err(|e| self.codec_error(&e))?;
+            f(row.created, row.modified, pk, &buf)?;
+        }
+        Ok(())
+    }
+    fn encode_object(
+        &self,
+        obj: &(dyn Any + Send + Sync),
+        pk: &mut Vec<u8>,
+        data: &mut Vec<u8>,
+    ) -> Result<()> {
+        let codec = self.codec()?;
+        let Some(obj) = obj.downcast_ref::<T>() else {
+            wrong_type(&self.name)
+        };
+        let mut sinks = Vec::new();
+        *pk = primary_key(self, &mut sinks, obj)?;
+        (codec.encode)(obj, data).map_err(|e| self.codec_error(&e))
+    }
+    fn loader(self: Arc<Self>, base: Option<&AnyState>) -> Box<dyn TableLoader> {
+        let state = match base {
+            Some(b) => state_ref::<T>(&**b, &self.name).clone(),
+            None => TableState {
+                def: self.clone(),
+                primary: self.primary,
+                rows: Tree::new(),
+                by_revision: Tree::new(),
+                indexes: self.indexes.iter().map(|_| Tree::new()).collect(),
+            },
+        };
+        Box::new(Loader {
+            def: self,
+            state,
+            ctx: LoadCtx::default(),
+        })
+    }
+}
+
+/// [`TableLoader`] of one typed table.
+struct Loader<T> {
+    def: Arc<TableDef<T>>,
+    state: TableState<T>,
+    ctx: LoadCtx,
+}
+
+impl<T: Send + Sync + 'static> TableLoader for Loader<T> {
+    fn put(&mut self, version: u32, created: u64, modified: u64, data: &[u8]) -> Result<()> {
+        let def = &self.def;
+        let codec = def.codec()?;
+        let obj = if version == def.version {
+            (codec.decode)(data)
+        } else if version < def.version {
+            match &codec.migrate {
+                Some(m) => m(version, data),
+                None => {
+                    return Err(Error::SchemaMismatch(format!(
+                        "table {:?}: rows of version {version} need a migration to version {} \
+                         (TableBuilder::migrate)",
+                        def.name, def.version
+                    )));
+                }
+            }
+        } else {
+            return Err(Error::SchemaMismatch(format!(
+                "table {:?}: rows of version {version} are newer than this schema's version {}",
+                def.name, def.version
+            )));
+        }
+        .map_err(|e| def.codec_error(&e))?;
+        load_row(
+            def,
+            &mut self.state,
+            &mut self.ctx,
+            Arc::new(obj),
+            created,
+            modified,
+        )
+    }
+
+    fn delete(&mut self, pk: &[u8]) -> Result<()> {
+        unload_row(&self.def, &mut self.state, &mut self.ctx, pk);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> AnyState {
+        Arc::new(self.state)
+    }
+}
