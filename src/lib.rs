@@ -23,6 +23,7 @@ pub mod cli;
 mod db;
 mod error;
 mod feed;
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod index;

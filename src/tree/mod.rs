@@ -32,6 +32,7 @@
 
 mod ahead;
 mod body;
+#[cfg(any(test, feature = "testing"))]
 mod check;
 mod descent;
 mod iter;
@@ -158,6 +159,9 @@ impl<V> Tree<V> {
     /// has at least two entries; the root has an empty prefix), sorted and
     /// correctly placed children, keys consistent with their path, subtree
     /// counts, and node size classes.
+    ///
+    /// Compiled only for this crate's tests and with the `testing` feature.
+    #[cfg(any(test, feature = "testing"))]
     #[doc(hidden)]
     pub fn check_invariants(&self) -> Result<(), String> {
         check::check(self.root.as_ref())

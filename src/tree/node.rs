@@ -482,6 +482,7 @@ impl<V> Inner<V> {
     }
 
     /// Every child with its byte, in byte order (for the invariant check).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn children(&self) -> Vec<(u8, &Slot<V>)> {
         let mut out = Vec::with_capacity(self.num_children());
         let mut pos = self.next_pos(1);
