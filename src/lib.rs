@@ -24,6 +24,7 @@ mod commit;
 mod db;
 mod error;
 mod feed;
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod index;

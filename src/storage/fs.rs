@@ -1,12 +1,20 @@
 //! The file-system seam of durable mode: the [`Vfs`] / [`VfsFile`] traits
 //! with exactly the operations the log and the snapshots need, [`StdFs`] on
-//! `std::fs`, and [`SimFs`], an in-memory test double that models power loss
-//! (unsynced data and unsynced directory entries) and injects I/O faults.
+//! `std::fs`, and `SimFs`, an in-memory test double that models power loss
+//! (unsynced data and unsynced directory entries) and injects I/O faults
+//! (compiled only for tests and with the `testing` feature).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+// The simulated file system is a test double: compiled for this crate's
+// tests and with the `testing` feature only.
+#[cfg(any(test, feature = "testing"))]
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+#[cfg(any(test, feature = "testing"))]
+use std::path::PathBuf;
+#[cfg(any(test, feature = "testing"))]
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// An open file. Writes always go to the end of the file.
@@ -221,9 +229,11 @@ impl Vfs for StdFs {
 }
 
 // ---------------------------------------------------------------------------
-// SimFs
+// SimFs: a test double, compiled only for this crate's tests and with the
+// `testing` feature (every item below carries that cfg).
 
 /// What a simulated power loss ([`SimFs::crash`]) does to unsynced state.
+#[cfg(any(test, feature = "testing"))]
 #[cfg_attr(not(test), allow(dead_code))] // the power-loss simulation is for tests
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashMode {
@@ -241,6 +251,7 @@ pub enum CrashMode {
     Garble(u64),
 }
 
+#[cfg(any(test, feature = "testing"))]
 #[derive(Clone)]
 #[cfg_attr(not(test), allow(dead_code))] // the power-loss simulation is for tests
 enum DataOp {
@@ -248,6 +259,7 @@ enum DataOp {
     SetLen(u64),
 }
 
+#[cfg(any(test, feature = "testing"))]
 #[derive(Default, Clone)]
 struct Inode {
     durable: Vec<u8>,
@@ -255,6 +267,7 @@ struct Inode {
     pending: Vec<DataOp>,
 }
 
+#[cfg(any(test, feature = "testing"))]
 #[derive(Clone)]
 enum DirOp {
     Link {
@@ -271,6 +284,7 @@ enum DirOp {
     },
 }
 
+#[cfg(any(test, feature = "testing"))]
 #[derive(Default, Clone)]
 struct SimState {
     inodes: HashMap<u64, Inode>,
@@ -287,10 +301,12 @@ struct SimState {
 }
 
 /// A tiny xorshift generator for the simulator (and tests).
+#[cfg(any(test, feature = "testing"))]
 #[cfg_attr(not(test), allow(dead_code))] // the power-loss simulation is for tests
 #[derive(Debug, Clone)]
 pub struct XorShift(u64);
 
+#[cfg(any(test, feature = "testing"))]
 #[cfg_attr(not(test), allow(dead_code))] // the power-loss simulation is for tests
 impl XorShift {
     /// A generator from `seed` (any value, 0 included).
@@ -312,10 +328,12 @@ impl XorShift {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 fn parent(path: &Path) -> PathBuf {
     path.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
+#[cfg(any(test, feature = "testing"))]
 fn not_found(path: &Path) -> io::Error {
     io::Error::new(
         io::ErrorKind::NotFound,
@@ -323,6 +341,7 @@ fn not_found(path: &Path) -> io::Error {
     )
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl SimState {
     fn tick(&mut self, what: &str) -> io::Result<()> {
         let idx = self.ops;
@@ -372,6 +391,7 @@ impl SimState {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 #[cfg_attr(not(test), allow(dead_code))] // the power-loss simulation is for tests
 fn apply_data_op(data: &mut Vec<u8>, op: &DataOp) {
     match op {
@@ -388,11 +408,13 @@ fn apply_data_op(data: &mut Vec<u8>, op: &DataOp) {
 /// directory is synced. Directories themselves are durable at once.
 /// Every trait call (on the [`Vfs`] or on an open file) counts as one
 /// operation, numbered from 0.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Clone, Default)]
 pub struct SimFs {
     state: Arc<Mutex<SimState>>,
 }
 
+#[cfg(any(test, feature = "testing"))]
 #[cfg_attr(not(test), allow(dead_code))] // the power-loss simulation is for tests
 impl SimFs {
     /// An empty simulated disk (only the root directory `/` exists).
@@ -539,12 +561,14 @@ impl SimFs {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 struct SimFile {
     fs: SimFs,
     ino: u64,
     generation: u64,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl VfsFile for SimFile {
     fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         let mut st = self.fs.lock();
@@ -607,6 +631,7 @@ impl VfsFile for SimFile {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Vfs for SimFs {
     fn create(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
         let mut st = self.lock();

@@ -11,8 +11,9 @@
 //! This module owns the only `unsafe` code of inner-node allocations; it is
 //! exercised under Miri by `tree::tests` (`.ci/miri`).
 
-use super::node::{Head, Slot};
+use super::node::Head;
 use super::refcount;
+use super::slot::Slot;
 use std::alloc::{self, Layout};
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;

@@ -3,7 +3,8 @@
 //! Walks the whole tree iteratively (deep trees must not overflow the stack)
 //! and reports the first violated invariant with the path where it sits.
 
-use super::node::{EntryRef, Inner, LARGE_MIN, Layout, MEDIUM_MAX, MEDIUM_MIN, SMALL_MAX};
+use super::node::{Inner, LARGE_MIN, Layout, MEDIUM_MAX, MEDIUM_MIN, SMALL_MAX};
+use super::slot::EntryRef;
 
 /// Checks the subtree under `root` (the root node of a tree).
 pub(crate) fn check<V>(root: Option<&Inner<V>>) -> Result<(), String> {

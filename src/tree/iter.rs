@@ -12,7 +12,8 @@ use std::ops::{Bound, Deref};
 
 use super::ahead::ReadAhead;
 
-use super::node::{EntryRef, Inner, Layout, Leaf, POS_END, POS_TERMINAL, common_len};
+use super::node::{Inner, Layout, Leaf, POS_END, POS_TERMINAL, common_len};
+use super::slot::EntryRef;
 
 /// How a cursor holds a node.
 pub(crate) trait Handle<V>: Deref<Target = Inner<V>> + Clone {

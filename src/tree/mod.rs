@@ -32,66 +32,27 @@
 
 mod ahead;
 mod body;
+#[cfg(any(test, feature = "testing"))]
 mod check;
+mod descent;
 mod iter;
 mod leaf;
+mod ledger;
+mod lookup;
 mod node;
 mod refcount;
-
-use std::ops::{Bound, RangeBounds};
+mod slot;
+mod txn;
+mod write;
 
 pub(crate) use ahead::ReadAhead;
+pub(crate) use descent::Descent;
 pub use iter::{IntoIter, Iter, Key, Values};
-pub(crate) use node::Ledger;
-use node::{Entry, EntryMut, EntryRef, Inner, Leaf, Slot, common_len, dispose};
-
-/// A walk toward one key that reads one node per [`Descent::step`] and
-/// asks for the next one's first cache lines before it returns.
-///
-/// A write of one object descends several trees (its rows and every index)
-/// along random paths, each level a cache miss that waits for the one
-/// above. Stepping the descents of all those trees in turn, before the
-/// writes themselves, overlaps their misses: one wait per level instead of
-/// one per level and tree. The writes then find their paths in the cache.
-/// A descent only reads; it changes nothing.
-pub(crate) struct Descent<'a, V> {
-    /// The node the next step reads (its lines were asked for by the step
-    /// before), or `None` once the walk reached its end.
-    node: Option<&'a Inner<V>>,
-    depth: usize,
-    key: &'a [u8],
-}
-
-impl<V> Descent<'_, V> {
-    /// Reads the current node, asks for the lines of the child toward the
-    /// key (an inner node's header and first slots, or a leaf), and moves
-    /// to it. Returns whether there is a node left to read.
-    #[inline]
-    pub(crate) fn step(&mut self) -> bool {
-        let Some(node) = self.node.take() else {
-            return false;
-        };
-        let pos = self.depth + node.prefix.len();
-        match self.key.get(pos) {
-            Some(&b) => match node.child(b) {
-                Some(EntryRef::Inner(n)) => {
-                    n.prefetch_head();
-                    self.node = Some(n);
-                    self.depth = pos + 1;
-                    return true;
-                }
-                Some(EntryRef::Leaf(l)) => node::prefetch(l.addr()),
-                None => {}
-            },
-            None => {
-                if let Some(t) = &node.terminal {
-                    node::prefetch(t.addr());
-                }
-            }
-        }
-        false
-    }
-}
+pub(crate) use ledger::Ledger;
+use ledger::dispose;
+use node::{Inner, Leaf, common_len};
+use slot::{Entry, EntryMut, EntryRef, Slot};
+pub use txn::TreeTxn;
 
 /// A persistent (immutable, structurally shared) ordered map from byte keys
 /// to values.
@@ -171,31 +132,6 @@ impl<V> Tree<V> {
         }
     }
 
-    /// A private copy of this version for a write transaction that lends
-    /// (see [`Ledger`]): writes to the copy do not touch the reference
-    /// counts of the children of the nodes they copy. The copy's ledger is
-    /// settled with [`Tree::take_ledger`] and [`Ledger::settle`] once the
-    /// base version is gone, or restores the counts when dropped.
-    pub(crate) fn lending_clone(&self) -> Tree<V> {
-        Tree {
-            ledger: Some(Box::new(Ledger::new(
-                self.root.as_ref().map_or(0, Inner::addr),
-            ))),
-            root: self.root.clone(),
-        }
-    }
-
-    /// Ends the lending of this private copy, which becomes a plain tree
-    /// (to publish); the ledger must then be settled (or dropped).
-    pub(crate) fn take_ledger(&mut self) -> Option<Box<Ledger<V>>> {
-        self.ledger.take()
-    }
-
-    /// The root handle, for [`Ledger::settle`].
-    pub(crate) fn root_mut(&mut self) -> &mut Option<Inner<V>> {
-        &mut self.root
-    }
-
     /// Number of keys, in O(1).
     #[inline]
     pub fn len(&self) -> usize {
@@ -217,254 +153,15 @@ impl<V> Tree<V> {
         }
     }
 
-    /// The value stored under `key`.
-    #[inline]
-    pub fn get(&self, key: &[u8]) -> Option<&V> {
-        self.get_leaf(key).map(Leaf::value)
-    }
-
-    /// Whether `key` is stored.
-    #[inline]
-    pub fn contains_key(&self, key: &[u8]) -> bool {
-        self.get_leaf(key).is_some()
-    }
-
-    #[inline]
-    fn get_leaf(&self, key: &[u8]) -> Option<&Leaf<V>> {
-        let mut node: &Inner<V> = self.root.as_ref()?;
-        let mut depth = 0;
-        loop {
-            // Optimistic: prefixes are skipped, the leaf's full key decides.
-            let pos = depth + node.prefix.len();
-            if key.len() <= pos {
-                return node
-                    .terminal
-                    .as_ref()
-                    .filter(|l| key.len() == pos && l.key() == key);
-            }
-            match node.child(key[pos])? {
-                EntryRef::Leaf(l) => return (l.key() == key).then_some(l),
-                EntryRef::Inner(n) => {
-                    node = n;
-                    depth = pos + 1;
-                }
-            }
-        }
-    }
-
-    /// A descent toward `key` that goes down one node per
-    /// [`Descent::step`] (see there).
-    #[inline]
-    pub(crate) fn descent<'a>(&'a self, key: &'a [u8]) -> Descent<'a, V> {
-        Descent {
-            node: self.root.as_ref(),
-            depth: 0,
-            key,
-        }
-    }
-
-    /// The smallest key and its value.
-    pub fn first(&self) -> Option<(&[u8], &V)> {
-        self.iter().next()
-    }
-
-    /// The largest key and its value.
-    pub fn last(&self) -> Option<(&[u8], &V)> {
-        self.iter().next_back()
-    }
-
-    /// The smallest key that starts with `prefix`, with its value: one
-    /// descent, no iterator.
-    pub fn first_prefix(&self, prefix: &[u8]) -> Option<(&[u8], &V)> {
-        self.edge_prefix(prefix, true)
-    }
-
-    /// The largest key that starts with `prefix`, with its value.
-    pub fn last_prefix(&self, prefix: &[u8]) -> Option<(&[u8], &V)> {
-        self.edge_prefix(prefix, false)
-    }
-
-    fn edge_prefix(&self, prefix: &[u8], first: bool) -> Option<(&[u8], &V)> {
-        let mut node = self.root.as_ref()?;
-        let mut depth = 0;
-        loop {
-            let rest = &prefix[depth..];
-            if rest.len() <= node.prefix.len() {
-                // Every key below `node` starts with `prefix`, or none does.
-                return node
-                    .prefix
-                    .starts_with(rest)
-                    .then(|| edge_leaf(node, first));
-            }
-            if !rest.starts_with(&node.prefix) {
-                return None;
-            }
-            let pos = depth + node.prefix.len();
-            match node.child(prefix[pos])? {
-                EntryRef::Leaf(l) => {
-                    return l.key().starts_with(prefix).then(|| (l.key(), l.value()));
-                }
-                EntryRef::Inner(n) => {
-                    node = n;
-                    depth = pos + 1;
-                }
-            }
-        }
-    }
-
-    /// Number of keys that start with `prefix`, in O(prefix length).
-    pub fn count_prefix(&self, prefix: &[u8]) -> usize {
-        let Some(mut node) = self.root.as_ref() else {
-            return 0;
-        };
-        let mut depth = 0;
-        loop {
-            let rest = &prefix[depth..];
-            let plen = node.prefix.len();
-            if rest.len() <= plen {
-                return if node.prefix.starts_with(rest) {
-                    node.count
-                } else {
-                    0
-                };
-            }
-            if !rest.starts_with(&node.prefix) {
-                return 0;
-            }
-            let pos = depth + plen;
-            match node.child(prefix[pos]) {
-                None => return 0,
-                Some(EntryRef::Leaf(l)) => return usize::from(l.key().starts_with(prefix)),
-                Some(EntryRef::Inner(n)) => {
-                    node = n;
-                    depth = pos + 1;
-                }
-            }
-        }
-    }
-
-    /// The longest stored key that is a prefix of `key` (`key` itself
-    /// included), with its value.
-    pub fn longest_prefix(&self, key: &[u8]) -> Option<(&[u8], &V)> {
-        let mut node = self.root.as_ref()?;
-        let mut depth = 0;
-        let mut best: Option<&Leaf<V>> = None;
-        loop {
-            let rest = &key[depth..];
-            if !rest.starts_with(&node.prefix) {
-                break;
-            }
-            let pos = depth + node.prefix.len();
-            if let Some(t) = &node.terminal {
-                best = Some(t);
-            }
-            if key.len() == pos {
-                break;
-            }
-            match node.child(key[pos]) {
-                None => break,
-                Some(EntryRef::Leaf(l)) => {
-                    if key.starts_with(l.key()) {
-                        best = Some(l);
-                    }
-                    break;
-                }
-                Some(EntryRef::Inner(n)) => {
-                    node = n;
-                    depth = pos + 1;
-                }
-            }
-        }
-        best.map(|l| (l.key(), l.value()))
-    }
-
-    /// Number of keys `< key` (or `<= key` when `inclusive`).
-    pub(crate) fn rank(&self, key: &[u8], inclusive: bool) -> usize {
-        self.root
-            .as_ref()
-            .map_or(0, |r| iter::rank(r, key, inclusive))
-    }
-
-    /// The rank just past the keys `range` admits at its upper end.
-    fn end_rank<'k>(&self, range: &impl RangeBounds<&'k [u8]>) -> usize {
-        match range.end_bound() {
-            Bound::Included(k) => self.rank(k, true),
-            Bound::Excluded(k) => self.rank(k, false),
-            Bound::Unbounded => self.len(),
-        }
-    }
-
-    /// The start bound of `range`, for the iterators that seek it.
-    fn start_of<'r, 'k>(range: &'r impl RangeBounds<&'k [u8]>) -> Bound<&'k [u8]> {
-        match range.start_bound() {
-            Bound::Included(k) => Bound::Included(*k),
-            Bound::Excluded(k) => Bound::Excluded(*k),
-            Bound::Unbounded => Bound::Unbounded,
-        }
-    }
-
-    /// Iterates over all keys in ascending order (double-ended).
-    pub fn iter(&self) -> Iter<'_, V> {
-        Iter::new(self.root.as_ref(), 0, self.len())
-    }
-
-    /// Iterates over the keys inside `range`, ascending (double-ended).
-    ///
-    /// ```
-    /// # use pandodb::tree::Tree;
-    /// let t: Tree<u32> = (0u32..10).map(|i| (vec![b'k', b'0' + i as u8], i)).collect();
-    /// let got: Vec<u32> = t.range(&b"k3"[..]..&b"k6"[..]).map(|(_, v)| *v).collect();
-    /// assert_eq!(got, [3, 4, 5]);
-    /// ```
-    pub fn range<'k>(&self, range: impl RangeBounds<&'k [u8]>) -> Iter<'_, V> {
-        Iter::bounded(self.root.as_ref(), Self::start_of(&range), |_| {
-            self.end_rank(&range)
-        })
-    }
-
-    /// Iterates over the keys that start with `prefix`, ascending.
-    pub fn prefix(&self, prefix: &[u8]) -> Iter<'_, V> {
-        Iter::bounded(self.root.as_ref(), Bound::Included(prefix), |start| {
-            start + self.count_prefix(prefix)
-        })
-    }
-
-    /// Iterates from the first key `>= key` to the end, ascending.
-    pub fn lower_bound(&self, key: &[u8]) -> Iter<'_, V> {
-        self.range((Bound::Included(key), Bound::Unbounded))
-    }
-
-    /// Iterates from the last key `<= key` down to the first, descending.
-    pub fn reverse_lower_bound(&self, key: &[u8]) -> std::iter::Rev<Iter<'_, V>> {
-        self.range((Bound::Unbounded, Bound::Included(key))).rev()
-    }
-
-    /// An iterator over all keys that owns this version: later writes to
-    /// any tree never affect it. Yields owned keys and cloned values.
-    pub fn owned_iter(&self) -> IntoIter<V> {
-        IntoIter::new(self.root.clone(), 0, self.len())
-    }
-
-    /// Like [`Tree::range`], but the iterator owns this version.
-    pub fn owned_range<'k>(&self, range: impl RangeBounds<&'k [u8]>) -> IntoIter<V> {
-        IntoIter::bounded(self.root.clone(), Self::start_of(&range), |_| {
-            self.end_rank(&range)
-        })
-    }
-
-    /// Like [`Tree::prefix`], but the iterator owns this version.
-    pub fn owned_prefix(&self, prefix: &[u8]) -> IntoIter<V> {
-        IntoIter::bounded(self.root.clone(), Bound::Included(prefix), |start| {
-            start + self.count_prefix(prefix)
-        })
-    }
-
     /// Checks every structural invariant; for tests and fuzzing.
     ///
     /// Verifies: canonical path compression (every inner node but the root
     /// has at least two entries; the root has an empty prefix), sorted and
     /// correctly placed children, keys consistent with their path, subtree
     /// counts, and node size classes.
+    ///
+    /// Compiled only for this crate's tests and with the `testing` feature.
+    #[cfg(any(test, feature = "testing"))]
     #[doc(hidden)]
     pub fn check_invariants(&self) -> Result<(), String> {
         check::check(self.root.as_ref())
@@ -472,41 +169,6 @@ impl<V> Tree<V> {
 }
 
 impl<V: Clone> Tree<V> {
-    /// Starts a batch of mutations on a new version; see [`TreeTxn`].
-    pub fn txn(&self) -> TreeTxn<V> {
-        TreeTxn {
-            tree: self.clone(),
-            base: None,
-        }
-    }
-
-    /// Starts a batch of mutations that takes this version over: when
-    /// nothing else holds it any more at [`TreeTxn::commit`] (no clone, no
-    /// owning iterator), its nodes are replaced without the reference-count
-    /// traffic of a plain copy (the children of a copied node are lent to
-    /// the copy instead of counted twice; see the architecture document).
-    /// Otherwise the commit costs what [`Tree::txn`]'s does. The version
-    /// itself never changes: [`TreeTxn::base`] reads it and
-    /// [`TreeTxn::abort`] hands it back.
-    ///
-    /// ```
-    /// # use pandodb::tree::Tree;
-    /// let mut v: Tree<u64> = (0..100u64).map(|i| (i.to_be_bytes(), i)).collect();
-    /// for round in 0..10u64 {
-    ///     let mut txn = v.into_txn();
-    ///     txn.insert(&round.to_be_bytes(), 1000 + round);
-    ///     assert_eq!(txn.base().unwrap().get(&round.to_be_bytes()), Some(&round));
-    ///     v = txn.commit();
-    /// }
-    /// assert_eq!(v.get(&9u64.to_be_bytes()), Some(&1009));
-    /// ```
-    pub fn into_txn(self) -> TreeTxn<V> {
-        TreeTxn {
-            tree: self.lending_clone(),
-            base: Some(self),
-        }
-    }
-
     /// Inserts `value` under `key`, returning the value it replaced.
     ///
     /// # Panics
@@ -755,24 +417,6 @@ fn replace_value<V: Clone>(l: &mut Leaf<V>, value: V, lg: Option<&mut Ledger<V>>
     }
 }
 
-/// The smallest (or largest) key under a non-empty node.
-fn edge_leaf<V>(mut node: &Inner<V>, first: bool) -> (&[u8], &V) {
-    loop {
-        let pos = if first {
-            node.next_pos(node::POS_TERMINAL)
-        } else {
-            node.prev_pos(node::POS_END)
-        };
-        let Some(pos) = pos else {
-            unreachable!("edge_leaf: an inner node in a tree is never empty");
-        };
-        match node.entry(pos) {
-            EntryRef::Leaf(l) => return (l.key(), l.value()),
-            EntryRef::Inner(n) => node = n,
-        }
-    }
-}
-
 /// Whether the removal of `target` takes effect directly in `node` (at
 /// `depth`): the terminal, or one child slot that goes entirely.
 fn direct<V>(node: &Inner<V>, depth: usize, target: Target<'_>) -> Option<Direct> {
@@ -860,81 +504,6 @@ impl<V: Clone> IntoIterator for Tree<V> {
     fn into_iter(self) -> IntoIter<V> {
         let len = self.len();
         IntoIter::new(self.root, 0, len)
-    }
-}
-
-/// A batch of mutations producing one new version.
-///
-/// The transaction starts from a version (O(1)), copies each path the first
-/// time it writes there and then mutates the nodes it owns in place;
-/// [`TreeTxn::commit`] hands out the new version. The version it started
-/// from is never changed. Reads through `Deref` see the transaction's own
-/// writes.
-///
-/// ```
-/// # use pandodb::tree::Tree;
-/// let base: Tree<u64> = Tree::new();
-/// let mut txn = base.txn();
-/// for i in 0..1000u64 {
-///     txn.insert(format!("k{i:04}").as_bytes(), i);
-/// }
-/// let next = txn.commit();
-/// assert_eq!((base.len(), next.len()), (0, 1000));
-/// ```
-pub struct TreeTxn<V> {
-    /// The new version. Declared first: it drops first, so that its ledger
-    /// (from [`Tree::into_txn`]) restores counts while `base` still lives.
-    tree: Tree<V>,
-    /// The version taken over by [`Tree::into_txn`].
-    base: Option<Tree<V>>,
-}
-
-impl<V: Clone> TreeTxn<V> {
-    /// Inserts `value` under `key`, returning the value it replaced.
-    pub fn insert(&mut self, key: &[u8], value: V) -> Option<V> {
-        self.tree.insert(key, value)
-    }
-
-    /// Removes `key`, returning its value.
-    pub fn remove(&mut self, key: &[u8]) -> Option<V> {
-        self.tree.remove(key)
-    }
-
-    /// Removes every key starting with `prefix`; returns how many.
-    pub fn remove_prefix(&mut self, prefix: &[u8]) -> usize {
-        self.tree.remove_prefix(prefix)
-    }
-
-    /// Finishes the batch and returns the new version.
-    pub fn commit(self) -> Tree<V> {
-        let TreeTxn { mut tree, base } = self;
-        if let Some(mut base) = base
-            && let Some(ledger) = tree.take_ledger()
-        {
-            (*ledger).settle(base.root_mut());
-        }
-        tree
-    }
-
-    /// Discards the batch; returns the version taken over by
-    /// [`Tree::into_txn`] (`None` for [`Tree::txn`]).
-    pub fn abort(self) -> Option<Tree<V>> {
-        let TreeTxn { tree, base } = self;
-        drop(tree);
-        base
-    }
-
-    /// The version taken over by [`Tree::into_txn`], unchanged by the
-    /// batch (`None` for [`Tree::txn`]).
-    pub fn base(&self) -> Option<&Tree<V>> {
-        self.base.as_ref()
-    }
-}
-
-impl<V> std::ops::Deref for TreeTxn<V> {
-    type Target = Tree<V>;
-    fn deref(&self) -> &Tree<V> {
-        &self.tree
     }
 }
 

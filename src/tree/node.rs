@@ -1,9 +1,12 @@
-//! Node types of the persistent adaptive radix tree: leaves, inner nodes and
-//! their three adaptive layouts (`Small`, `Medium`, `Large`).
+//! Node types of the persistent adaptive radix tree: inner nodes and their
+//! three adaptive layouts (`Small`, `Medium`, `Large`).
 //!
-//! This module owns the node layout and the per-node primitives (find, add and
-//! remove a child, walk entries in order, copy-on-write). It knows nothing of
-//! versions or iteration state; `mod.rs` drives these primitives.
+//! This module owns the node layout and the per-node read primitives (find
+//! a child, walk entries in order, prefetch, the iterative drop). It knows
+//! nothing of versions or iteration state; `mod.rs` drives these
+//! primitives. Next to it: `slot.rs` (the one-word child [`Slot`]),
+//! `write.rs` (copy-on-write, adding and removing a child, growth and
+//! rebuilds) and `ledger.rs` (the lending transaction's [`Ledger`]).
 //!
 //! An inner node is ONE allocation (`body::NodeArc`): a shared header
 //! (prefix, count, terminal leaf, layout) followed by its child slots.
@@ -15,6 +18,8 @@
 //! cloning (or lending) them when the node is shared.
 
 use super::body::{Body, NodeArc};
+use super::ledger::Ledger;
+use super::slot::{Entry, EntryRef, Slot};
 
 /// Most children a `Small` node holds (sorted byte keys, linear search).
 pub(crate) const SMALL_MAX: usize = 16;
@@ -24,189 +29,13 @@ pub(crate) const MEDIUM_MAX: usize = 48;
 pub(crate) const MEDIUM_MIN: usize = 12;
 /// A `Large` node that shrinks to this many children becomes `Medium`.
 pub(crate) const LARGE_MIN: usize = 36;
-/// Slot capacity a `Medium` node grows by.
-const MEDIUM_STEP: usize = 8;
 
 /// Entry position of the terminal leaf (the key that ends at this node).
 pub(crate) const POS_TERMINAL: u16 = 0;
 /// One past the largest entry position (`1 + 255` is the largest child).
 pub(crate) const POS_END: u16 = 257;
 
-use super::leaf;
 pub(crate) use super::leaf::Leaf;
-use std::marker::PhantomData;
-use std::ptr::NonNull;
-
-/// One child of an inner node: a leaf or an inner node, in one word.
-///
-/// The word is the child's own handle: an inner node's (an even address)
-/// or a leaf's (its header's address plus [`leaf::TAG`], odd). Both handle
-/// types are `repr(transparent)` over that pointer, so a slot can lend
-/// out a `&Leaf` or `&Inner` to itself. An `Option<Slot>` is one word too
-/// (the pointer is never null): half the two-word enum it replaced, which
-/// made every slot array twice as large.
-#[repr(transparent)]
-pub(crate) struct Slot<V> {
-    raw: NonNull<u8>,
-    _owns: PhantomData<(Leaf<V>, Inner<V>)>,
-}
-
-// SAFETY: a slot owns either a `Leaf<V>` or an `Inner<V>`, which are `Send`
-// and `Sync` when `V` is both; it adds no shared state of its own.
-#[allow(unsafe_code)]
-unsafe impl<V: Send + Sync> Send for Slot<V> {}
-// SAFETY: as above.
-#[allow(unsafe_code)]
-unsafe impl<V: Send + Sync> Sync for Slot<V> {}
-
-/// A child taken out of its slot.
-pub(crate) enum Entry<V> {
-    Leaf(Leaf<V>),
-    Inner(Inner<V>),
-}
-
-/// Mutable access to the child in a slot.
-pub(crate) enum EntryMut<'a, V> {
-    Leaf(&'a mut Leaf<V>),
-    Inner(&'a mut Inner<V>),
-}
-
-// The handles are one pointer each, so a slot can be either of them.
-const _: () = {
-    assert!(size_of::<Leaf<u64>>() == size_of::<usize>());
-    assert!(size_of::<Inner<u64>>() == size_of::<usize>());
-    assert!(size_of::<Option<Slot<u64>>>() == size_of::<usize>());
-};
-
-#[allow(unsafe_code)]
-impl<V> Slot<V> {
-    /// Whether the child is a leaf.
-    #[inline]
-    pub(crate) fn is_leaf(&self) -> bool {
-        self.raw.as_ptr().addr() & leaf::TAG != 0
-    }
-
-    /// The child, borrowed.
-    #[inline]
-    pub(crate) fn get(&self) -> EntryRef<'_, V> {
-        let p: *const Self = self;
-        if self.is_leaf() {
-            // SAFETY: a tagged slot holds the bits of a live `Leaf<V>`,
-            // a `repr(transparent)` handle of the same size as `Slot<V>`;
-            // the borrow cannot outlive `self`.
-            EntryRef::Leaf(unsafe { &*p.cast::<Leaf<V>>() })
-        } else {
-            // SAFETY: an untagged slot holds the bits of a live
-            // `Inner<V>` (`repr(transparent)` over `ThinArc`, itself
-            // `repr(transparent)` over one pointer: see the size check
-            // above); the borrow cannot outlive `self`.
-            EntryRef::Inner(unsafe { &*p.cast::<Inner<V>>() })
-        }
-    }
-
-    /// The child, borrowed mutably. Whatever is written through the
-    /// reference is a handle of the same kind, so the tag stays right.
-    #[inline]
-    pub(crate) fn get_mut(&mut self) -> EntryMut<'_, V> {
-        let p: *mut Self = self;
-        if self.is_leaf() {
-            // SAFETY: as in `get`, with the exclusive borrow of `self`.
-            EntryMut::Leaf(unsafe { &mut *p.cast::<Leaf<V>>() })
-        } else {
-            // SAFETY: as in `get`, with the exclusive borrow of `self`.
-            EntryMut::Inner(unsafe { &mut *p.cast::<Inner<V>>() })
-        }
-    }
-
-    /// The child, moved out.
-    #[inline]
-    pub(crate) fn into_entry(self) -> Entry<V> {
-        let this = std::mem::ManuallyDrop::new(self);
-        let p: *const Self = &*this;
-        if this.is_leaf() {
-            // SAFETY: the bits are a `Leaf<V>` handle (see `get`); `this`
-            // is never dropped, so the handle moves out exactly once.
-            Entry::Leaf(unsafe { p.cast::<Leaf<V>>().read() })
-        } else {
-            // SAFETY: an untagged slot holds the pointer of a `NodeArc`
-            // handle (see `From<Inner<V>>`), not yet taken back: `this` is
-            // never dropped.
-            Entry::Inner(Inner(unsafe { NodeArc::from_raw(this.raw) }))
-        }
-    }
-
-    /// The slot's word, as a number (for tests).
-    #[cfg(test)]
-    pub(crate) fn word(&self) -> usize {
-        self.raw.as_ptr().addr()
-    }
-
-    /// Number of keys below this slot.
-    #[inline]
-    pub(crate) fn count(&self) -> usize {
-        match self.get() {
-            EntryRef::Leaf(_) => 1,
-            EntryRef::Inner(n) => n.count,
-        }
-    }
-}
-
-impl<V> From<Leaf<V>> for Slot<V> {
-    #[inline]
-    fn from(l: Leaf<V>) -> Self {
-        let l = std::mem::ManuallyDrop::new(l);
-        let p: *const Leaf<V> = &*l;
-        // SAFETY: `Leaf<V>` is `repr(transparent)` over a non-null pointer;
-        // its handle moves into the slot (`l` is never dropped).
-        #[allow(unsafe_code)]
-        let raw = unsafe { p.cast::<NonNull<u8>>().read() };
-        debug_assert!(raw.as_ptr().addr() & leaf::TAG != 0);
-        Slot {
-            raw,
-            _owns: PhantomData,
-        }
-    }
-}
-
-impl<V> From<Inner<V>> for Slot<V> {
-    #[inline]
-    fn from(n: Inner<V>) -> Self {
-        // The handle moves into the slot as its pointer (`get` relies on
-        // the handle being exactly that word:
-        // `tree::tests::miri_slot_words_are_the_handles` checks it).
-        let Some(raw) = NonNull::new(n.0.ptr().cast_mut()) else {
-            unreachable!("a node's pointer is not null")
-        };
-        // Its count now belongs to the slot: the handle is forgotten
-        // (`Inner` has a `Drop` and cannot be taken apart).
-        std::mem::forget(n);
-        debug_assert_eq!(raw.as_ptr().addr() & leaf::TAG, 0);
-        Slot {
-            raw,
-            _owns: PhantomData,
-        }
-    }
-}
-
-impl<V> Clone for Slot<V> {
-    #[inline]
-    fn clone(&self) -> Self {
-        match self.get() {
-            EntryRef::Leaf(l) => Slot::from(l.clone()),
-            EntryRef::Inner(n) => Slot::from(n.clone()),
-        }
-    }
-}
-
-impl<V> Drop for Slot<V> {
-    #[inline]
-    fn drop(&mut self) {
-        // SAFETY: the slot's handle moves out once, here, and is dropped.
-        #[allow(unsafe_code)]
-        let entry = unsafe { std::ptr::read(self) }.into_entry();
-        drop(entry);
-    }
-}
 
 /// How an inner node addresses its slots.
 #[derive(Clone)]
@@ -298,7 +127,7 @@ pub(crate) struct Head<V> {
 ///
 /// `repr(transparent)`: [`Slot`] relies on the handle being its pointer.
 #[repr(transparent)]
-pub(crate) struct Inner<V>(NodeArc<V>);
+pub(crate) struct Inner<V>(pub(super) NodeArc<V>);
 
 impl<V> Clone for Inner<V> {
     #[inline]
@@ -312,23 +141,6 @@ impl<V> std::ops::Deref for Inner<V> {
     #[inline]
     fn deref(&self) -> &Head<V> {
         self.0.head()
-    }
-}
-
-/// A borrowed entry of an inner node.
-pub(crate) enum EntryRef<'a, V> {
-    Leaf(&'a Leaf<V>),
-    Inner(&'a Inner<V>),
-}
-
-/// The capacity a `Small` node of `len` children grows to when full:
-/// exact steps while tiny, then by two (most nodes are small).
-#[inline]
-fn small_growth(len: usize) -> usize {
-    if len < 4 {
-        len + 1
-    } else {
-        (len + 2).min(SMALL_MAX)
     }
 }
 
@@ -361,13 +173,13 @@ impl<V> Inner<V> {
     /// Whether this handle is the only one on its node (with acquire
     /// ordering: the writes of every dropped handle's thread are visible).
     #[inline]
-    fn is_unique(&self) -> bool {
+    pub(super) fn is_unique(&self) -> bool {
         self.0.is_unique()
     }
 
     /// The node's reference count (acquire, like [`Inner::is_unique`]).
     #[inline]
-    fn count_refs(&self) -> usize {
+    pub(super) fn count_refs(&self) -> usize {
         self.0.count()
     }
 
@@ -383,7 +195,7 @@ impl<V> Inner<V> {
     /// version can have count 1 while the transaction's copies point into
     /// it: the handle the transaction reached it through was lent.)
     #[inline]
-    fn owned(&self, lg: &Option<&mut Ledger<V>>) -> bool {
+    pub(super) fn owned(&self, lg: &Option<&mut Ledger<V>>) -> bool {
         match lg {
             None => self.is_unique(),
             Some(l) => self.generation == l.generation && self.is_unique(),
@@ -392,7 +204,7 @@ impl<V> Inner<V> {
 
     /// Write access to the node when this handle is the only one.
     #[inline]
-    fn get_mut(&mut self) -> Option<&mut Body<V>> {
+    pub(super) fn get_mut(&mut self) -> Option<&mut Body<V>> {
         self.0.get_mut()
     }
 
@@ -419,7 +231,7 @@ impl<V> Inner<V> {
 
     /// The slot index of the child at byte `b`.
     #[inline]
-    fn find(&self, b: u8) -> Option<usize> {
+    pub(super) fn find(&self, b: u8) -> Option<usize> {
         self.layout.find(b)
     }
 
@@ -670,6 +482,7 @@ impl<V> Inner<V> {
     }
 
     /// Every child with its byte, in byte order (for the invariant check).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn children(&self) -> Vec<(u8, &Slot<V>)> {
         let mut out = Vec::with_capacity(self.num_children());
         let mut pos = self.next_pos(1);
@@ -687,7 +500,7 @@ impl<V> Inner<V> {
     /// count has passed to a copy's duplicate). Only the header is dropped:
     /// no slot is read, so a `Large` node costs what a `Small` one does.
     #[allow(unsafe_code)]
-    fn free_without_slots(self) {
+    pub(super) fn free_without_slots(self) {
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: `Inner` is a `Drop` wrapper of its `NodeArc`, read out
         // once here and never dropped through `this`.
@@ -704,351 +517,6 @@ impl<V> Inner<V> {
             {
                 out.push(n);
             }
-        }
-    }
-}
-
-impl<V: Clone> Inner<V> {
-    /// Write access to this node: in place when the writer owns it (see
-    /// [`Inner::owned`]), else after copying it, by lending its child
-    /// handles when the ledger allows (see [`Ledger`]) or by cloning them
-    /// (one reference count each).
-    #[inline]
-    pub(crate) fn make_mut(&mut self, lg: Option<&mut Ledger<V>>) -> &mut Body<V> {
-        if !self.owned(&lg) {
-            self.copy_for_write(lg);
-        }
-        match self.get_mut() {
-            Some(body) => body,
-            None => unreachable!("make_mut: the node was just made unique"),
-        }
-    }
-
-    /// The copy of [`Inner::make_mut`], out of line: most calls find the
-    /// node owned already (every node of a path after its first write), and
-    /// that check is what gets inlined into each descent.
-    #[inline(never)]
-    fn copy_for_write(&mut self, lg: Option<&mut Ledger<V>>) {
-        let cap = self.slots().len();
-        // A copied `Small` node that is full gets one spare slot: a copy
-        // is usually made to change the node, often to add a child.
-        let cap = match self.layout {
-            Layout::Small { len, .. } if usize::from(len) == cap => small_growth(cap),
-            _ => cap,
-        };
-        match lg {
-            Some(l) if l.may_lend(self) => self.lend_copy(cap, l),
-            lg => {
-                let layout = self.layout.clone();
-                self.rebuild(layout, (0..cap).map(Some), lg);
-            }
-        }
-    }
-
-    /// The lending copy of [`Inner::make_mut`] (see [`Inner::rebuild`]):
-    /// the same layout with `cap` slots (at least the current capacity), the
-    /// children's handles duplicated bit for bit in one copy of the slot
-    /// array rather than one slot at a time. The old node joins the ledger.
-    #[allow(unsafe_code)]
-    fn lend_copy(&mut self, cap: usize, l: &mut Ledger<V>) {
-        let head = Head {
-            prefix: self.prefix.clone(),
-            count: self.count,
-            terminal: self.terminal.clone(),
-            layout: self.layout.clone(),
-            generation: l.generation,
-        };
-        let slots = self.slots();
-        let n = slots.len();
-        assert!(n <= cap, "lend_copy: {cap} slots cannot hold {n}");
-        // SAFETY: the closure writes every one of the new node's `cap >= n`
-        // slots. The first `n` become bitwise duplicates of the old node's
-        // slots (a child handle's duplicate, as `duplicate` makes one, or
-        // `None`), copied in one piece from a distinct allocation:
-        // `may_lend` established that the old node belongs to the base
-        // version alone, and it joins the ledger below, which keeps it (and
-        // so each lent child's count) alive until settlement, which then
-        // either frees it without dropping its slots (their counts pass to
-        // these copies) or gives each of its children one more count. The
-        // rest are `None`.
-        let new = Inner(unsafe {
-            NodeArc::new_with(head, cap, |dst| {
-                let (lent, spare) = dst.split_at_mut(n);
-                std::ptr::copy_nonoverlapping(slots.as_ptr(), lent.as_mut_ptr().cast(), n);
-                for s in spare {
-                    s.write(None);
-                }
-            })
-        });
-        let old = std::mem::replace(self, new);
-        l.lent_from(old);
-    }
-
-    /// Replaces this node by a new allocation with header `layout` and a
-    /// slot array laid out by `map` (one item per new slot: the old slot
-    /// index to fill it from, or `None`; every occupied old slot must be
-    /// mapped). Out-of-range or empty old slots give empty new slots. The
-    /// slots are
-    /// - moved, when the writer owns the node ([`Inner::owned`]);
-    /// - lent (copied bit for bit, no count changes), when the ledger
-    ///   allows it ([`Ledger::may_lend`]): the old node joins the ledger;
-    /// - cloned otherwise, and the old handle is dropped (by the ledger at
-    ///   settlement, in a lending transaction).
-    #[allow(unsafe_code)]
-    fn rebuild(
-        &mut self,
-        layout: Layout,
-        map: impl ExactSizeIterator<Item = Option<usize>>,
-        lg: Option<&mut Ledger<V>>,
-    ) {
-        let generation = lg.as_ref().map_or(0, |l| l.generation);
-        if self.owned(&lg) {
-            let Some(body) = self.get_mut() else {
-                unreachable!("rebuild: an owned node is unique")
-            };
-            let h = body.header_mut();
-            let head = Head {
-                prefix: std::mem::replace(&mut h.prefix, Prefix::EMPTY),
-                count: h.count,
-                terminal: h.terminal.take(),
-                layout,
-                generation,
-            };
-            let slots = body.slice_mut();
-            self.0 = NodeArc::from_iter(
-                head,
-                map.map(|i| i.and_then(|i| slots.get_mut(i).and_then(Option::take))),
-            );
-            return;
-        }
-        let head = Head {
-            prefix: self.prefix.clone(),
-            count: self.count,
-            terminal: self.terminal.clone(),
-            layout,
-            generation,
-        };
-        match lg {
-            Some(l) if l.may_lend(self) => {
-                let slots = self.slots();
-                let mut lent = 0;
-                let new = NodeArc::from_iter(
-                    head,
-                    map.map(|i| {
-                        let s = i.and_then(|i| slots.get(i)).and_then(Option::as_ref)?;
-                        lent += 1;
-                        // SAFETY: `may_lend` established that the old node
-                        // belongs to the base version alone; it joins the
-                        // ledger below, which keeps it (and so the count
-                        // of each lent child) alive until settlement, and
-                        // settlement either frees it without dropping its
-                        // slots (their counts pass to these copies) or
-                        // gives each of its children one more count.
-                        Some(unsafe { duplicate(s) })
-                    }),
-                );
-                debug_assert_eq!(lent, self.num_children(), "rebuild: a slot was not mapped");
-                let old = std::mem::replace(&mut self.0, new);
-                l.lent_from(Inner(old));
-            }
-            lg => {
-                self.prefetch_children(1);
-                let slots = self.slots();
-                let new = NodeArc::from_iter(
-                    head,
-                    map.map(|i| i.and_then(|i| slots.get(i).cloned().flatten())),
-                );
-                let old = Inner(std::mem::replace(&mut self.0, new));
-                match lg {
-                    Some(l) => l.defer(Slot::from(old)),
-                    None => drop(old),
-                }
-            }
-        }
-    }
-
-    /// The child at byte `b`, for writing (the node is made unique first).
-    #[inline]
-    pub(crate) fn child_mut(
-        &mut self,
-        b: u8,
-        lg: Option<&mut Ledger<V>>,
-    ) -> Option<&mut Option<Slot<V>>> {
-        let i = self.find(b)?;
-        let body = self.make_mut(lg);
-        body.slice_mut().get_mut(i).filter(|s| s.is_some())
-    }
-
-    /// More slots (`cap`) in the same layout: the owned node's block grows
-    /// where it is ([`NodeArc::grow`]: one reallocation, no slot visited);
-    /// a node the writer does not own is copied into a larger one.
-    fn grow(&mut self, cap: usize, lg: Option<&mut Ledger<V>>) {
-        if self.owned(&lg) {
-            self.0.grow(cap);
-        } else {
-            let layout = self.layout.clone();
-            self.rebuild(layout, (0..cap).map(Some), lg);
-        }
-    }
-
-    /// Adds a child at byte `b`, which must be absent. Grows the node (to
-    /// the next capacity or layout) when it is full.
-    pub(crate) fn add_child(&mut self, b: u8, slot: Slot<V>, mut lg: Option<&mut Ledger<V>>) {
-        debug_assert!(self.child(b).is_none());
-        let cap = self.slots().len();
-        let n = self.num_children();
-        if n == cap {
-            match &self.layout {
-                Layout::Small { .. } if n < SMALL_MAX => {
-                    self.grow(small_growth(n), lg.as_deref_mut());
-                }
-                Layout::Small { keys, .. } => {
-                    let mut index = Box::new([0u8; 256]);
-                    for (i, &k) in keys.iter().enumerate() {
-                        index[usize::from(k)] = (i + 1) as u8;
-                    }
-                    let layout = Layout::Medium {
-                        index,
-                        len: n as u8,
-                    };
-                    self.rebuild(layout, (0..n + MEDIUM_STEP).map(Some), lg.as_deref_mut());
-                }
-                Layout::Medium { .. } if n < MEDIUM_MAX => {
-                    self.grow((n + MEDIUM_STEP).min(MEDIUM_MAX), lg.as_deref_mut());
-                }
-                Layout::Medium { index, .. } => {
-                    let map: [u8; 256] = **index;
-                    let layout = Layout::Large { len: n as u16 };
-                    self.rebuild(
-                        layout,
-                        map.into_iter().map(|i| usize::from(i).checked_sub(1)),
-                        lg.as_deref_mut(),
-                    );
-                }
-                Layout::Large { .. } => {}
-            }
-        }
-        let body = self.make_mut(lg);
-        // The header first, then the slots (one allocation, two borrows).
-        let (at, shift_from) = match &mut body.header_mut().layout {
-            Layout::Small { keys, len } => {
-                let n = usize::from(*len);
-                let at = keys[..n].iter().position(|&k| k > b).unwrap_or(n);
-                keys.copy_within(at..n, at + 1);
-                keys[at] = b;
-                *len += 1;
-                (at, Some(n))
-            }
-            Layout::Medium { index, len } => {
-                let at = usize::from(*len);
-                *len += 1;
-                index[usize::from(b)] = *len;
-                (at, None)
-            }
-            Layout::Large { len } => {
-                *len += 1;
-                (usize::from(b), None)
-            }
-        };
-        let slots = body.slice_mut();
-        if let Some(n) = shift_from {
-            slots[at..=n].rotate_right(1);
-        }
-        slots[at] = Some(slot);
-    }
-
-    /// Removes and returns the child at byte `b`, shrinking the node when
-    /// it falls below its layout's size class.
-    /// The caller disposes of the removed slot (through the ledger, in a
-    /// lending transaction).
-    pub(crate) fn remove_child(
-        &mut self,
-        b: u8,
-        mut lg: Option<&mut Ledger<V>>,
-    ) -> Option<Slot<V>> {
-        let i = self.find(b)?;
-        self.slots().get(i)?.as_ref()?;
-        let body = self.make_mut(lg.as_deref_mut());
-        // The header first, then the slots (one allocation, two borrows).
-        enum Fill {
-            /// Close the gap: `slots[i..n]` shift left by one.
-            Shift(usize),
-            /// Move the last slot (`slots[n]`) into the hole.
-            Last(usize),
-            Hole,
-        }
-        let fill = match &mut body.header_mut().layout {
-            Layout::Small { keys, len } => {
-                let n = usize::from(*len);
-                keys.copy_within(i + 1..n, i);
-                *len -= 1;
-                Fill::Shift(n)
-            }
-            Layout::Medium { index, len } => {
-                index[usize::from(b)] = 0;
-                let last = usize::from(*len) - 1;
-                *len -= 1;
-                if i != last {
-                    // The last slot moves into the hole: repoint its byte.
-                    if let Some(e) = index.iter_mut().find(|e| usize::from(**e) == last + 1) {
-                        *e = (i + 1) as u8;
-                    }
-                    Fill::Last(last)
-                } else {
-                    Fill::Hole
-                }
-            }
-            Layout::Large { len } => {
-                *len -= 1;
-                Fill::Hole
-            }
-        };
-        let slots = body.slice_mut();
-        let removed = slots[i].take();
-        match fill {
-            Fill::Shift(n) => slots[i..n].rotate_left(1),
-            Fill::Last(last) => slots.swap(i, last),
-            Fill::Hole => {}
-        }
-        self.shrink(lg);
-        removed
-    }
-
-    /// Moves a node that fell below its size class to the next smaller
-    /// layout.
-    fn shrink(&mut self, lg: Option<&mut Ledger<V>>) {
-        match &self.layout {
-            Layout::Medium { index, len } if usize::from(*len) <= MEDIUM_MIN => {
-                let mut keys = [0u8; SMALL_MAX];
-                let mut order = [0usize; SMALL_MAX];
-                let mut n = 0;
-                for (byte, &i) in index.iter().enumerate() {
-                    if i != 0 {
-                        keys[n] = byte as u8;
-                        order[n] = usize::from(i) - 1;
-                        n += 1;
-                    }
-                }
-                let layout = Layout::Small { keys, len: n as u8 };
-                self.rebuild(layout, order[..n].iter().map(|&i| Some(i)), lg);
-            }
-            Layout::Large { len } if usize::from(*len) <= LARGE_MIN => {
-                let n = usize::from(*len);
-                let mut index = Box::new([0u8; 256]);
-                let mut order = Vec::with_capacity(n);
-                for (byte, s) in self.slots().iter().enumerate() {
-                    if s.is_some() {
-                        order.push(byte);
-                        index[byte] = order.len() as u8;
-                    }
-                }
-                let layout = Layout::Medium {
-                    index,
-                    len: n as u8,
-                };
-                self.rebuild(layout, order.into_iter().map(Some), lg);
-            }
-            _ => {}
         }
     }
 }
@@ -1078,171 +546,6 @@ impl<V> Drop for Inner<V> {
             }
             // `node` drops here with no unique inner child left.
         }
-    }
-}
-
-/// A second handle on the same child, made without touching its count.
-///
-/// # Safety
-/// The two handles together hold one count: the caller must make sure that
-/// exactly one of them is ever dropped as a counted handle, and that the
-/// other is forgotten (or its count restored) before that happens.
-#[allow(unsafe_code)]
-unsafe fn duplicate<V>(s: &Slot<V>) -> Slot<V> {
-    // SAFETY: a bitwise copy of a handle (a pointer, no drop glue of its
-    // own); the caller's contract keeps the count balanced.
-    unsafe { std::ptr::read(s) }
-}
-
-/// The next ledger generation (0 means "no ledger").
-static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// The bookkeeping of a *lending* write transaction: one that copies nodes
-/// of the version it started from (its *base*) without changing the
-/// reference counts of their children.
-///
-/// A plain copy of a node clones every child handle (one atomic increment
-/// on each child's cache line), and freeing the replaced node later
-/// decrements them all again. When the base version is the only owner of
-/// the node, the transaction instead *lends* the child handles: the copy
-/// gets bitwise duplicates, and the base node, still read by the base
-/// version's readers, joins the ledger. Settlement then finishes the job
-/// one of two ways:
-/// - [`Ledger::settle`] with exclusive access to the base tree (the base
-///   version is gone: no reader can reach it) and every lent node still
-///   unshared: the lent nodes are freed without dropping their slots. Their
-///   counts now belong to the copies. This is the fast path.
-/// - otherwise (abort, a reader still on the base version, a lent node
-///   cloned meanwhile): each lent node takes one more count on each of its
-///   children, after which every handle counts as in a plain copy.
-///
-/// Until then nothing the transaction lets go of may be dropped: a handle
-/// it removes may be one of the lent duplicates, whose count still serves
-/// the base version. Those handles are kept in the ledger and dropped at
-/// settlement, after the lent nodes are dealt with.
-///
-/// Nodes the transaction makes carry its `generation`; only those change
-/// in place during it (a base node can have count 1 while copies point
-/// into it).
-pub(crate) struct Ledger<V> {
-    pub(crate) generation: u64,
-    /// Address of the base version's root node (0: empty base). The
-    /// transaction's tree holds one counted handle on it until it copies
-    /// the root.
-    base_root: usize,
-    /// Base nodes whose child handles were lent: an uncounted duplicate
-    /// handle each, and whether it is the base root.
-    lent: Vec<(std::mem::ManuallyDrop<Inner<V>>, bool)>,
-    /// Handles the transaction let go of, dropped at settlement.
-    deferred: Vec<Slot<V>>,
-}
-
-impl<V> Ledger<V> {
-    /// A ledger for a transaction whose base root is at `base_root`.
-    pub(crate) fn new(base_root: usize) -> Self {
-        Ledger {
-            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            base_root,
-            lent: Vec::new(),
-            deferred: Vec::new(),
-        }
-    }
-
-    /// Whether the transaction may lend the children of `node`, a node it
-    /// reached and did not make: the base version holds the only count on
-    /// it (for the base root: the base's and the transaction's own).
-    fn may_lend(&self, node: &Inner<V>) -> bool {
-        node.generation != self.generation
-            && node.count_refs() == if node.addr() == self.base_root { 2 } else { 1 }
-    }
-
-    /// Takes `old`, whose children were just lent to its copy.
-    #[allow(unsafe_code)]
-    fn lent_from(&mut self, old: Inner<V>) {
-        if self.lent.capacity() == 0 {
-            // One allocation for a whole path of a deep tree, rather than
-            // growing 0 → 4 → 8 as `push` would.
-            self.lent.reserve(8);
-        }
-        if old.addr() == self.base_root {
-            // The transaction's own counted handle on the base root: keep
-            // an uncounted duplicate and let the count go (the base keeps
-            // the node alive).
-            // SAFETY: the duplicate is never dropped as a counted handle:
-            // settlement frees the root through it only after forgetting
-            // the base's own handle, or forgets it.
-            let dup = Inner(unsafe { std::ptr::read(&old.0) });
-            drop(old);
-            self.lent.push((std::mem::ManuallyDrop::new(dup), true));
-        } else {
-            // `old` is the duplicate the copy of its parent was lent.
-            self.lent.push((std::mem::ManuallyDrop::new(old), false));
-        }
-    }
-
-    /// Keeps `s` until settlement.
-    #[inline]
-    pub(crate) fn defer(&mut self, s: Slot<V>) {
-        self.deferred.push(s);
-    }
-
-    /// Settles with the base version's tree in hand (`base_root`, its
-    /// root handle), which the caller owns exclusively: no reader can
-    /// reach the base any more. Takes the fast path when every lent node
-    /// is still unshared; otherwise restores the counts (see [`Ledger`]).
-    /// Returns whether it took the fast path.
-    pub(crate) fn settle(mut self, base_root: &mut Option<Inner<V>>) -> bool {
-        let root_lent = self.lent.iter().any(|(_, r)| *r);
-        let fast = root_lent
-            && base_root
-                .as_ref()
-                .is_some_and(|r| r.addr() == self.base_root)
-            && self.lent.iter().all(|(n, _)| n.is_unique());
-        if fast {
-            // The base's handle on its root and the lent duplicate are one
-            // count: the duplicate frees the root below.
-            std::mem::forget(base_root.take());
-            for (n, _) in self.lent.drain(..) {
-                // Its slots' counts now belong to the copies' duplicates.
-                std::mem::ManuallyDrop::into_inner(n).free_without_slots();
-            }
-        }
-        self.restore();
-        fast
-    }
-
-    /// The slow settlement: every lent node takes a count on each of its
-    /// children (the copies' duplicates now count as clones), the
-    /// duplicates of lent nodes other than the root are released (their
-    /// parent's new count stands for them), then the deferred handles go.
-    fn restore(&mut self) {
-        for (n, _) in &self.lent {
-            for s in n.slots().iter().flatten() {
-                std::mem::forget(s.clone());
-            }
-        }
-        for (n, root) in self.lent.drain(..) {
-            if !root {
-                drop(std::mem::ManuallyDrop::into_inner(n));
-            }
-        }
-        self.deferred.clear();
-    }
-}
-
-impl<V> Drop for Ledger<V> {
-    /// A ledger dropped without [`Ledger::settle`] (an aborted transaction)
-    /// restores the counts.
-    fn drop(&mut self) {
-        self.restore();
-    }
-}
-
-/// Drops `s`, or hands it to the ledger of a lending transaction.
-#[inline]
-pub(crate) fn dispose<V>(lg: Option<&mut Ledger<V>>, s: Option<Slot<V>>) {
-    if let (Some(l), Some(s)) = (lg, s) {
-        l.defer(s);
     }
 }
 

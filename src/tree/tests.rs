@@ -1,6 +1,7 @@
 //! Unit tests of the tree's edge cases.
 
 use super::*;
+use std::ops::Bound;
 
 fn keys<V>(t: &Tree<V>) -> Vec<Vec<u8>> {
     t.iter().map(|(k, _)| k.to_vec()).collect()
@@ -699,7 +700,8 @@ fn seek_key_agrees_with_rank_on_every_layout() {
 /// counts balanced (Miri reports any leak or double free).
 #[test]
 fn miri_slot_words_are_the_handles() {
-    use node::{Entry, EntryMut, EntryRef, Inner, Leaf, Slot};
+    use node::{Inner, Leaf};
+    use slot::{Entry, EntryMut, EntryRef, Slot};
     let inner: Inner<u32> = Inner::new(b"ab", 2, 0);
     let kept = inner.clone();
     let mut slot = Slot::from(inner);
