@@ -47,6 +47,9 @@ mod segments;
 mod snapshot;
 mod verify;
 
+#[cfg(test)]
+mod tests;
+
 use std::io::{self, Write};
 use std::path::Path;
 use std::time::Instant;
