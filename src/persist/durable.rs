@@ -24,7 +24,8 @@ use crate::sync::{Condvar, Mutex, PoisonError, lock};
 use crate::table::{AnyState, TableLoader};
 
 use super::SnapshotInfo;
-use super::format::{Op, decode_record};
+use super::format::Op;
+use super::recover::{self, DirFiles};
 use super::snapshot::{header_of, read_from, write_rows};
 
 /// When `commit()` returns relative to the disk.
@@ -126,25 +127,13 @@ impl Durable {
             .lock_dir(dir)
             .map_err(|e| Error::io(format!("locking {}", dir.display()), &e))?;
         snapfile::remove_temp_files(&*vfs, dir)?;
-        let names = vfs
-            .list_dir(dir)
-            .map_err(|e| Error::io(format!("listing {}", dir.display()), &e))?;
-        let newest = names.iter().filter_map(|n| parse_snapshot_name(n)).max();
-        let (mut revision, states) = match newest {
+        let files = DirFiles::list(&*vfs, dir)?;
+        let (mut revision, states) = match files.newest_snapshot() {
             Some(rev) => {
-                let path = dir.join(snapshot_name(rev));
+                let path = recover::snapshot_path(dir, rev);
                 let reader = open_snapshot_file(&*vfs, &path)?;
                 let (info, states) = read_snapshot(reader, schema)?;
-                if info.revision != rev {
-                    return Err(Error::Corrupt {
-                        file: path.display().to_string(),
-                        offset: 0,
-                        detail: format!(
-                            "the file name says revision {rev}, the snapshot {}",
-                            info.revision
-                        ),
-                    });
-                }
+                recover::check_snapshot_revision(&path, rev, info.revision)?;
                 (rev, states)
             }
             None => (
@@ -159,23 +148,13 @@ impl Durable {
         let snapshot_rev = revision;
         let mut loaders: Vec<Option<Box<dyn TableLoader>>> =
             schema.tables.iter().map(|_| None).collect();
-        let (writer, found) = log::recover(vfs.clone(), dir, |rev, payload| {
-            if rev <= snapshot_rev {
+        let segments = files.segments;
+        let (writer, found) = log::recover_segments(vfs.clone(), dir, segments, |rev, payload| {
+            let next = recover::next_record(dir, 0, rev, payload, revision, snapshot_rev)?;
+            let Some((names, ops)) = next else {
                 return Ok(());
-            }
+            };
             let file = dir.display().to_string();
-            if rev != revision + 1 {
-                return Err(Error::Corrupt {
-                    file,
-                    offset: 0,
-                    detail: format!("log record {rev} follows revision {revision}: a gap"),
-                });
-            }
-            let (names, ops) = decode_record(payload).ok_or_else(|| Error::Corrupt {
-                file: file.clone(),
-                offset: 0,
-                detail: format!("log record {rev} is malformed"),
-            })?;
             // The record's tables, by name, in this schema.
             let mut map = Vec::with_capacity(names.len());
             for (name, version) in &names {
@@ -220,16 +199,11 @@ impl Durable {
             revision = rev;
             Ok(())
         })?;
-        if let Some(prev) = found.first_prev
-            && prev != log::NO_REV
-            && prev > snapshot_rev
-        {
+        if let Some(detail) = recover::log_start_gap(found.first_prev, snapshot_rev) {
             return Err(Error::Corrupt {
                 file: dir.display().to_string(),
                 offset: 0,
-                detail: format!(
-                    "the log starts after revision {prev} but the newest snapshot is at {snapshot_rev}"
-                ),
+                detail,
             });
         }
         let mut states = states;

@@ -67,55 +67,20 @@ pub trait Vfs: Send + Sync {
         let _ = dir;
         Ok(None)
     }
-}
-
-/// [`std::io::Write`] over a [`VfsFile`]: every write appends.
-pub struct VfsWriter {
-    file: Box<dyn VfsFile>,
-}
-
-impl VfsWriter {
-    /// Wraps `file`.
-    pub fn new(file: Box<dyn VfsFile>) -> VfsWriter {
-        VfsWriter { file }
+    /// Opens the existing file `path` for reading only, for tools that
+    /// inspect files they must not change (and may lack write permission
+    /// on); writes through the handle fail. The default opens it as
+    /// [`Vfs::open`] does.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))] // for the `pandodb` command
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
+        self.open(path)
     }
-    /// The wrapped file.
-    pub fn into_inner(self) -> Box<dyn VfsFile> {
-        self.file
-    }
-}
-
-impl Write for VfsWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write_all(buf)?;
-        Ok(buf.len())
-    }
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file.write_all(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// [`std::io::Read`] over a [`VfsFile`], from offset 0 on.
-pub struct VfsReader {
-    file: Box<dyn VfsFile>,
-    pos: u64,
-}
-
-impl VfsReader {
-    /// Reads `file` from its start.
-    pub fn new(file: Box<dyn VfsFile>) -> VfsReader {
-        VfsReader { file, pos: 0 }
-    }
-}
-
-impl Read for VfsReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read_at(self.pos, buf)?;
-        self.pos += n as u64;
-        Ok(n)
+    /// Whether `path` is a directory (false, or an error, when nothing is
+    /// there). The default: whether it exists and [`Vfs::list_dir`] lists
+    /// it.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))] // for the `pandodb` command
+    fn is_dir(&self, path: &Path) -> io::Result<bool> {
+        Ok(self.exists(path)? && self.list_dir(path).is_ok())
     }
 }
 
@@ -225,6 +190,12 @@ impl Vfs for StdFs {
     }
     fn exists(&self, path: &Path) -> io::Result<bool> {
         path.try_exists()
+    }
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
+        Ok(Box::new(StdFile(File::open(path)?)))
+    }
+    fn is_dir(&self, path: &Path) -> io::Result<bool> {
+        Ok(std::fs::metadata(path)?.is_dir())
     }
 }
 

@@ -306,28 +306,48 @@ pub struct Recovered {
     pub cut: Option<(String, u64, u64)>,
 }
 
+/// The first revisions of the segment files among `names` (a directory
+/// listing), in the order recovery reads them.
+pub fn segments_of(names: &[String]) -> Vec<u64> {
+    let mut segments: Vec<u64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
+    segments.sort_unstable();
+    segments
+}
+
+fn io_error(what: &str, p: &Path, e: &std::io::Error) -> Error {
+    Error::io(format!("{what} {}", p.display()), e)
+}
+
 /// Reads the log in `dir` (created if missing), hands every whole record to
 /// `on_record` in revision order, cuts back a torn tail, and returns a
 /// writer that appends after the last record.
 ///
 /// A segment is validated completely before any of its records is handed
 /// out. An error from `on_record` stops recovery and is returned.
+#[cfg_attr(not(test), allow(dead_code))] // the database lists its directory itself
 pub fn recover(
     vfs: Arc<dyn Vfs>,
     dir: &Path,
+    on_record: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<(LogWriter, Recovered)> {
+    vfs.create_dir_all(dir)
+        .map_err(|e| io_error("creating log directory", dir, &e))?;
+    let names = vfs
+        .list_dir(dir)
+        .map_err(|e| io_error("listing log directory", dir, &e))?;
+    recover_segments(vfs, dir, segments_of(&names), on_record)
+}
+
+/// [`recover`] of the existing directory `dir` whose segments the caller
+/// has listed: `segments`, their first revisions as [`segments_of`] gives
+/// them.
+pub fn recover_segments(
+    vfs: Arc<dyn Vfs>,
+    dir: &Path,
+    mut segments: Vec<u64>,
     mut on_record: impl FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<(LogWriter, Recovered)> {
-    let io =
-        |what: &str, p: &Path, e: &std::io::Error| Error::io(format!("{what} {}", p.display()), e);
-    vfs.create_dir_all(dir)
-        .map_err(|e| io("creating log directory", dir, &e))?;
-    let mut segments: Vec<u64> = vfs
-        .list_dir(dir)
-        .map_err(|e| io("listing log directory", dir, &e))?
-        .iter()
-        .filter_map(|n| parse_segment_name(n))
-        .collect();
-    segments.sort_unstable();
+    let io = io_error;
     let mut found = Recovered::default();
     let mut active: Option<(Box<dyn VfsFile>, u64)> = None;
     let count = segments.len();

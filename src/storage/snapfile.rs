@@ -1,7 +1,8 @@
 //! The snapshot container: a checksummed, versioned stream of opaque
 //! records behind a caller-provided header ([`SnapshotWriter`],
-//! [`SnapshotReader`]), and the atomic file helpers
-//! ([`write_snapshot_file`], [`open_snapshot_file`]).
+//! [`SnapshotReader`]), the atomic file helpers ([`write_snapshot_file`],
+//! [`open_snapshot_file`]), and the `std::io` adapters over a [`VfsFile`]
+//! they use ([`VfsWriter`], [`VfsReader`]).
 //!
 //! # On disk
 //!
@@ -38,7 +39,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
 
 use super::MAX_RECORD;
-use super::fs::{Vfs, VfsReader, VfsWriter};
+use super::fs::{Vfs, VfsFile};
 use crate::{Error, Result};
 
 /// Magic bytes at the start of a snapshot file.
@@ -67,6 +68,56 @@ fn le32(b: &[u8]) -> u32 {
 
 fn le64(b: &[u8]) -> u64 {
     u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
+}
+
+/// [`std::io::Write`] over a [`VfsFile`]: every write appends.
+pub struct VfsWriter {
+    file: Box<dyn VfsFile>,
+}
+
+impl VfsWriter {
+    /// Wraps `file`.
+    pub fn new(file: Box<dyn VfsFile>) -> VfsWriter {
+        VfsWriter { file }
+    }
+    /// The wrapped file.
+    pub fn into_inner(self) -> Box<dyn VfsFile> {
+        self.file
+    }
+}
+
+impl Write for VfsWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// [`std::io::Read`] over a [`VfsFile`], from offset 0 on.
+pub struct VfsReader {
+    file: Box<dyn VfsFile>,
+    pos: u64,
+}
+
+impl VfsReader {
+    /// Reads `file` from its start.
+    pub fn new(file: Box<dyn VfsFile>) -> VfsReader {
+        VfsReader { file, pos: 0 }
+    }
+}
+
+impl Read for VfsReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(self.pos, buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
 }
 
 /// Writes a snapshot to `W`: header at [`SnapshotWriter::new`], records
