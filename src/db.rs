@@ -84,6 +84,7 @@ impl Options {
     }
 
     /// Uses another file system (tests and fuzzing: the simulated one).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn vfs(mut self, vfs: Arc<dyn Vfs>) -> Options {
         self.vfs = VfsHandle(vfs);
         self
