@@ -393,10 +393,10 @@ impl Db {
         // Commits that released their locks but are still syncing first.
         let current = self.inner.flush_pending()?;
         if info.revision < current {
-            return Err(Error::SchemaMismatch(format!(
-                "the snapshot's revision {} is older than the database's {current}",
-                info.revision
-            )));
+            return Err(Error::StaleSnapshot {
+                snapshot: info.revision,
+                current,
+            });
         }
         let states: Box<[AnyState]> = states.into();
         if let Some(d) = &self.inner.durable {
@@ -421,7 +421,9 @@ impl Db {
     }
 
     /// A read transaction: the latest committed version, frozen. Lock-free,
-    /// never blocked by writers; cheap enough to take per lookup.
+    /// never blocked by writers; cheap enough to take per lookup, and an
+    /// O(1) view that can be kept and read for as long as needed (only a
+    /// snapshot *file* is written, by [`snapshot_to`](Db::snapshot_to)).
     pub fn read(&self) -> ReadTxn {
         ReadTxn::new(self.inner.load(), self.inner.schema.id)
     }
@@ -473,12 +475,6 @@ impl Db {
             self.inner.load_at_least(rev)?,
             self.inner.schema.id,
         ))
-    }
-
-    /// An O(1) snapshot of the latest version that can be kept and read
-    /// forever (the same thing as a read transaction).
-    pub fn snapshot(&self) -> ReadTxn {
-        self.read()
     }
 
     /// The revision of the latest commit (0 before the first).

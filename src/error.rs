@@ -57,6 +57,16 @@ pub enum Error {
         /// The oldest revision still retained.
         oldest: u64,
     },
+    /// An operation of durable mode (a checkpoint) on a database that was
+    /// not opened from a directory.
+    NotDurable(String),
+    /// A snapshot to install is older than the database it would replace.
+    StaleSnapshot {
+        /// The snapshot's revision.
+        snapshot: u64,
+        /// The database's revision.
+        current: u64,
+    },
     /// A read asked for a revision that no commit has reached yet.
     RevisionNotReached {
         /// The revision asked for.
@@ -143,6 +153,14 @@ impl fmt::Display for Error {
             Error::Compacted { oldest } => write!(
                 f,
                 "revisions before {oldest} are no longer retained by the change feed"
+            ),
+            Error::NotDurable(op) => write!(
+                f,
+                "{op} needs a database opened from a directory (Db::open)"
+            ),
+            Error::StaleSnapshot { snapshot, current } => write!(
+                f,
+                "the snapshot's revision {snapshot} is older than the database's {current}"
             ),
             Error::RevisionNotReached { requested, latest } => write!(
                 f,

@@ -27,7 +27,7 @@ mod feed;
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod index;
+mod index;
 mod persist;
 mod root;
 mod schema;

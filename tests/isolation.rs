@@ -91,14 +91,14 @@ fn ids<Q: Query>(q: &Q, t: &T) -> Vec<u32> {
 fn no_dirty_reads() {
     let t = setup();
     commit_rows(&t, &[acc(1, "ann", 10)]);
-    let snap_before = t.db.snapshot();
+    let snap_before = t.db.read();
     let mut w = t.db.write(&[&t.a]);
     w.insert(&t.a, acc(2, "bob", 5)).unwrap();
     w.insert(&t.a, acc(1, "ann", 99)).unwrap();
     w.delete_all(&t.a_owner, "nobody").unwrap();
     // Readers started before and during the open write see none of it.
     let during = t.db.read();
-    let snap_during = t.db.snapshot();
+    let snap_during = t.db.read();
     for (what, r) in [
         ("snapshot before", &snap_before),
         ("read during", &during),
@@ -129,7 +129,7 @@ fn no_non_repeatable_reads() {
     let t = setup();
     commit_rows(&t, &[acc(1, "ann", 10), acc(2, "bob", 20)]);
     let r = t.db.read();
-    let snap = t.db.snapshot();
+    let snap = t.db.read();
     assert_eq!(r.get(&t.a_id, &1).unwrap().unwrap().bal, 10);
     // Another transaction updates row 1, deletes row 2, and commits.
     let mut w = t.db.write(&[&t.a]);
@@ -161,7 +161,7 @@ fn no_phantom_reads() {
     let t = setup();
     commit_rows(&t, &[acc(1, "ann", 1), acc(3, "bob", 3)]);
     let r = t.db.read();
-    let snap = t.db.snapshot();
+    let snap = t.db.read();
     let view = |q: &ReadTxn| {
         (
             q.iter(&t.a_owner, "ann")
@@ -201,7 +201,7 @@ fn no_phantom_reads() {
 #[test]
 fn snapshots_are_kept_forever_and_cheap() {
     let t = setup();
-    let mut snaps = vec![t.db.snapshot()];
+    let mut snaps = vec![t.db.read()];
     for i in 1..=20u32 {
         let mut w = t.db.write(&[&t.a]);
         w.insert(&t.a, acc(i, "x", i64::from(i))).unwrap();
@@ -209,7 +209,7 @@ fn snapshots_are_kept_forever_and_cheap() {
             w.delete(&t.a, &acc(i - 1, "", 0)).unwrap();
         }
         w.commit().unwrap();
-        snaps.push(t.db.snapshot());
+        snaps.push(t.db.read());
     }
     // Replay the same history on a model and compare every snapshot.
     let mut model: Vec<u32> = vec![];
@@ -591,7 +591,7 @@ fn readers_never_block() {
         let (t2, tx) = (t.clone(), tx.clone());
         thread::spawn(move || {
             let r = t2.db.read();
-            let s = t2.db.snapshot();
+            let s = t2.db.read();
             tx.send((ids(&r, &t2), s.len(&t2.b).unwrap(), r.revision()))
                 .unwrap();
         });

@@ -707,7 +707,7 @@ impl Machine {
                 if self.snaps.len() == KEEP_SNAPSHOTS {
                     self.snaps.remove(0);
                 }
-                let s = self.db.snapshot();
+                let s = self.db.read();
                 let rev = s.revision();
                 self.snaps.push((s, self.committed.clone(), rev));
             }

@@ -397,3 +397,25 @@ fn row_versions_migrate_or_are_refused() {
     let e = Db::restore_from(&bytes[..], s).unwrap_err();
     assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
 }
+
+#[test]
+fn errors_name_what_is_wrong_stale_snapshot_and_not_durable() {
+    let bytes = small_snapshot();
+    let (s, h) = schema();
+    let db = Db::restore_from(&bytes[..], s).unwrap();
+    let revision = db.revision();
+    assert!(revision > 0);
+    // One more commit: the snapshot is now older than the database.
+    apply(&db, &h, &[Op::User("late".into(), 1, vec![]), Op::Commit]);
+    let e = db.install_snapshot(&bytes[..]).unwrap_err();
+    assert_eq!(
+        e,
+        Error::StaleSnapshot {
+            snapshot: revision,
+            current: revision + 1
+        }
+    );
+    assert!(dump(&db.read(), &h).contains("late"), "nothing changed");
+    // A checkpoint needs a directory.
+    assert!(matches!(db.checkpoint(), Err(Error::NotDurable(_))));
+}

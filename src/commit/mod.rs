@@ -456,9 +456,7 @@ impl DbInner {
     /// A checkpoint of the visible version (durable mode).
     pub(crate) fn checkpoint(&self) -> Result<SnapshotInfo> {
         let Some(d) = &self.durable else {
-            return Err(Error::Schema(
-                "checkpoint: the database was not opened from a directory".into(),
-            ));
+            return Err(Error::NotDurable("a checkpoint".into()));
         };
         let root = self.root.load();
         d.checkpoint(&root, &self.schema)

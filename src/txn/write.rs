@@ -235,8 +235,10 @@ impl WriteTxn {
         expected: u64,
     ) -> Result<Arc<T>> {
         let old = self.write_obj(table, obj.into(), Cond::Modified(expected))?;
-        old.map(|v| v.object)
-            .ok_or_else(|| Error::Schema("update_if: the condition admitted no object".into()))
+        match old {
+            Some(v) => Ok(v.object),
+            None => unreachable!("update_if: a met Modified condition implies an object"),
+        }
     }
 
     fn write_obj<T: Send + Sync + 'static>(
@@ -271,8 +273,10 @@ impl WriteTxn {
         expected: u64,
     ) -> Result<Arc<T>> {
         let old = self.delete_obj(table, obj, Cond::Modified(expected))?;
-        old.map(|v| v.object)
-            .ok_or_else(|| Error::Schema("delete_if: the condition admitted no object".into()))
+        match old {
+            Some(v) => Ok(v.object),
+            None => unreachable!("delete_if: a met Modified condition implies an object"),
+        }
     }
 
     fn delete_obj<T: Send + Sync + 'static>(

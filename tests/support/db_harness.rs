@@ -1224,7 +1224,7 @@ impl Harness {
                 if self.snaps.len() == KEEP_SNAPSHOTS {
                     self.snaps.remove(0);
                 }
-                let s = self.db.snapshot();
+                let s = self.db.read();
                 assert_eq!(s.revision(), self.rev, "snapshot revision");
                 self.snaps.push((s, self.committed.clone(), self.rev));
             }
