@@ -102,7 +102,9 @@ fn main() -> Result<(), Error> {
         let mut lines = Vec::new();
         while let Ok(Some(batch)) = feed.next_timeout(Duration::from_millis(300)) {
             for c in &batch.changes {
-                let s = c.after::<Setting>().or_else(|| c.before::<Setting>());
+                // The table holds `Setting`s: the type is right by construction.
+                let typed = |o: pandodb::Result<Option<_>>| o.expect("settings hold Setting");
+                let s = typed(c.after::<Setting>()).or(typed(c.before::<Setting>()));
                 let s = s.expect("a change has an object");
                 let kind = match c.kind() {
                     ChangeKind::Insert => "insert",

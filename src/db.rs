@@ -264,6 +264,7 @@ impl Db {
     /// # Ok::<(), pandodb::Error>(())
     /// ```
     pub fn open(dir: impl AsRef<std::path::Path>, schema: Schema, options: Options) -> Result<Db> {
+        schema.require_codecs()?;
         let opened = Durable::open(
             options.vfs.0.clone(),
             dir.as_ref(),
@@ -368,6 +369,7 @@ impl Db {
         schema: Schema,
         options: Options,
     ) -> Result<Db> {
+        schema.require_codecs()?;
         let (info, states) = crate::persist::snapshot::read_states(r, "<snapshot>", &schema)?;
         Ok(Self::from_states(
             schema,
@@ -485,7 +487,7 @@ impl Db {
     /// A write transaction that may write the named tables. Blocks while
     /// another write transaction holds one of them; writers of disjoint
     /// tables run in parallel. Handles of another schema are ignored (a
-    /// write to them fails with [`Error::UnknownTable`](crate::Error)).
+    /// write to them fails with [`Error::ForeignHandle`](crate::Error)).
     ///
     /// A thread that calls `write` for a table while it still holds an
     /// unfinished write transaction on that table waits for itself forever:
@@ -522,7 +524,7 @@ impl Db {
     /// w.commit()?;
     /// let batch = feed.try_next()?.unwrap();
     /// assert_eq!(batch.revision, 1);
-    /// assert_eq!(batch.changes[0].after::<Person>().unwrap().id, "ann");
+    /// assert_eq!(batch.changes[0].after::<Person>()?.unwrap().id, "ann");
     /// # Ok::<(), pandodb::Error>(())
     /// ```
     pub fn subscribe(&self, tables: &[&dyn TableRef], from: u64) -> Result<Subscription> {

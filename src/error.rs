@@ -14,8 +14,24 @@ use std::fmt;
 pub enum Error {
     /// The schema is not valid (no primary index, duplicate names, ...).
     Schema(String),
-    /// A table handle that does not belong to this database's schema.
+    /// No table (or index) of this name in the schema.
     UnknownTable(String),
+    /// A table or index handle made by another [`Schema`](crate::Schema)
+    /// instance than this database's. Handles are tied to the schema
+    /// instance that made them, even when another was built from the same
+    /// declarations: look them up in this database's schema instead
+    /// ([`Schema::table`](crate::Schema::table),
+    /// [`Table::index`](crate::Table::index)).
+    ForeignHandle(String),
+    /// A typed request for something of another type: a table looked up
+    /// with another row type, an index with another key type, a change
+    /// record read as another type.
+    TypeMismatch {
+        /// What was asked for (a table, an index, a change of a table).
+        what: String,
+        /// The type requested.
+        requested: &'static str,
+    },
     /// A write to a table the write transaction did not name.
     TableNotLocked(String),
     /// An object would give a unique index a key it already holds for
@@ -116,7 +132,16 @@ impl fmt::Display for Error {
         match self {
             Error::Schema(m) => write!(f, "invalid schema: {m}"),
             Error::UnknownTable(t) => {
-                write!(f, "table {t:?} is not part of this database's schema")
+                write!(f, "the schema has no table or index named {t:?}")
+            }
+            Error::ForeignHandle(t) => write!(
+                f,
+                "the handle of {t:?} was made by another Schema instance than this database's \
+                 (handles of a schema built again from the same declarations are not \
+                 interchangeable: look them up with Schema::table)"
+            ),
+            Error::TypeMismatch { what, requested } => {
+                write!(f, "{what} does not hold values of type {requested}")
             }
             Error::TableNotLocked(t) => {
                 write!(

@@ -53,6 +53,53 @@ impl<T> Table<T> {
     pub(crate) fn id(&self) -> usize {
         self.def.id
     }
+
+    /// The handle of this table's index `name`, whose keys are of type `K`
+    /// (as declared: `str` for [`Indexer::string`], the value's type for
+    /// [`Indexer::value`], ...). Fails with [`Error::UnknownTable`] when the
+    /// table has no such index and [`Error::TypeMismatch`] when its keys are
+    /// of another type.
+    ///
+    /// ```
+    /// # use pandodb::{Db, Error, Indexer, Query, Schema};
+    /// # struct Person { id: String, age: i64 }
+    /// let mut schema = Schema::builder();
+    /// let mut t = schema.table::<Person>("person");
+    /// t.primary("id", Indexer::string(|p: &Person| p.id.as_str()));
+    /// t.index("age", Indexer::value(|p: &Person| p.age));
+    /// schema.add(t)?;
+    /// let schema = schema.build()?;
+    /// // Elsewhere, from the schema alone:
+    /// let people = schema.table::<Person>("person")?;
+    /// let by_age = people.index::<i64>("age")?;
+    /// assert!(matches!(people.index::<str>("age"), Err(Error::TypeMismatch { .. })));
+    /// let db = Db::new(schema);
+    /// assert_eq!(db.read().count(&by_age, &41)?, 0);
+    /// # Ok::<(), pandodb::Error>(())
+    /// ```
+    pub fn index<K: ?Sized + 'static>(&self, name: &str) -> Result<Index<T, K>> {
+        let def = &self.def;
+        let Some(pos) = def.indexes.iter().position(|ix| ix.name == name) else {
+            return Err(Error::UnknownTable(format!("{}.{name}", def.name)));
+        };
+        let ix = &def.indexes[pos];
+        if ix.key != std::any::TypeId::of::<K>() {
+            return Err(Error::TypeMismatch {
+                what: format!("index {}.{name}", def.name),
+                requested: std::any::type_name::<K>(),
+            });
+        }
+        Ok(Index {
+            schema: self.schema,
+            table: def.id,
+            pos,
+            name: name.into(),
+            table_name: def.name.as_str().into(),
+            unique: ix.unique,
+            case_insensitive: ix.case_insensitive,
+            _p: PhantomData,
+        })
+    }
 }
 
 impl<T> std::fmt::Debug for Table<T> {
@@ -231,12 +278,18 @@ pub struct TableBuilder<T> {
 }
 
 impl<T: Send + Sync + 'static> TableBuilder<T> {
-    fn push<K: ?Sized>(&mut self, name: &str, unique: bool, ix: Indexer<T, K>) -> Index<T, K> {
+    fn push<K: ?Sized + 'static>(
+        &mut self,
+        name: &str,
+        unique: bool,
+        ix: Indexer<T, K>,
+    ) -> Index<T, K> {
         self.indexes.push(IndexDef {
             name: name.to_string(),
             unique,
             case_insensitive: ix.case_insensitive,
             extract: ix.extract,
+            key: std::any::TypeId::of::<K>(),
         });
         Index {
             schema: self.schema,
@@ -251,19 +304,19 @@ impl<T: Send + Sync + 'static> TableBuilder<T> {
     }
 
     /// The primary index: unique, and every object must yield exactly one key.
-    pub fn primary<K: ?Sized>(&mut self, name: &str, ix: Indexer<T, K>) -> Index<T, K> {
+    pub fn primary<K: ?Sized + 'static>(&mut self, name: &str, ix: Indexer<T, K>) -> Index<T, K> {
         self.primary.push(self.indexes.len());
         self.push(name, true, ix)
     }
 
     /// A unique secondary index: inserting an object whose key another
     /// object holds fails with [`Error::UniqueViolation`].
-    pub fn unique<K: ?Sized>(&mut self, name: &str, ix: Indexer<T, K>) -> Index<T, K> {
+    pub fn unique<K: ?Sized + 'static>(&mut self, name: &str, ix: Indexer<T, K>) -> Index<T, K> {
         self.push(name, true, ix)
     }
 
     /// A non-unique secondary index.
-    pub fn index<K: ?Sized>(&mut self, name: &str, ix: Indexer<T, K>) -> Index<T, K> {
+    pub fn index<K: ?Sized + 'static>(&mut self, name: &str, ix: Indexer<T, K>) -> Index<T, K> {
         self.push(name, false, ix)
     }
 
@@ -482,9 +535,42 @@ impl Schema {
         }
     }
 
+    /// Fails with [`Error::Schema`] naming the first table without a codec:
+    /// a database stored on disk needs every table's rows encoded.
+    pub(crate) fn require_codecs(&self) -> Result<()> {
+        match self.tables.iter().find(|t| !t.codec_info().1) {
+            Some(t) => Err(Error::Schema(format!(
+                "table {:?} has no codec: call TableBuilder::serde to store it",
+                t.name()
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The table names, in declaration order.
     pub fn table_names(&self) -> impl Iterator<Item = &str> {
         self.tables.iter().map(|t| t.name())
+    }
+
+    /// The handle of table `name`, whose objects are of type `T`: what an
+    /// application that did not keep the handles of
+    /// [`SchemaBuilder::add`] uses (see [`Table::index`] for its indexes).
+    /// Fails with [`Error::UnknownTable`] when there is no such table and
+    /// [`Error::TypeMismatch`] when its objects are of another type.
+    pub fn table<T: Send + Sync + 'static>(&self, name: &str) -> Result<Table<T>> {
+        let Some(t) = self.tables.iter().find(|t| t.name() == name) else {
+            return Err(Error::UnknownTable(name.to_string()));
+        };
+        match t.clone().into_any().downcast::<TableDef<T>>() {
+            Ok(def) => Ok(Table {
+                schema: self.id,
+                def,
+            }),
+            Err(_) => Err(Error::TypeMismatch {
+                what: format!("table {name:?}"),
+                requested: std::any::type_name::<T>(),
+            }),
+        }
     }
 }
 

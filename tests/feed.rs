@@ -78,10 +78,10 @@ fn batches_carry_inserts_updates_and_deletes() {
     assert_eq!(b2.revision, 2);
     let c = &b2.changes;
     assert_eq!(c[0].kind(), ChangeKind::Update);
-    assert_eq!(c[0].before::<Item>().unwrap().v, 1);
-    assert_eq!(c[0].after::<Item>().unwrap().v, 2);
+    assert_eq!(c[0].before::<Item>().unwrap().unwrap().v, 1);
+    assert_eq!(c[0].after::<Item>().unwrap().unwrap().v, 2);
     assert_eq!(c[1].kind(), ChangeKind::Delete);
-    assert_eq!(c[1].before::<Item>().unwrap().id, 2);
+    assert_eq!(c[1].before::<Item>().unwrap().unwrap().id, 2);
     // Revision 3 touched only `b`: skipped, and nothing more.
     assert!(sub.try_next().unwrap().is_none());
     assert_eq!(sub.revision(), 4);
@@ -240,11 +240,15 @@ fn validators_under_a_fast_writer() {
             .changes
             .iter()
             .map(|c| {
-                let obj = c.after::<Item>().or(c.before::<Item>()).unwrap();
+                let obj = c
+                    .after::<Item>()
+                    .unwrap()
+                    .or(c.before::<Item>().unwrap())
+                    .unwrap();
                 (
                     c.table().to_string(),
                     obj.id,
-                    c.after::<Item>().map(|a| a.v),
+                    c.after::<Item>().unwrap().map(|a| a.v),
                 )
             })
             .collect();

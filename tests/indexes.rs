@@ -1785,7 +1785,7 @@ fn error_display_names_what_and_where() {
     assert_eq!(e, Error::TableNotLocked("item".into()));
     assert!(e.to_string().contains("item"), "{e}");
     let e = w.insert(&other, item("a")).unwrap_err();
-    assert_eq!(e, Error::UnknownTable("elsewhere".into()));
+    assert_eq!(e, Error::ForeignHandle("elsewhere".into()));
     assert!(e.to_string().contains("elsewhere"), "{e}");
     let e = Error::InvalidKey("bad uuid".into());
     assert!(e.to_string().contains("bad uuid"));

@@ -465,8 +465,8 @@ fn track_changes_reports_before_and_after() {
         .map(|ch| {
             (
                 ch.table().to_string(),
-                ch.before::<Acc>().map(|x| (*x).clone()),
-                ch.after::<Acc>().map(|x| (*x).clone()),
+                ch.before::<Acc>().unwrap().map(|x| (*x).clone()),
+                ch.after::<Acc>().unwrap().map(|x| (*x).clone()),
             )
         })
         .collect();
@@ -479,7 +479,10 @@ fn track_changes_reports_before_and_after() {
     ];
     assert_eq!(got, want);
     // Wrong type: None rather than a panic.
-    assert!(c.changes[0].after::<String>().is_none());
+    assert!(matches!(
+        c.changes[0].after::<String>(),
+        Err(Error::TypeMismatch { .. })
+    ));
     assert_eq!(format!("{:?}", c.changes[1]), "Change(a update)");
 
     // Without track_changes, no list.
@@ -673,28 +676,28 @@ fn handles_of_another_schema_are_unknown_tables() {
     let x = acc(1, "x", 1);
     assert_eq!(
         w.insert(&other.a, x.clone()).unwrap_err(),
-        Error::UnknownTable("a".into())
+        Error::ForeignHandle("a".into())
     );
     assert!(matches!(
         w.delete(&other.a, &x),
-        Err(Error::UnknownTable(_))
+        Err(Error::ForeignHandle(_))
     ));
     assert!(matches!(
         w.get(&other.a_id, &1),
-        Err(Error::UnknownTable(_))
+        Err(Error::ForeignHandle(_))
     ));
-    assert!(matches!(w.len(&other.a), Err(Error::UnknownTable(_))));
+    assert!(matches!(w.len(&other.a), Err(Error::ForeignHandle(_))));
     let r = t.db.read();
     assert!(matches!(
         r.get(&other.a_id, &1),
-        Err(Error::UnknownTable(_))
+        Err(Error::ForeignHandle(_))
     ));
-    assert!(matches!(r.all(&other.a_id), Err(Error::UnknownTable(_))));
+    assert!(matches!(r.all(&other.a_id), Err(Error::ForeignHandle(_))));
     assert!(matches!(
         r.count(&other.a_owner, "x"),
-        Err(Error::UnknownTable(_))
+        Err(Error::ForeignHandle(_))
     ));
-    assert!(matches!(r.len(&other.b), Err(Error::UnknownTable(_))));
+    assert!(matches!(r.len(&other.b), Err(Error::ForeignHandle(_))));
     let e = r.len(&other.a).unwrap_err();
     assert!(e.to_string().contains("\"a\""), "{e}");
     // The foreign handle did not lock anything in either database.

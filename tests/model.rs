@@ -601,8 +601,8 @@ impl Machine {
                     .iter()
                     .position(|n| *n == ch.table())
                     .expect("known table");
-                let before = ch.before::<Obj>().map(|x| (*x).clone());
-                let after = ch.after::<Obj>().map(|x| (*x).clone());
+                let before = ch.before::<Obj>().unwrap().map(|x| (*x).clone());
+                let after = ch.after::<Obj>().unwrap().map(|x| (*x).clone());
                 let pk = before
                     .as_ref()
                     .or(after.as_ref())

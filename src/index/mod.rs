@@ -17,32 +17,80 @@ use std::sync::Arc;
 use key::Encode;
 pub(crate) use keylog::KeyLog;
 
-/// The keys one object yields for one index, encoded back to back. A
-/// [`Indexer::custom`] closure adds keys to it.
+/// Where a [`Indexer::custom`] closure puts the keys of one object: only
+/// keys of the index's key type `K` are accepted.
 ///
 /// ```
 /// # use pandodb::{Indexer, KeySink};
 /// struct Doc { words: String }
-/// let by_word: Indexer<Doc, str> = Indexer::custom(|d: &Doc, keys: &mut KeySink| {
+/// let by_word: Indexer<Doc, str> = Indexer::custom(|d: &Doc, keys: &mut KeySink<str>| {
 ///     d.words.split_whitespace().for_each(|w| keys.add(w));
 /// });
 /// # let _ = by_word;
 /// ```
+///
+/// An index declared with one key type cannot be fed another:
+///
+/// ```compile_fail
+/// # use pandodb::{Indexer, KeySink};
+/// struct Doc { id: u64, name: String }
+/// let by_id: Indexer<Doc, u64> = Indexer::custom(|d: &Doc, keys: &mut KeySink<u64>| {
+///     keys.add(d.name.as_str()); // a string into a u64 index
+/// });
+/// ```
+pub struct KeySink<'a, K: ?Sized> {
+    buf: &'a mut KeyBuf,
+    _key: PhantomData<fn(&K)>,
+}
+
+impl<K: Encode + ?Sized> KeySink<'_, K> {
+    /// Adds one key.
+    pub fn add(&mut self, key: &K) {
+        self.buf.add(key);
+    }
+
+    /// Number of keys added so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether no key was added yet.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+impl<K: ?Sized> std::fmt::Debug for KeySink<'_, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySink")
+            .field("keys", &self.buf.len())
+            .finish()
+    }
+}
+
+/// The keys one object yields for one index, encoded back to back (the
+/// untyped buffer behind a [`KeySink`]).
 #[derive(Default, Debug)]
-pub struct KeySink {
+pub(crate) struct KeyBuf {
     buf: Vec<u8>,
     ends: Vec<usize>,
     fold: bool,
 }
 
-impl KeySink {
+impl KeyBuf {
     /// Adds one key.
-    pub fn add<K: Encode + ?Sized>(&mut self, key: &K) {
+    pub(crate) fn add<K: Encode + ?Sized>(&mut self, key: &K) {
         if self.fold {
             key.encode_folded(&mut self.buf, false);
         } else {
             key.encode(&mut self.buf);
         }
+        self.ends.push(self.buf.len());
+    }
+
+    /// Adds one key that `encode` writes (a compound key of parts).
+    fn push_with(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
+        encode(&mut self.buf);
         self.ends.push(self.buf.len());
     }
 
@@ -53,12 +101,12 @@ impl KeySink {
     }
 
     /// Number of keys added.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ends.len()
     }
 
     /// Whether no key was added.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }
 
@@ -79,7 +127,7 @@ impl KeySink {
     }
 
     /// Whether `key` is among the keys, by binary search: the keys must be
-    /// sorted (as [`KeySink::dedup`] leaves them).
+    /// sorted (as [`KeyBuf::dedup`] leaves them).
     pub(crate) fn contains_sorted(&self, key: &[u8]) -> bool {
         let (mut lo, mut hi) = (0, self.ends.len());
         while lo < hi {
@@ -110,7 +158,7 @@ impl KeySink {
     }
 }
 
-type ExtractFn<T> = dyn Fn(&T, &mut KeySink) + Send + Sync;
+type ExtractFn<T> = dyn Fn(&T, &mut KeyBuf) + Send + Sync;
 
 /// Extracts the keys of type `K` that an object of type `T` has in one index.
 ///
@@ -144,7 +192,7 @@ impl<T, K: ?Sized> Clone for Indexer<T, K> {
     }
 }
 
-impl<T: 'static, K: Encode + ?Sized> Indexer<T, K> {
+impl<T: 'static, K: Encode + ?Sized + 'static> Indexer<T, K> {
     /// Any closure: it adds zero or more keys of type `K` to the sink.
     ///
     /// ```
@@ -157,9 +205,17 @@ impl<T: 'static, K: Encode + ?Sized> Indexer<T, K> {
     /// });
     /// # let _ = by_word;
     /// ```
-    pub fn custom(f: impl Fn(&T, &mut KeySink) + Send + Sync + 'static) -> Self {
+    pub fn custom(f: impl Fn(&T, &mut KeySink<'_, K>) + Send + Sync + 'static) -> Self {
         Indexer {
-            extract: Arc::new(f),
+            extract: Arc::new(move |t: &T, buf: &mut KeyBuf| {
+                f(
+                    t,
+                    &mut KeySink {
+                        buf,
+                        _key: PhantomData,
+                    },
+                )
+            }),
             case_insensitive: false,
             _key: PhantomData,
         }
@@ -216,11 +272,10 @@ impl<T: 'static, A: Encode + 'static, B: Encode + 'static> Indexer<T, (A, B)> {
             let bs = fb(t);
             for a in fa(t) {
                 for b in &bs {
-                    let mut buf = Vec::new();
-                    a.encode(&mut buf);
-                    b.encode(&mut buf);
-                    keys.buf.extend_from_slice(&buf);
-                    keys.ends.push(keys.buf.len());
+                    keys.buf.push_with(|out| {
+                        a.encode(out);
+                        b.encode(out);
+                    });
                 }
             }
         })
@@ -275,9 +330,10 @@ impl<T: 'static> Indexer<T, (String, String)> {
     ) -> Self {
         Self::custom(move |t, keys| {
             f(t).each(&mut |k, v| {
-                k.encode(&mut keys.buf);
-                v.encode(&mut keys.buf);
-                keys.ends.push(keys.buf.len());
+                keys.buf.push_with(|out| {
+                    k.encode(out);
+                    v.encode(out);
+                });
             })
         })
     }
@@ -324,11 +380,11 @@ impl<S: std::hash::BuildHasher> StringMap for HashMap<String, String, S> {
 
 #[cfg(test)]
 mod tests {
-    use super::KeySink;
+    use super::KeyBuf;
 
     #[test]
     fn contains_sorted_finds_exactly_the_keys() {
-        let mut sink = KeySink::default();
+        let mut sink = KeyBuf::default();
         sink.clear(false);
         for k in ["pear", "apple", "fig", "apple", "kiwi", ""] {
             sink.add(k);
@@ -339,7 +395,7 @@ mod tests {
         for k in &keys {
             assert!(sink.contains_sorted(k));
         }
-        let mut absent = KeySink::default();
+        let mut absent = KeyBuf::default();
         for k in ["apples", "a", "zebra", "fi"] {
             absent.clear(false);
             absent.add(k);

@@ -4,6 +4,8 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use crate::error::{Error, Result};
+
 /// One object changed by a committed transaction.
 ///
 /// ```
@@ -21,8 +23,9 @@ use std::sync::Arc;
 /// let commit = w.commit()?;
 /// let change = &commit.changes[0];
 /// assert_eq!(change.table(), "person");
-/// assert!(change.before::<Person>().is_none());
-/// assert_eq!(change.after::<Person>().unwrap().age, 41);
+/// assert!(change.before::<Person>()?.is_none());
+/// assert_eq!(change.after::<Person>()?.unwrap().age, 41);
+/// assert!(change.after::<String>().is_err()); // not the table's type
 /// # let _ = (by_id, by_age);
 /// # Ok::<(), pandodb::Error>(())
 /// ```
@@ -67,14 +70,30 @@ impl Change {
         }
     }
 
-    /// The object before the change (`None`: it was inserted).
-    pub fn before<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
-        self.before.clone().and_then(|o| o.downcast().ok())
+    /// The object before the change (`None`: it was inserted). Fails with
+    /// [`Error::TypeMismatch`] when the table's objects are not `T`.
+    pub fn before<T: Send + Sync + 'static>(&self) -> Result<Option<Arc<T>>> {
+        self.typed(self.before.as_ref())
     }
 
-    /// The object after the change (`None`: it was deleted).
-    pub fn after<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
-        self.after.clone().and_then(|o| o.downcast().ok())
+    /// The object after the change (`None`: it was deleted). Fails with
+    /// [`Error::TypeMismatch`] when the table's objects are not `T`.
+    pub fn after<T: Send + Sync + 'static>(&self) -> Result<Option<Arc<T>>> {
+        self.typed(self.after.as_ref())
+    }
+
+    fn typed<T: Send + Sync + 'static>(
+        &self,
+        obj: Option<&Arc<dyn Any + Send + Sync>>,
+    ) -> Result<Option<Arc<T>>> {
+        match obj.map(|o| o.clone().downcast::<T>()) {
+            None => Ok(None),
+            Some(Ok(o)) => Ok(Some(o)),
+            Some(Err(_)) => Err(Error::TypeMismatch {
+                what: format!("a change of table {:?}", self.table),
+                requested: std::any::type_name::<T>(),
+            }),
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::index::KeySink;
+use crate::index::KeyBuf;
 use crate::tree::Tree;
 
 mod change;
@@ -20,7 +20,7 @@ pub(crate) use erased::{
     AnyState, AnyTable, Settle, TableLedgers, TableLoader, state_mut, state_ref,
 };
 
-pub(crate) type ExtractFn<T> = dyn Fn(&T, &mut KeySink) + Send + Sync;
+pub(crate) type ExtractFn<T> = dyn Fn(&T, &mut KeyBuf) + Send + Sync;
 
 /// One declared index of a table.
 pub(crate) struct IndexDef<T> {
@@ -28,6 +28,8 @@ pub(crate) struct IndexDef<T> {
     pub(crate) unique: bool,
     pub(crate) case_insensitive: bool,
     pub(crate) extract: Arc<ExtractFn<T>>,
+    /// The key type `K` of the `Index<T, K>` handles (for lookups by name).
+    pub(crate) key: std::any::TypeId,
 }
 
 /// A validated table: its name and indexes (`indexes[primary]` is the

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{Change, TableDef, TableState, Versioned, revision_key};
 use crate::error::{Error, Result};
-use crate::index::{KeyLog, KeySink};
+use crate::index::{KeyBuf, KeyLog};
 
 /// What a write transaction notes per written table.
 #[derive(Default)]
@@ -109,8 +109,8 @@ pub(crate) enum Cond {
 /// Reusable key buffers (one per index) so writes do not allocate per key.
 #[derive(Default)]
 pub(crate) struct Scratch {
-    pub(crate) new: Vec<KeySink>,
-    pub(crate) old: Vec<KeySink>,
+    pub(crate) new: Vec<KeyBuf>,
+    pub(crate) old: Vec<KeyBuf>,
     pub(crate) key: Vec<u8>,
     pub(crate) warm: WarmKeys,
 }
@@ -372,8 +372,8 @@ pub(crate) fn check<T>(
 }
 
 /// Fills one sink per index with the keys of `obj` (sorted, deduplicated).
-fn extract<T>(def: &TableDef<T>, sinks: &mut Vec<KeySink>, obj: &T) {
-    sinks.resize_with(def.indexes.len(), KeySink::default);
+fn extract<T>(def: &TableDef<T>, sinks: &mut Vec<KeyBuf>, obj: &T) {
+    sinks.resize_with(def.indexes.len(), KeyBuf::default);
     for (ix, sink) in def.indexes.iter().zip(sinks.iter_mut()) {
         sink.clear(ix.case_insensitive);
         (ix.extract)(obj, sink);
@@ -383,10 +383,10 @@ fn extract<T>(def: &TableDef<T>, sinks: &mut Vec<KeySink>, obj: &T) {
 
 pub(crate) fn primary_key<T>(
     def: &TableDef<T>,
-    sinks: &mut Vec<KeySink>,
+    sinks: &mut Vec<KeyBuf>,
     obj: &T,
 ) -> Result<Vec<u8>> {
-    sinks.resize_with(def.indexes.len(), KeySink::default);
+    sinks.resize_with(def.indexes.len(), KeyBuf::default);
     let ix = &def.indexes[def.primary];
     let sink = &mut sinks[def.primary];
     sink.clear(ix.case_insensitive);
@@ -394,7 +394,7 @@ pub(crate) fn primary_key<T>(
     single_key(def, sink)
 }
 
-fn single_key<T>(def: &TableDef<T>, sink: &KeySink) -> Result<Vec<u8>> {
+fn single_key<T>(def: &TableDef<T>, sink: &KeyBuf) -> Result<Vec<u8>> {
     let mut keys = sink.keys();
     match (keys.next(), keys.next()) {
         (Some(k), None) => Ok(k.to_vec()),

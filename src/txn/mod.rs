@@ -319,7 +319,7 @@ fn state_of<'s, S: sealed::Source + ?Sized, T: Send + Sync + 'static>(
 ) -> Result<&'s TableState<T>> {
     let state = src
         .state(schema, table)
-        .ok_or_else(|| Error::UnknownTable(name.to_string()))?;
+        .ok_or_else(|| Error::ForeignHandle(name.to_string()))?;
     Ok(state_ref::<T>(state, name))
 }
 
@@ -334,7 +334,7 @@ pub(crate) fn index_tree<'s, S: sealed::Source + ?Sized, T: Send + Sync + 'stati
     st.indexes
         .get(idx.pos)
         .map(IndexTree::Secondary)
-        .ok_or_else(|| Error::UnknownTable(idx.table_name.to_string()))
+        .ok_or_else(|| Error::ForeignHandle(idx.table_name.to_string()))
 }
 
 /// Encoded lower and upper bounds.
@@ -497,8 +497,12 @@ pub trait Query: sealed::Source {
         )))
     }
 
-    /// Every object whose key starts with `prefix` (strings and byte strings
-    /// match by their leading bytes; other keys must be complete).
+    /// Every object whose key starts with `prefix`. Strings and byte strings
+    /// match by their leading bytes; a tuple (compound) key matches when its
+    /// leading elements are equal and its last one starts with the last
+    /// element of `prefix` (`("eu", "par")` matches `("eu", "paris")`; for
+    /// fewer elements, query [`Index::leading`](crate::Index::leading));
+    /// integers and other keys match only when equal.
     fn prefix<T: Send + Sync + 'static, K: Encode + ?Sized>(
         &self,
         idx: &Index<T, K>,

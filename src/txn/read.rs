@@ -70,7 +70,7 @@ impl ReadTxn {
             Some(t) if idx.schema == self.schema => {
                 Ok(t.register(idx.pos, target, self.root.revision))
             }
-            _ => Err(Error::UnknownTable(idx.table_name.to_string())),
+            _ => Err(Error::ForeignHandle(idx.table_name.to_string())),
         }
     }
 
@@ -201,7 +201,7 @@ impl ReadTxn {
                 Target::Prefix(Vec::new()),
                 self.root.revision,
             )),
-            _ => Err(Error::UnknownTable(table.name().to_string())),
+            _ => Err(Error::ForeignHandle(table.name().to_string())),
         }
     }
 }

@@ -134,7 +134,7 @@ impl WriteTxn {
     fn table_mut<T: Send + Sync + 'static>(&mut self, table: &Table<T>) -> Result<TableMut<'_, T>> {
         let id = table.id();
         if table.schema != self.db.schema.id {
-            return Err(Error::UnknownTable(table.name().to_string()));
+            return Err(Error::ForeignHandle(table.name().to_string()));
         }
         if self.locked.binary_search(&id).is_err() {
             return Err(Error::TableNotLocked(table.name().to_string()));
@@ -319,7 +319,7 @@ impl WriteTxn {
     /// Fails unless the index belongs to this schema and its table is locked.
     fn check_locked<T, K: ?Sized>(&self, idx: &Index<T, K>) -> Result<()> {
         if idx.schema != self.db.schema.id {
-            return Err(Error::UnknownTable(idx.table_name.to_string()));
+            return Err(Error::ForeignHandle(idx.table_name.to_string()));
         }
         if self.locked.binary_search(&idx.table).is_err() {
             return Err(Error::TableNotLocked(idx.table_name.to_string()));
@@ -333,7 +333,7 @@ impl WriteTxn {
         victims: Vec<Arc<T>>,
     ) -> Result<usize> {
         let Some(def) = self.table_def::<T>(idx.table) else {
-            return Err(Error::UnknownTable(idx.table_name.to_string()));
+            return Err(Error::ForeignHandle(idx.table_name.to_string()));
         };
         let table = crate::schema::Table {
             schema: idx.schema,

@@ -332,7 +332,7 @@ pub enum Op {
     CheckSnap(usize),
     DropSnap(usize),
     /// Handles of another database's schema: refused with
-    /// `Error::UnknownTable`.
+    /// `Error::ForeignHandle`.
     Foreign {
         table: usize,
     },
@@ -970,8 +970,8 @@ impl Harness {
                     .position(|n| *n == ch.table())
                     .expect("known table");
                 assert!(locks(mask, t), "change {ch:?} in an unlocked table");
-                let before = ch.before::<Obj>();
-                let after = ch.after::<Obj>();
+                let before = ch.before::<Obj>().unwrap();
+                let after = ch.after::<Obj>().unwrap();
                 let kind = match (&before, &after) {
                     (None, Some(_)) => ChangeKind::Insert,
                     (Some(_), Some(_)) => ChangeKind::Update,
@@ -1135,7 +1135,7 @@ impl Harness {
     fn foreign(&mut self, table: usize) {
         let fh = &self.foreign.1[table];
         let name = TABLES[table].to_string();
-        let unknown = Err(Error::UnknownTable(name.clone()));
+        let unknown = Err(Error::ForeignHandle(name.clone()));
         let r = self.db.read();
         assert_eq!(r.get(&fh.pk, "a").map(|_| ()), unknown, "foreign get");
         assert_eq!(r.len(&fh.t), unknown.clone().map(|()| 0), "foreign len");
