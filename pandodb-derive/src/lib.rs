@@ -779,6 +779,10 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         let doc = format!("The {} index `{name}`, on the {}.", d.kind.describe(), d.on);
         quote!(#[doc = #doc] pub #handle: #krate::Index<#ident, #key>)
     });
+    // The generated function's own variables are hygienic (mixed-site
+    // spans), so a field named `t`, `schema` or `f` cannot shadow them.
+    let [t, schema, f, table] =
+        ["t", "schema", "f", "table"].map(|n| Ident::new(n, Span::mixed_site()));
     let declares = decls.iter().map(|d| {
         let Decl {
             handle,
@@ -787,11 +791,11 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             ..
         } = d;
         let method = d.kind.method();
-        quote!(let #handle = t.#method(#name, #indexer);)
+        quote!(let #handle = #t.#method(#name, #indexer);)
     });
     let handle_names = decls.iter().map(|d| &d.handle);
-    let serde = attrs.serde.then(|| quote!(t.serde();));
-    let version = attrs.version.as_ref().map(|v| quote!(t.version(#v);));
+    let serde = attrs.serde.then(|| quote!(#t.serde();));
+    let version = attrs.version.as_ref().map(|v| quote!(#t.version(#v);));
 
     let struct_doc = format!(
         "Typed handles of the `{table_name}` table of [`{ident}`] objects, returned by [`{ident}::declare`] (`#[derive(Table)]`)."
@@ -804,7 +808,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
     );
     Ok(quote! {
         #[doc = #struct_doc]
-        #[derive(Clone, Debug)]
+        #[derive(::core::clone::Clone, ::core::fmt::Debug)]
         #vis struct #handle_ty {
             /// The table.
             pub table: #krate::Table<#ident>,
@@ -813,22 +817,22 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
 
         impl #ident {
             #[doc = #declare_doc]
-            #vis fn declare(schema: &mut #krate::SchemaBuilder) -> #krate::Result<#handle_ty> {
-                Self::declare_with(schema, |_| {})
+            #vis fn declare(#schema: &mut #krate::SchemaBuilder) -> #krate::Result<#handle_ty> {
+                Self::declare_with(#schema, |_| {})
             }
 
             #[doc = #declare_with_doc]
             #vis fn declare_with(
-                schema: &mut #krate::SchemaBuilder,
-                f: impl ::core::ops::FnOnce(&mut #krate::TableBuilder<#ident>),
+                #schema: &mut #krate::SchemaBuilder,
+                #f: impl ::core::ops::FnOnce(&mut #krate::TableBuilder<#ident>),
             ) -> #krate::Result<#handle_ty> {
-                let mut t = schema.table::<#ident>(#table_name);
+                let mut #t = #schema.table::<#ident>(#table_name);
                 #(#declares)*
                 #serde
                 #version
-                f(&mut t);
-                let table = schema.add(t)?;
-                ::core::result::Result::Ok(#handle_ty { table, #(#handle_names),* })
+                #f(&mut #t);
+                let #table = #schema.add(#t)?;
+                ::core::result::Result::Ok(#handle_ty { table: #table, #(#handle_names),* })
             }
         }
     })

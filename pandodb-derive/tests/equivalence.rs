@@ -520,3 +520,76 @@ fn every_field_form_expands_to_its_hand_written_indexer() {
     assert_eq!(rb.index_len(&d.manager).unwrap(), with_manager);
     assert_eq!(snapshot(&a), snapshot(&b));
 }
+
+/// Fields named like the generated function's variables do not shadow them.
+#[derive(Table, Debug, Clone)]
+struct Clash {
+    #[pandodb(primary)]
+    t: String,
+    #[pandodb(index)]
+    schema: u32,
+    #[pandodb(index)]
+    f: Option<i8>,
+}
+
+#[test]
+fn field_names_do_not_clash_with_the_generated_code() {
+    let mut s = Schema::builder();
+    let c: ClashTable = Clash::declare(&mut s).unwrap();
+    assert_eq!(c.table.name(), "clash");
+    let db = Db::new(s.build().unwrap());
+    let mut w = db.write(&[&c.table]);
+    w.insert(
+        &c.table,
+        Clash {
+            t: "a".into(),
+            schema: 7,
+            f: None,
+        },
+    )
+    .unwrap();
+    w.commit().unwrap();
+    let r = db.read();
+    assert_eq!(r.count(&c.schema, &7).unwrap(), 1);
+    assert_eq!(r.index_len(&c.f).unwrap(), 0);
+    assert!(r.get(&c.t, "a").unwrap().is_some());
+}
+
+/// `declare_with` runs its closure on the table builder before the table is
+/// added: here an extra index the derive does not express.
+#[derive(Table, Debug, Clone)]
+struct LongName {
+    #[pandodb(primary)]
+    id: u64,
+    words: String,
+}
+
+#[test]
+fn declare_with_runs_its_closure_before_the_table_is_added() {
+    let mut s = Schema::builder();
+    let mut by_word = None;
+    let t = LongName::declare_with(&mut s, |t| {
+        by_word = Some(t.index(
+            "word",
+            Indexer::<LongName, str>::custom(|o: &LongName, keys| {
+                o.words.split_whitespace().for_each(|w| keys.add(w))
+            }),
+        ));
+    })
+    .unwrap();
+    let by_word = by_word.unwrap();
+    assert_eq!(t.table.name(), "long_name");
+    let db = Db::new(s.build().unwrap());
+    let mut w = db.write(&[&t.table]);
+    w.insert(
+        &t.table,
+        LongName {
+            id: 1,
+            words: "a b".into(),
+        },
+    )
+    .unwrap();
+    w.commit().unwrap();
+    assert_eq!(db.read().index_len(&by_word).unwrap(), 2);
+    assert!(db.read().get(&t.id, &1).unwrap().is_some());
+}
