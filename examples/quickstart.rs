@@ -4,6 +4,9 @@
 //! restored.
 //!
 //! Run: `cargo run --release --example quickstart`
+//!
+//! `examples/quickstart_derive.rs` declares the same table with
+//! `#[derive(Table)]` (feature `derive`).
 
 use std::time::Duration;
 

@@ -48,3 +48,11 @@ pub use schema::{Index, Schema, SchemaBuilder, Table, TableBuilder};
 pub use table::{Change, ChangeKind, Versioned};
 pub use txn::{Commit, Query, ReadTxn, RefIter, RowIter, VersionedIter, WriteTxn};
 pub use watch::{Watch, WatchSet};
+
+/// `#[derive(Table)]` (feature `derive`): declares a table and its indexes
+/// from a struct's attributes and generates a struct of its typed handles.
+/// The derive macro shares the name of the [`Table`] handle type (macros
+/// have their own namespace), so `use pandodb::Table;` imports both. See
+/// the `pandodb-derive` crate for the attributes.
+#[cfg(feature = "derive")]
+pub use pandodb_derive::Table;

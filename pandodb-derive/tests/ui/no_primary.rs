@@ -1,0 +1,11 @@
+use pandodb::Table;
+
+#[derive(Table)]
+struct User {
+    #[pandodb(unique)]
+    id: String,
+    #[pandodb(index)]
+    age: i64,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use pandodb::Table;
+
+#[derive(Table)]
+struct User {
+    #[pandodb(primary)]
+    id: Option<String>,
+}
+
+fn main() {}
