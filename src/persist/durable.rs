@@ -270,15 +270,20 @@ impl Durable {
 
     fn stop(&self, e: &Error) {
         let mut f = lock(&self.failed);
-        if f.is_none() {
+        let first = f.is_none();
+        if first {
+            *f = Some(e.to_string());
+        }
+        self.stopped.store(true, Ordering::Release);
+        drop(f);
+        if first {
+            // Outside the lock: the subscriber may take its time.
             tracing::error!(
                 error = %e,
                 dir = %self.dir.display(),
                 "pandodb: writes stopped"
             );
-            *f = Some(e.to_string());
         }
-        self.stopped.store(true, Ordering::Release);
     }
 
     /// Whether commits must wait for the log before they become visible.
