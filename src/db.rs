@@ -2,6 +2,7 @@
 //! writer locks, and the commit protocol that publishes a new root.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::commit::DbInner;
 use crate::error::{Error, Result};
@@ -10,6 +11,7 @@ use crate::persist::durable::Durable;
 use crate::persist::{Durability, SnapshotInfo};
 use crate::root::Root;
 use crate::schema::{Schema, Table};
+use crate::stats::Stats;
 use crate::storage::fs::{StdFs, Vfs};
 use crate::sync::Broken;
 use crate::table::AnyState;
@@ -39,6 +41,9 @@ pub struct Options {
     /// Take a checkpoint (snapshot, then drop the log it covers) after this
     /// many bytes of log (0: only on demand). Default 64 MiB.
     pub checkpoint_bytes: u64,
+    /// A commit that takes this long or longer logs a `tracing` warning
+    /// (see `docs/GUIDE.md`, "Observing"). Default 100 ms.
+    pub slow_commit: Duration,
     /// The file system (a simulated one in tests).
     pub(crate) vfs: VfsHandle,
 }
@@ -49,6 +54,7 @@ impl Default for Options {
             feed_retention: Retention::default(),
             durability: Durability::default(),
             checkpoint_bytes: 64 << 20,
+            slow_commit: Duration::from_millis(100),
             vfs: VfsHandle(Arc::new(StdFs)),
         }
     }
@@ -80,6 +86,13 @@ impl Options {
     /// Sets the log size that triggers an automatic checkpoint (0: never).
     pub fn checkpoint_bytes(mut self, bytes: u64) -> Options {
         self.checkpoint_bytes = bytes;
+        self
+    }
+
+    /// Sets the latency from which a commit logs a `tracing` warning
+    /// (`Duration::ZERO`: every commit; `Duration::MAX`: none).
+    pub fn slow_commit(mut self, threshold: Duration) -> Options {
+        self.slow_commit = threshold;
         self
     }
 
@@ -216,9 +229,10 @@ impl Db {
     ) -> Db {
         let feed = Feed::new(options.feed_retention, revision);
         Db {
-            inner: Arc::new(DbInner::new(
-                schema, feed, tables, revision, durable, broken,
-            )),
+            inner: Arc::new(
+                DbInner::new(schema, feed, tables, revision, durable, broken)
+                    .slow_commit(options.slow_commit),
+            ),
         }
     }
 
@@ -544,6 +558,56 @@ impl Db {
             .iter()
             .map(TableWatches::stats)
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
+    /// The database's figures now: revision, rows per table, watches,
+    /// the change feed's retained history, and the commit and log-sync
+    /// latency histograms (see [`Stats`]). Cheap: nothing walks the data.
+    ///
+    /// ```
+    /// # use pandodb::{Db, Indexer, Schema};
+    /// # struct Person { id: String }
+    /// # let mut schema = Schema::builder();
+    /// # let mut t = schema.table::<Person>("person");
+    /// # t.primary("id", Indexer::string(|p: &Person| p.id.as_str()));
+    /// # let people = schema.add(t)?;
+    /// # let db = Db::new(schema.build()?);
+    /// let mut w = db.write(&[&people]);
+    /// w.insert(&people, Person { id: "ann".into() })?;
+    /// w.commit()?;
+    /// let stats = db.stats();
+    /// assert_eq!((stats.revision, stats.rows["person"]), (1, 1));
+    /// assert_eq!(stats.commit_latency.count(), 1);
+    /// let p99 = stats.commit_latency.quantile(0.99).unwrap();
+    /// # let _ = p99;
+    /// # Ok::<(), pandodb::Error>(())
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let root = self.inner.load();
+        let rows = self
+            .inner
+            .schema
+            .tables
+            .iter()
+            .zip(root.tables.iter())
+            .map(|(t, s)| (t.name().to_string(), t.row_count(&**s)))
+            .collect();
+        let (watches, watch_bytes) = self.watch_stats();
+        let (feed_commits, feed_bytes) = self.inner.feed.stats();
+        Stats {
+            revision: root.revision,
+            rows,
+            watches,
+            watch_bytes,
+            feed_commits,
+            feed_bytes,
+            commit_latency: self.inner.timing.latency.snapshot(),
+            sync_latency: self
+                .inner
+                .durable
+                .as_ref()
+                .map(|d| d.sync_latency.snapshot()),
+        }
     }
 
     /// A write transaction that may write every table.

@@ -163,6 +163,12 @@ impl Feed {
         self.event.notify(usize::MAX);
     }
 
+    /// The number of retained commits and their estimated bytes.
+    pub(crate) fn stats(&self) -> (usize, usize) {
+        let log = lock(&self.log);
+        (log.entries.len(), log.bytes)
+    }
+
     /// The oldest revision still retained (the next one to be committed
     /// when nothing is).
     pub(crate) fn oldest(&self) -> u64 {

@@ -17,6 +17,7 @@ use crate::persist::format::{delete_op, put_op, record_tables};
 use crate::persist::{Durability, SnapshotInfo};
 use crate::root::Root;
 use crate::schema::Schema;
+use crate::stats::CommitTiming;
 use crate::sync::{Broken, Condvar, Mutex, PoisonError, RootCell, lock};
 use crate::table::{AnyState, Change, Settle};
 use crate::watch::TableWatches;
@@ -108,6 +109,8 @@ pub(crate) struct DbInner {
     pub(crate) durable: Option<Durable>,
     /// Durable commits ordered but not yet visible, in revision order.
     pending: Mutex<VecDeque<PendingVisible>>,
+    /// Commit latencies and the slow-commit threshold (`Db::stats`).
+    pub(crate) timing: CommitTiming,
     /// A deliberately broken variant for the loom model: publish without
     /// the publish lock (a lost update the model must catch).
     /// Loom's deliberately broken publish (see [`Broken`]).
@@ -167,8 +170,15 @@ impl DbInner {
             feed: Arc::new(feed),
             durable,
             pending: Mutex::new(VecDeque::new()),
+            timing: CommitTiming::new(std::time::Duration::MAX),
             broken,
         }
+    }
+
+    /// Sets the latency from which a commit logs a warning.
+    pub(crate) fn slow_commit(mut self, threshold: std::time::Duration) -> DbInner {
+        self.timing.slow = threshold;
+        self
     }
 
     /// Whether commits are written to the durable log.

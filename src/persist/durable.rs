@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::root::Root;
 use crate::schema::Schema;
+use crate::stats::{Recorder, micros};
 use crate::storage::fs::Vfs;
 use crate::storage::log::{self, LogWriter};
 use crate::storage::snapfile::{self, open_snapshot_file, write_snapshot_file};
@@ -102,6 +103,8 @@ pub(crate) struct Durable {
     checkpoint_bytes: u64,
     /// Segments are rotated at this size (recovery reads one at a time).
     segment_bytes: u64,
+    /// The latency of each log sync (write + fdatasync of a group).
+    pub(crate) sync_latency: Recorder,
 }
 
 /// What opening a directory found.
@@ -121,6 +124,8 @@ impl Durable {
         mode: Durability,
         checkpoint_bytes: u64,
     ) -> Result<Opened> {
+        let _span = tracing::info_span!("pandodb.open", dir = %dir.display()).entered();
+        let start = Instant::now();
         vfs.create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), &e))?;
         let dir_lock = vfs
@@ -149,6 +154,8 @@ impl Durable {
         let mut loaders: Vec<Option<Box<dyn TableLoader>>> =
             schema.tables.iter().map(|_| None).collect();
         let segments = files.segments;
+        let segment_count = segments.len();
+        let mut records = 0u64;
         let (writer, found) = log::recover_segments(vfs.clone(), dir, segments, |rev, payload| {
             let next = recover::next_record(dir, 0, rev, payload, revision, snapshot_rev)?;
             let Some((names, ops)) = next else {
@@ -197,6 +204,7 @@ impl Durable {
                 }
             }
             revision = rev;
+            records += 1;
             Ok(())
         })?;
         if let Some(detail) = recover::log_start_gap(found.first_prev, snapshot_rev) {
@@ -234,7 +242,16 @@ impl Durable {
             since_checkpoint: AtomicU64::new(0),
             checkpoint_bytes,
             segment_bytes: 64 << 20,
+            sync_latency: Recorder::default(),
         };
+        tracing::info!(
+            snapshot_revision = snapshot_rev,
+            segments = segment_count,
+            records,
+            revision,
+            elapsed_us = micros(start.elapsed()),
+            "pandodb: recovered"
+        );
         Ok(Opened {
             durable,
             states,
@@ -253,10 +270,20 @@ impl Durable {
 
     fn stop(&self, e: &Error) {
         let mut f = lock(&self.failed);
-        if f.is_none() {
+        let first = f.is_none();
+        if first {
             *f = Some(e.to_string());
         }
         self.stopped.store(true, Ordering::Release);
+        drop(f);
+        if first {
+            // Outside the lock: the subscriber may take its time.
+            tracing::error!(
+                error = %e,
+                dir = %self.dir.display(),
+                "pandodb: writes stopped"
+            );
+        }
     }
 
     /// Whether commits must wait for the log before they become visible.
@@ -346,12 +373,14 @@ impl Durable {
         let Some(&(last, _)) = queued.last() else {
             return Ok(());
         };
+        let start = Instant::now();
         for (rev, rec) in &queued {
             log.writer.append(*rev, rec)?;
         }
         log.writer.sync()?;
         log.synced = last;
         log.last_sync = Instant::now();
+        self.sync_latency.record(log.last_sync - start);
         if log.writer.segment_len() > self.segment_bytes {
             log.writer.rotate()?;
         }
@@ -397,10 +426,21 @@ impl Durable {
     pub(crate) fn checkpoint(&self, root: &Root, schema: &Schema) -> Result<SnapshotInfo> {
         let _one = lock(&self.checkpointing);
         self.check()?;
+        let start = Instant::now();
         // Any I/O error on the way stops writes: the directory may be in
         // an intermediate (but recoverable) state.
-        self.write_checkpoint(root, schema)
-            .inspect_err(|e| self.stop(e))
+        let info = self
+            .write_checkpoint(root, schema)
+            .inspect_err(|e| self.stop(e))?;
+        tracing::info!(
+            dir = %self.dir.display(),
+            revision = info.revision,
+            rows = info.rows,
+            bytes = info.bytes,
+            elapsed_us = micros(start.elapsed()),
+            "pandodb: checkpoint"
+        );
+        Ok(info)
     }
 
     fn write_checkpoint(&self, root: &Root, schema: &Schema) -> Result<SnapshotInfo> {

@@ -681,3 +681,78 @@ fn run_threads(db: &Db, h: &H) -> Vec<u32> {
             .collect()
     })
 }
+
+/// An event's level and fields.
+type Captured = (tracing::Level, BTreeMap<String, String>);
+
+/// A `tracing` subscriber keeping each event's level and fields.
+#[derive(Clone, Default)]
+struct Events(Arc<std::sync::Mutex<Vec<Captured>>>);
+
+struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().into(), format!("{value:?}"));
+    }
+}
+
+impl tracing::Subscriber for Events {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = BTreeMap::new();
+        event.record(&mut Fields(&mut fields));
+        let level = *event.metadata().level();
+        self.0.lock().unwrap().push((level, fields));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn a_fail_stop_is_one_error_event() {
+    let events = Events::default();
+    tracing::subscriber::with_default(events.clone(), || {
+        let fs = SimFs::new();
+        let (db, h) = open(&fs, 0).unwrap();
+        // Every I/O operation from now on fails.
+        fs.fail_at(fs.op_count(), true);
+        let item = |id| Item {
+            id,
+            v: 0,
+            tag: String::new(),
+        };
+        let mut w = db.write(&[&h.a]);
+        w.insert(&h.a, item(1)).unwrap();
+        let first = w.commit().unwrap_err();
+        let mut w = db.write(&[&h.a]);
+        w.insert(&h.a, item(2)).unwrap();
+        assert!(matches!(w.commit(), Err(Error::WritesStopped(_))));
+        let errors: Vec<_> = events
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(level, _)| *level == tracing::Level::ERROR)
+            .cloned()
+            .collect();
+        assert_eq!(errors.len(), 1, "one event, at the first error only");
+        let fields = &errors[0].1;
+        assert_eq!(fields["message"], "pandodb: writes stopped");
+        assert_eq!(fields["error"], first.to_string());
+        assert_eq!(fields["dir"], DIR);
+    });
+}

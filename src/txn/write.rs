@@ -4,6 +4,7 @@
 
 use std::any::Any;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::commit::{DbInner, PendingCommit};
 use crate::error::{Error, Result};
@@ -380,6 +381,7 @@ impl WriteTxn {
                 changes: tracked,
             });
         }
+        let start = Instant::now();
         let predicted = self.base.revision + 1;
         let record = match self.db.log_record(&changes.list, predicted) {
             Ok(r) => r,
@@ -397,6 +399,7 @@ impl WriteTxn {
             })
             .collect();
         let feed = self.db.feed.enabled();
+        let tables = changed.len();
         let db = self.db.clone();
         // The base goes with the commit (see `PendingCommit::base`); this
         // transaction keeps a stand-in with the same revision.
@@ -418,6 +421,7 @@ impl WriteTxn {
             },
             || self.release(),
         )?;
+        db.timing.done(revision, tables, start.elapsed());
         self.run_hooks();
         Ok(Commit {
             revision,
