@@ -1,6 +1,8 @@
 //! The database: the published root (one atomic pointer), the per-table
 //! writer locks, and the commit protocol that publishes a new root.
 
+mod asyncs;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -138,7 +140,8 @@ pub struct Db {
 
 /// Something a write transaction can lock: a [`Table`] handle. `db.write`
 /// takes a slice of them, so tables of different object types can be locked
-/// together.
+/// together. `Send + Sync`, so that a `&[&dyn TableRef]` held across an
+/// `.await` keeps the future `Send`.
 ///
 /// ```
 /// # use pandodb::{Db, Indexer, Schema, TableRef};
@@ -155,7 +158,7 @@ pub struct Db {
 /// w.commit()?;
 /// # Ok::<(), pandodb::Error>(())
 /// ```
-pub trait TableRef {
+pub trait TableRef: Send + Sync {
     /// Id of the table within its schema.
     #[doc(hidden)]
     fn table_id(&self) -> usize;
@@ -164,7 +167,7 @@ pub trait TableRef {
     fn schema_id(&self) -> u64;
 }
 
-impl<T> TableRef for Table<T> {
+impl<T: Send + Sync> TableRef for Table<T> {
     fn table_id(&self) -> usize {
         self.id()
     }
@@ -404,6 +407,7 @@ impl Db {
     /// is gone). On error nothing changes. Returns the new revision.
     pub fn install_snapshot(&self, r: impl std::io::Read) -> Result<u64> {
         let all = self.write_all();
+        self.inner.check_open()?;
         let (info, states) =
             crate::persist::snapshot::read_states(r, "<snapshot>", &self.inner.schema)?;
         // Commits that released their locks but are still syncing first.
@@ -507,6 +511,12 @@ impl Db {
     /// unfinished write transaction on that table waits for itself forever:
     /// commit or drop the first one before beginning the next.
     pub fn write(&self, tables: &[&dyn TableRef]) -> WriteTxn {
+        WriteTxn::begin(self.inner.clone(), self.lock_ids(tables))
+    }
+
+    /// The writer locks `tables` name, sorted (the order every writer takes
+    /// them in, so none deadlocks).
+    fn lock_ids(&self, tables: &[&dyn TableRef]) -> Vec<usize> {
         let mut ids: Vec<usize> = tables
             .iter()
             .filter(|t| t.schema_id() == self.inner.schema.id)
@@ -515,7 +525,7 @@ impl Db {
             .collect();
         ids.sort_unstable();
         ids.dedup();
-        WriteTxn::begin(self.inner.clone(), ids)
+        ids
     }
 
     /// Subscribes to the change feed of the given tables (all tables when
@@ -542,6 +552,7 @@ impl Db {
     /// # Ok::<(), pandodb::Error>(())
     /// ```
     pub fn subscribe(&self, tables: &[&dyn TableRef], from: u64) -> Result<Subscription> {
+        self.inner.check_open()?;
         let ids = tables
             .iter()
             .filter(|t| t.schema_id() == self.inner.schema.id)

@@ -125,6 +125,14 @@ pub enum Error {
     /// An earlier I/O error stopped the database from accepting writes
     /// (fail-stop); reopen it to recover.
     WritesStopped(String),
+    /// What the operation waits on or goes through is gone: the database
+    /// was closed ([`Db::close`](crate::Db::close)) or its last handle
+    /// dropped, or the [`WatchSet`](crate::WatchSet) a future waits on was
+    /// dropped. Says which.
+    Closed(String),
+    /// [`Db::open`](crate::Db::open) found the directory's `LOCK` file
+    /// locked: the database is already open, by this process or another.
+    AlreadyOpen(String),
 }
 
 impl fmt::Display for Error {
@@ -215,6 +223,11 @@ impl fmt::Display for Error {
                 f,
                 "writes are refused after an earlier I/O error ({m}); reopen the database"
             ),
+            Error::Closed(what) => write!(f, "{what}"),
+            Error::AlreadyOpen(dir) => write!(
+                f,
+                "the database in {dir} is already open (by this or another process)"
+            ),
         }
     }
 }
@@ -229,6 +242,13 @@ impl Error {
             kind: e.kind(),
             message: e.to_string(),
         }
+    }
+}
+
+impl Error {
+    /// [`Error::Closed`] for a database that was closed or dropped.
+    pub(crate) fn db_closed() -> Error {
+        Error::Closed("the database was closed (Db::close, or its last handle dropped)".into())
     }
 }
 

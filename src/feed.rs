@@ -7,10 +7,14 @@
 //! behind the retained window gets [`Error::Compacted`] instead.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use event_listener::{Event, Listener};
+use event_listener::{Event, EventListener, Listener};
+use futures_core::Stream;
 
 use crate::error::{Error, Result};
 use crate::sync::{Mutex, lock};
@@ -94,6 +98,8 @@ struct Log {
     bytes: usize,
     /// Every revision up to this one is no longer retained.
     compacted_upto: u64,
+    /// The database was closed or dropped: no batch will come.
+    closed: bool,
 }
 
 /// The retained log and its wake-up event.
@@ -111,6 +117,7 @@ impl Feed {
                 entries: VecDeque::new(),
                 bytes: 0,
                 compacted_upto: revision,
+                closed: false,
             }),
             event: Event::new(),
         }
@@ -169,6 +176,13 @@ impl Feed {
         (log.entries.len(), log.bytes)
     }
 
+    /// The database was closed or dropped: subscribers get what is
+    /// retained, then [`Error::Closed`].
+    pub(crate) fn close(&self) {
+        lock(&self.log).closed = true;
+        self.event.notify(usize::MAX);
+    }
+
     /// The oldest revision still retained (the next one to be committed
     /// when nothing is).
     pub(crate) fn oldest(&self) -> u64 {
@@ -181,10 +195,14 @@ impl Feed {
 /// was opened at. Made by [`Db::subscribe`](crate::Db::subscribe).
 ///
 /// Blocking: iterate it (each item a `Result<Batch>`) or call
-/// [`Subscription::next_timeout`]; async: [`Subscription::next_async`].
+/// [`Subscription::next_timeout`]; async: [`Subscription::next_async`], or
+/// [`Subscription::into_stream`], a [`Stream`] of `Result<Batch>` (which,
+/// like the iterator, ends after an error).
 /// A subscriber that falls so far behind that its next revision is no
 /// longer retained gets [`Error::Compacted`] and can resubscribe from
-/// [`Subscription::revision`] after restoring from a snapshot.
+/// [`Subscription::revision`] after restoring from a snapshot. Once the
+/// database is closed or its last handle dropped, a subscriber gets the
+/// batches still retained, then [`Error::Closed`].
 pub struct Subscription {
     feed: Arc<Feed>,
     tables: Vec<usize>,
@@ -211,6 +229,15 @@ impl Subscription {
         self.next
     }
 
+    /// This subscription as a [`Stream`] of `Result<Batch>`, yielding
+    /// batches as commits arrive without blocking a thread (any runtime).
+    pub fn into_stream(self) -> SubscriptionStream {
+        SubscriptionStream {
+            sub: self,
+            listener: None,
+        }
+    }
+
     /// The next batch if one is retained, without blocking.
     pub fn try_next(&mut self) -> Result<Option<Batch>> {
         let log = lock(&self.feed.log);
@@ -220,11 +247,9 @@ impl Subscription {
                 oldest: log.compacted_upto + 1,
             });
         }
-        let Some(front) = log.entries.front() else {
-            return Ok(None);
-        };
         // Revisions in the log are consecutive.
-        let mut i = usize::try_from(self.next.saturating_sub(front.revision)).unwrap_or(usize::MAX);
+        let front = log.entries.front().map_or(u64::MAX, |e| e.revision);
+        let mut i = usize::try_from(self.next.saturating_sub(front)).unwrap_or(usize::MAX);
         while let Some(e) = log.entries.get(i) {
             self.next = e.revision + 1;
             let changes: Vec<Change> = e
@@ -240,6 +265,10 @@ impl Subscription {
                 }));
             }
             i += 1;
+        }
+        if log.closed {
+            self.failed = true;
+            return Err(Error::db_closed());
         }
         Ok(None)
     }
@@ -297,6 +326,63 @@ impl Iterator for Subscription {
             Ok(None) => None,
             Err(e) => Some(Err(e)),
         }
+    }
+}
+
+/// A [`Subscription`] as a [`Stream`] of `Result<Batch>`
+/// ([`Subscription::into_stream`]): the same batches in the same order;
+/// after an error ([`Error::Compacted`], [`Error::Closed`]) it ends.
+pub struct SubscriptionStream {
+    sub: Subscription,
+    /// The wake-up while it waits.
+    listener: Option<EventListener>,
+}
+
+impl SubscriptionStream {
+    /// The next revision it will look at.
+    pub fn revision(&self) -> u64 {
+        self.sub.next
+    }
+}
+
+impl Stream for SubscriptionStream {
+    type Item = Result<Batch>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Batch>>> {
+        let this = self.get_mut();
+        loop {
+            if this.sub.failed {
+                return Poll::Ready(None);
+            }
+            match this.sub.try_next() {
+                Ok(Some(b)) => {
+                    this.listener = None;
+                    return Poll::Ready(Some(Ok(b)));
+                }
+                Err(e) => {
+                    this.sub.failed = true;
+                    this.listener = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Ok(None) => {}
+            }
+            // Listening, then looking again, misses no append.
+            match &mut this.listener {
+                None => this.listener = Some(this.sub.feed.event.listen()),
+                Some(l) => match Pin::new(l).poll(cx) {
+                    Poll::Ready(()) => this.listener = None,
+                    Poll::Pending => return Poll::Pending,
+                },
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for SubscriptionStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SubscriptionStream")
+            .field(&self.sub)
+            .finish()
     }
 }
 

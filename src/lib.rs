@@ -41,14 +41,14 @@ mod watch;
 
 pub use db::{Db, Options, TableRef};
 pub use error::{Error, Result};
-pub use feed::{Batch, Retention, Subscription};
+pub use feed::{Batch, Retention, Subscription, SubscriptionStream};
 pub use index::key::{Encode, Uuid, UuidPrefix};
 pub use index::{Indexer, KeySink, StringMap};
 pub use persist::{Durability, SnapshotInfo};
 pub use schema::{Index, Schema, SchemaBuilder, Table, TableBuilder};
 pub use stats::{Histogram, Stats};
 pub use table::{Change, ChangeKind, Versioned};
-pub use txn::{Commit, Query, ReadTxn, RefIter, RowIter, VersionedIter, WriteTxn};
+pub use txn::{Commit, Query, ReadTxn, RefIter, RowIter, VersionedIter, WatchStream, WriteTxn};
 pub use watch::{Watch, WatchSet};
 
 /// `#[derive(Table)]` (feature `derive`): declares a table and its indexes

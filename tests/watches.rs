@@ -353,7 +353,7 @@ fn watches_and_sets_are_futures() {
             put(&s, svc("db", 2, "eu"));
         })
     };
-    block_on(w.fired());
-    assert_eq!(block_on(fut), 1);
+    block_on(w.fired()).unwrap();
+    assert_eq!(block_on(fut), Ok(1));
     writer.join().unwrap();
 }

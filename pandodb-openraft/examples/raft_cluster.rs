@@ -330,7 +330,10 @@ pub async fn run(verbose: bool) -> Report {
         nodes[fi].id
     ));
     let waiter = tokio::spawn(async move {
-        watch.fired().await;
+        watch
+            .fired()
+            .await
+            .expect("the follower database stays open");
         Instant::now()
     });
     let written = Instant::now();

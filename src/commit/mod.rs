@@ -6,8 +6,14 @@
 //! revision order), then the lending ledgers settled, the locks released
 //! and the watches fired.
 
+mod close;
+mod lock_async;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use event_listener::Event;
 
 use crate::error::{Error, Result};
 use crate::feed::Feed;
@@ -59,12 +65,16 @@ pub(crate) struct TableLock {
     /// Whether a write transaction holds the lock, and how many wait for it.
     state: Mutex<LockState>,
     freed: Condvar,
+    /// Wakes the async waiters (`acquire_async`, in `lock_async.rs`).
+    freed_async: Event,
 }
 
 #[derive(Default)]
 struct LockState {
     locked: bool,
     waiters: usize,
+    /// Async waiters listening on `freed_async`.
+    async_waiters: usize,
 }
 
 impl TableLock {
@@ -81,12 +91,16 @@ impl TableLock {
     pub(crate) fn release(&self) {
         let mut st = lock(&self.state);
         st.locked = false;
-        let waiters = st.waiters;
+        let (waiters, async_waiters) = (st.waiters, st.async_waiters);
         drop(st);
         // A condvar notification is a system call even with no waiter:
         // skip it when nobody waits (one per commit otherwise).
         if waiters > 0 {
             self.freed.notify_one();
+        }
+        // Both kinds may be woken for one release: the loser waits again.
+        if async_waiters > 0 {
+            self.freed_async.notify(1);
         }
     }
 }
@@ -115,6 +129,8 @@ pub(crate) struct DbInner {
     /// the publish lock (a lost update the model must catch).
     /// Loom's deliberately broken publish (see [`Broken`]).
     broken: Broken,
+    /// Set (under the publish mutex) by `close`: commits are refused.
+    closed: AtomicBool,
 }
 
 /// Settles the ledgers of the private states a commit published, against
@@ -172,6 +188,7 @@ impl DbInner {
             pending: Mutex::new(VecDeque::new()),
             timing: CommitTiming::new(std::time::Duration::MAX),
             broken,
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -284,6 +301,13 @@ impl DbInner {
         let mut ledgers = Vec::new();
         let (revision, published) = {
             let mut guard = (!self.broken.publish()).then(|| lock(&self.publish));
+            if self.closed.load(Ordering::Acquire) {
+                // Checked under the publish mutex: `close` flushes every
+                // commit ordered before it, and no other is ordered.
+                drop((guard, states));
+                ordered();
+                return Err(Error::db_closed());
+            }
             let mut none = None;
             let latest = guard.as_deref_mut().unwrap_or(&mut none);
             let current = latest.clone().unwrap_or_else(|| self.root.load());

@@ -79,8 +79,11 @@ struct GroupState {
 
 /// The durable side of a database.
 pub(crate) struct Durable {
-    /// Held while the database is open (one process per directory).
-    _dir_lock: Option<Box<dyn Send + Sync>>,
+    /// Held while the database is open (one process per directory);
+    /// released by `close`.
+    dir_lock: Mutex<Option<Box<dyn Send + Sync>>>,
+    /// Set by `close`: every write is refused with `Error::Closed`.
+    closed: AtomicBool,
     vfs: Arc<dyn Vfs>,
     dir: PathBuf,
     pub(crate) mode: Durability,
@@ -128,9 +131,10 @@ impl Durable {
         let start = Instant::now();
         vfs.create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), &e))?;
-        let dir_lock = vfs
-            .lock_dir(dir)
-            .map_err(|e| Error::io(format!("locking {}", dir.display()), &e))?;
+        let dir_lock = vfs.lock_dir(dir).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => Error::AlreadyOpen(dir.display().to_string()),
+            _ => Error::io(format!("locking {}", dir.display()), &e),
+        })?;
         snapfile::remove_temp_files(&*vfs, dir)?;
         let files = DirFiles::list(&*vfs, dir)?;
         let (mut revision, states) = match files.newest_snapshot() {
@@ -221,7 +225,8 @@ impl Durable {
             }
         }
         let durable = Durable {
-            _dir_lock: dir_lock,
+            dir_lock: Mutex::new(dir_lock),
+            closed: AtomicBool::new(false),
             vfs,
             dir: dir.to_path_buf(),
             mode,
@@ -260,12 +265,23 @@ impl Durable {
     }
 
     /// Fails with [`Error::WritesStopped`] after an earlier I/O error.
+    /// Fails with [`Error::Closed`] once closed.
     pub(crate) fn check(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::db_closed());
+        }
         if self.stopped.load(Ordering::Acquire) {
             let why = lock(&self.failed).clone().unwrap_or_default();
             return Err(Error::WritesStopped(why));
         }
         Ok(())
+    }
+
+    /// Refuses every later write and releases the directory lock (the
+    /// caller synced what was committed).
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        drop(lock(&self.dir_lock).take());
     }
 
     fn stop(&self, e: &Error) {

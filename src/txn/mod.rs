@@ -3,6 +3,7 @@
 //! methods both share.
 
 mod read;
+mod watch_stream;
 mod write;
 
 use std::iter::FusedIterator;
@@ -10,6 +11,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 pub use read::ReadTxn;
+pub use watch_stream::WatchStream;
 pub use write::{Commit, WriteTxn};
 
 use crate::error::{Error, Result};

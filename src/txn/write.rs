@@ -94,6 +94,12 @@ impl WriteTxn {
         for &id in &locked {
             db.locks[id].acquire();
         }
+        Self::begin_locked(db, locked)
+    }
+
+    /// Begins a transaction holding the writer locks `locked` (sorted),
+    /// which the caller took; it releases them when it ends.
+    pub(crate) fn begin_locked(db: Arc<DbInner>, locked: Vec<usize>) -> Self {
         // Loaded after the locks: nobody else can commit these tables now.
         let base = db.load_latest();
         // The change records feed the change feed and the durable log.

@@ -14,17 +14,18 @@
 //! the ring for commits after `r` (or fires at once when the ring no longer
 //! covers them), so a commit racing with a registration is never missed.
 
+mod handle;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::future::Future;
 use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-
-use event_listener::{Event, Listener};
 
 use crate::index::KeyLog;
 use crate::sync::{Broken, Mutex, lock};
+
+use handle::Cell;
+pub use handle::{Watch, WatchSet};
 
 /// What a watch covers, in the encoded key space of one index.
 #[derive(Debug, Clone)]
@@ -59,348 +60,6 @@ fn in_range(lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>, key: &[u8]) -> bool {
         Bound::Unbounded => true,
     };
     above && below
-}
-
-/// The shared state of one watch.
-struct Cell {
-    state: Mutex<CellState>,
-}
-
-#[derive(Default)]
-struct CellState {
-    fired: bool,
-    /// Watch sets waiting on this watch, with the watch's index in each
-    /// (the first inline: most watches have one waiter).
-    first: Option<(Arc<Waiter>, usize)>,
-    more: Vec<(Arc<Waiter>, usize)>,
-}
-
-/// The signal of one [`WatchSet`]: the index of the first watch that fired.
-struct Waiter {
-    first: AtomicUsize,
-    event: Event,
-}
-
-const NONE: usize = usize::MAX;
-
-impl Waiter {
-    fn new() -> Arc<Waiter> {
-        Arc::new(Waiter {
-            first: AtomicUsize::new(NONE),
-            event: Event::new(),
-        })
-    }
-
-    fn signal(&self, id: usize) {
-        let _ = self
-            .first
-            .compare_exchange(NONE, id, Ordering::AcqRel, Ordering::Acquire);
-        self.event.notify(usize::MAX);
-    }
-
-    fn fired(&self) -> Option<usize> {
-        match self.first.load(Ordering::Acquire) {
-            NONE => None,
-            id => Some(id),
-        }
-    }
-
-    fn wait_deadline(&self, deadline: Option<Instant>) -> Option<usize> {
-        loop {
-            if let Some(id) = self.fired() {
-                return Some(id);
-            }
-            let listener = self.event.listen();
-            if let Some(id) = self.fired() {
-                return Some(id);
-            }
-            match deadline {
-                None => listener.wait(),
-                Some(d) => {
-                    if listener.wait_deadline(d).is_none() {
-                        return self.fired();
-                    }
-                }
-            }
-        }
-    }
-
-    async fn wait_async(&self) -> usize {
-        loop {
-            if let Some(id) = self.fired() {
-                return id;
-            }
-            let listener = self.event.listen();
-            if let Some(id) = self.fired() {
-                return id;
-            }
-            listener.await;
-        }
-    }
-}
-
-impl Cell {
-    fn new() -> Arc<Cell> {
-        Arc::new(Cell {
-            state: Mutex::new(CellState::default()),
-        })
-    }
-
-    fn fire(&self) {
-        let (first, more) = {
-            let mut st = lock(&self.state);
-            if st.fired {
-                return;
-            }
-            st.fired = true;
-            (st.first.take(), std::mem::take(&mut st.more))
-        };
-        for (w, id) in first.into_iter().chain(more) {
-            w.signal(id);
-        }
-    }
-
-    fn is_fired(&self) -> bool {
-        lock(&self.state).fired
-    }
-
-    fn detach(&self, waiter: &Arc<Waiter>) {
-        let mut st = lock(&self.state);
-        if st
-            .first
-            .as_ref()
-            .is_some_and(|(w, _)| Arc::ptr_eq(w, waiter))
-        {
-            st.first = st.more.pop();
-        }
-        st.more.retain(|(w, _)| !Arc::ptr_eq(w, waiter));
-    }
-
-    /// Adds a waiter, or signals it at once if the watch already fired.
-    fn attach(&self, waiter: &Arc<Waiter>, id: usize) {
-        let mut st = lock(&self.state);
-        if st.fired {
-            drop(st);
-            waiter.signal(id);
-        } else if st.first.is_none() {
-            st.first = Some((waiter.clone(), id));
-        } else {
-            st.more.push((waiter.clone(), id));
-        }
-    }
-}
-
-/// A one-shot notification that the result of the query that handed it out
-/// may have changed: it fires after the first commit that changes a key the
-/// query covers is published, so a read begun after it fired sees that
-/// commit. Watches never miss such a commit, even one that commits while
-/// the watch is being taken. Cheap to clone; every clone sees the same
-/// firing.
-///
-/// Take watches from [`ReadTxn`](crate::ReadTxn)'s `*_watch` queries; wait
-/// on one with [`Watch::wait_timeout`] or `.fired().await`, or on many with
-/// a [`WatchSet`].
-///
-/// ```
-/// # use pandodb::{Db, Indexer, Query, Schema};
-/// # use std::time::Duration;
-/// # struct Cfg { key: String, value: String }
-/// # let mut schema = Schema::builder();
-/// # let mut t = schema.table::<Cfg>("cfg");
-/// # let by_key = t.primary("key", Indexer::string(|c: &Cfg| c.key.as_str()));
-/// # let cfg = schema.add(t)?;
-/// # let db = Db::new(schema.build()?);
-/// let (value, watch) = db.read().get_watch(&by_key, "mode")?;
-/// assert!(value.is_none());
-/// let writer = {
-///     let (db, cfg) = (db.clone(), cfg.clone());
-///     std::thread::spawn(move || {
-///         let mut w = db.write(&[&cfg]);
-///         w.insert(&cfg, Cfg { key: "mode".into(), value: "fast".into() }).unwrap();
-///         w.commit().unwrap();
-///     })
-/// };
-/// assert!(watch.wait_timeout(Duration::from_secs(10)));
-/// assert_eq!(db.read().get(&by_key, "mode")?.unwrap().value, "fast");
-/// # writer.join().unwrap();
-/// # Ok::<(), pandodb::Error>(())
-/// ```
-#[derive(Clone)]
-pub struct Watch {
-    cell: Arc<Cell>,
-}
-
-impl Watch {
-    /// Whether the watch has fired.
-    pub fn is_fired(&self) -> bool {
-        self.cell.is_fired()
-    }
-
-    /// Blocks until the watch fires.
-    pub fn wait(&self) {
-        let w = Waiter::new();
-        self.cell.attach(&w, 0);
-        w.wait_deadline(None);
-    }
-
-    /// Blocks until the watch fires or `timeout` passes; returns whether it
-    /// fired.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let w = Waiter::new();
-        self.cell.attach(&w, 0);
-        let fired = w.wait_deadline(Some(Instant::now() + timeout)).is_some();
-        if !fired {
-            self.cell.detach(&w);
-        }
-        fired
-    }
-
-    /// A future that completes when the watch fires; works with any async
-    /// runtime.
-    pub fn fired(&self) -> impl Future<Output = ()> + Send + 'static {
-        let w = Waiter::new();
-        self.cell.attach(&w, 0);
-        // Detaches the waiter if the future is dropped before it completes.
-        let guard = Attached {
-            cell: self.cell.clone(),
-            waiter: w,
-        };
-        async move {
-            guard.waiter.wait_async().await;
-        }
-    }
-}
-
-/// A waiter attached to a cell, detached when dropped.
-struct Attached {
-    cell: Arc<Cell>,
-    waiter: Arc<Waiter>,
-}
-
-impl Drop for Attached {
-    fn drop(&mut self) {
-        self.cell.detach(&self.waiter);
-    }
-}
-
-impl std::fmt::Debug for Watch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watch")
-            .field("fired", &self.is_fired())
-            .finish()
-    }
-}
-
-/// Many watches waited on together by one thread or task: waiting costs one
-/// wake-up whatever the number of watches (100,000 watches wait on one
-/// thread), and reports which watch fired first.
-///
-/// ```
-/// # use pandodb::{Db, Indexer, Query, Schema, WatchSet};
-/// # use std::time::Duration;
-/// # struct Cfg { key: String }
-/// # let mut schema = Schema::builder();
-/// # let mut t = schema.table::<Cfg>("cfg");
-/// # let by_key = t.primary("key", Indexer::string(|c: &Cfg| c.key.as_str()));
-/// # let cfg = schema.add(t)?;
-/// # let db = Db::new(schema.build()?);
-/// let r = db.read();
-/// let mut set = WatchSet::new();
-/// for key in ["a", "b", "c"] {
-///     set.add(r.get_watch(&by_key, key)?.1);
-/// }
-/// assert_eq!(set.wait_timeout(Duration::from_millis(1)), None);
-/// let mut w = db.write(&[&cfg]);
-/// w.insert(&cfg, Cfg { key: "b".into() })?;
-/// w.commit()?;
-/// assert_eq!(set.wait_timeout(Duration::from_secs(10)), Some(1));
-/// # Ok::<(), pandodb::Error>(())
-/// ```
-pub struct WatchSet {
-    waiter: Arc<Waiter>,
-    /// Keeps the watches alive (a registry drops watches nobody holds).
-    cells: Vec<Arc<Cell>>,
-}
-
-impl Default for WatchSet {
-    fn default() -> Self {
-        WatchSet::new()
-    }
-}
-
-impl WatchSet {
-    /// An empty set.
-    pub fn new() -> WatchSet {
-        WatchSet {
-            waiter: Waiter::new(),
-            cells: Vec::new(),
-        }
-    }
-
-    /// Adds a watch; returns its index in the set (0, 1, 2, ...).
-    pub fn add(&mut self, watch: Watch) -> usize {
-        let id = self.cells.len();
-        watch.cell.attach(&self.waiter, id);
-        self.cells.push(watch.cell);
-        id
-    }
-
-    /// Number of watches added.
-    pub fn len(&self) -> usize {
-        self.cells.len()
-    }
-
-    /// Whether no watch was added.
-    pub fn is_empty(&self) -> bool {
-        self.cells.is_empty()
-    }
-
-    /// The index of the first watch that fired, if one has.
-    pub fn fired(&self) -> Option<usize> {
-        self.waiter.fired()
-    }
-
-    /// Blocks until a watch fires; returns the index of the first that did.
-    /// (An empty set waits forever.)
-    pub fn wait(&self) -> usize {
-        self.waiter
-            .wait_deadline(None)
-            .expect("waiting without a deadline returns only once fired")
-    }
-
-    /// Blocks until a watch fires or `timeout` passes; returns the index of
-    /// the first watch that fired, or `None` on timeout.
-    pub fn wait_timeout(&self, timeout: Duration) -> Option<usize> {
-        self.waiter.wait_deadline(Some(Instant::now() + timeout))
-    }
-
-    /// A future resolving to the index of the first watch that fired; works
-    /// with any async runtime.
-    pub fn wait_async(&self) -> impl Future<Output = usize> + Send + 'static {
-        let w = self.waiter.clone();
-        async move { w.wait_async().await }
-    }
-}
-
-impl Drop for WatchSet {
-    fn drop(&mut self) {
-        // Watches shared with other holders outlive the set: leave no
-        // waiter behind in them.
-        for c in &self.cells {
-            if Arc::strong_count(c) > 1 {
-                c.detach(&self.waiter);
-            }
-        }
-    }
-}
-
-impl std::fmt::Debug for WatchSet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WatchSet")
-            .field("len", &self.cells.len())
-            .field("fired", &self.fired())
-            .finish()
-    }
 }
 
 /// A range watch: the revision its reader saw, lower and upper bound, and
@@ -632,6 +291,9 @@ struct Registry {
     count: usize,
     /// Sweep abandoned watches when `count` reaches this.
     sweep_at: usize,
+    /// The database was closed or dropped: watches are closed, not
+    /// registered.
+    closed: bool,
 }
 
 /// The watch registry of one table.
@@ -655,6 +317,7 @@ impl TableWatches {
                 unknown_upto: 0,
                 count: 0,
                 sweep_at: 1024,
+                closed: false,
             }),
         }
     }
@@ -671,6 +334,12 @@ impl TableWatches {
         let mut reg = lock(&self.registry);
         // Commits after `seen` that already ran their notification: check
         // them now, or fire if their keys are not known any more.
+        if reg.closed {
+            drop(reg);
+            let cell = Cell::new();
+            cell.close();
+            return Watch { cell };
+        }
         let seen = if self.broken.watch() { u64::MAX } else { seen };
         let missed = reg.unknown_upto > seen
             || reg.recent.iter().any(|(rev, keys)| {
@@ -732,6 +401,27 @@ impl TableWatches {
         };
         reg.count = reg.count.saturating_sub(fired);
         self.active.store(reg.count, Ordering::Release);
+    }
+
+    /// The database was closed or dropped: every registered watch is
+    /// closed (its futures resolve with `Error::Closed`), and so is every
+    /// watch registered later.
+    pub(crate) fn close(&self) {
+        let mut reg = lock(&self.registry);
+        reg.closed = true;
+        for ix in &mut reg.indexes {
+            let ix = std::mem::take(ix);
+            for w in ix.exact.into_values().chain(ix.prefix.into_values()) {
+                for (_, cell) in std::iter::once((w.seen, w.cell)).chain(w.more) {
+                    cell.close();
+                }
+            }
+            for (_, _, _, cell) in ix.ranges {
+                cell.close();
+            }
+        }
+        reg.count = 0;
+        self.active.store(0, Ordering::Release);
     }
 
     /// Watches currently registered and the approximate heap bytes of the
