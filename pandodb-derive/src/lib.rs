@@ -560,7 +560,7 @@ fn field_decl(
                 (
                     quote!(#inner),
                     quote_spanned!(ty_span=> #krate::Indexer::<#t, #inner>::custom(
-                        |o: &#t, keys: &mut #krate::KeySink| {
+                        |o: &#t, keys: &mut #krate::KeySink<#inner>| {
                             for k in &o.#fname {
                                 keys.add(k);
                             }
