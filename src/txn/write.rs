@@ -100,6 +100,9 @@ impl WriteTxn {
     /// Begins a transaction holding the writer locks `locked` (sorted),
     /// which the caller took; it releases them when it ends.
     pub(crate) fn begin_locked(db: Arc<DbInner>, locked: Vec<usize>) -> Self {
+        // The ledgers earlier commits left (see `DbInner::settle_unsettled`)
+        // are settled before this transaction copies any node.
+        db.settle_unsettled();
         // Loaded after the locks: nobody else can commit these tables now.
         let base = db.load_latest();
         // The change records feed the change feed and the durable log.
@@ -445,9 +448,9 @@ impl WriteTxn {
     pub fn abort(self) {}
 
     /// Releases the writer locks. The private states must be gone (or
-    /// published and settled) by then: their trees may lend from base
-    /// nodes (see `tree::Ledger`), whose counts the next writer of the
-    /// same tables relies on.
+    /// published, their ledgers queued for the next writer) by then: their
+    /// trees may lend from base nodes (see `tree::Ledger`), whose counts
+    /// the next writer of the same tables relies on.
     fn release(&mut self) {
         self.states.iter_mut().for_each(|s| *s = None);
         for id in std::mem::take(&mut self.locked) {
