@@ -221,7 +221,7 @@ impl Durable {
         let mut states = states;
         for (t, l) in loaders.into_iter().enumerate() {
             if let Some(l) = l {
-                states[t] = l.finish();
+                states[t] = l.finish()?;
             }
         }
         let durable = Durable {

@@ -5,6 +5,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use super::bulk::Bulk;
 use super::write::{LoadCtx, load_row, primary_key, unload_row};
 use super::{TableDef, TableState, Versioned};
 use crate::error::{Error, Result};
@@ -137,8 +138,9 @@ pub(crate) trait TableLoader {
     fn put(&mut self, version: u32, created: u64, modified: u64, data: &[u8]) -> Result<()>;
     /// Deletes the row with this primary key (if any).
     fn delete(&mut self, pk: &[u8]) -> Result<()>;
-    /// The finished state.
-    fn finish(self: Box<Self>) -> AnyState;
+    /// The finished state (an error when rows loaded in bulk break a
+    /// unique index).
+    fn finish(self: Box<Self>) -> Result<AnyState>;
 }
 
 impl<T: Send + Sync + 'static> AnyTable for TableDef<T> {
@@ -213,29 +215,47 @@ impl<T: Send + Sync + 'static> AnyTable for TableDef<T> {
         (codec.encode)(obj, data).map_err(|e| self.codec_error(&e))
     }
     fn loader(self: Arc<Self>, base: Option<&AnyState>) -> Box<dyn TableLoader> {
-        let state = match base {
-            Some(b) => state_ref::<T>(&**b, &self.name).clone(),
-            None => TableState {
-                def: self.clone(),
-                primary: self.primary,
-                rows: Tree::new(),
-                by_revision: Tree::new(),
-                indexes: self.indexes.iter().map(|_| Tree::new()).collect(),
-            },
+        let mode = match base {
+            Some(b) => Mode::Rows(state_ref::<T>(&**b, &self.name).clone()),
+            // From nothing: rows in primary-key order are built bottom-up.
+            None => Mode::Bulk(Box::new(Bulk::new(self.clone()))),
         };
         Box::new(Loader {
             def: self,
-            state,
+            mode,
             ctx: LoadCtx::default(),
         })
     }
 }
 
+/// How a [`Loader`] takes rows.
+enum Mode<T> {
+    /// Bottom-up, while rows come in primary-key order into an empty table.
+    Bulk(Box<Bulk<T>>),
+    /// Row by row, through the writer.
+    Rows(TableState<T>),
+}
+
 /// [`TableLoader`] of one typed table.
 struct Loader<T> {
     def: Arc<TableDef<T>>,
-    state: TableState<T>,
+    mode: Mode<T>,
     ctx: LoadCtx,
+}
+
+impl<T: Send + Sync + 'static> Mode<T> {
+    /// The state to write row by row: a bulk build so far is finished
+    /// first (the rows after it may replace or delete its rows).
+    fn rows(&mut self, def: &Arc<TableDef<T>>) -> Result<&mut TableState<T>> {
+        if let Mode::Bulk(b) = self {
+            let b = std::mem::replace(b, Box::new(Bulk::new(def.clone())));
+            *self = Mode::Rows(b.finish()?);
+        }
+        match self {
+            Mode::Rows(s) => Ok(s),
+            Mode::Bulk(_) => unreachable!("the loader just left bulk mode"),
+        }
+    }
 }
 
 impl<T: Send + Sync + 'static> TableLoader for Loader<T> {
@@ -262,22 +282,32 @@ impl<T: Send + Sync + 'static> TableLoader for Loader<T> {
             )));
         }
         .map_err(|e| def.codec_error(&e))?;
-        load_row(
-            def,
-            &mut self.state,
-            &mut self.ctx,
-            Arc::new(obj),
-            created,
-            modified,
-        )
+        let obj = Arc::new(obj);
+        // A row out of order goes row by row, as every row after it.
+        if let Mode::Bulk(b) = &mut self.mode
+            && let Ok(()) = b.push(obj.clone(), created, modified)?
+        {
+            return Ok(());
+        }
+        let state = self.mode.rows(&self.def)?;
+        load_row(&self.def, state, &mut self.ctx, obj, created, modified)
     }
 
     fn delete(&mut self, pk: &[u8]) -> Result<()> {
-        unload_row(&self.def, &mut self.state, &mut self.ctx, pk);
+        if let Mode::Bulk(b) = &self.mode
+            && b.len() == 0
+        {
+            return Ok(()); // nothing to delete yet
+        }
+        let state = self.mode.rows(&self.def)?;
+        unload_row(&self.def, state, &mut self.ctx, pk);
         Ok(())
     }
 
-    fn finish(self: Box<Self>) -> AnyState {
-        Arc::new(self.state)
+    fn finish(self: Box<Self>) -> Result<AnyState> {
+        Ok(match self.mode {
+            Mode::Bulk(b) => Arc::new(b.finish()?),
+            Mode::Rows(s) => Arc::new(s),
+        })
     }
 }
