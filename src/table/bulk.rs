@@ -16,7 +16,9 @@
 
 use std::sync::Arc;
 
-use super::write::{MAX_KEY_BYTES, entry_key, extract, single_key};
+use super::write::{
+    Cond, MAX_KEY_BYTES, TableMut, entry_key, extract, insert_obj, record, single_key,
+};
 use super::{TableDef, TableState, Versioned, revision_key};
 use crate::error::{Error, Result};
 use crate::index::KeyBuf;
@@ -123,6 +125,22 @@ impl<T: Send + Sync + 'static> Bulk<T> {
             sinks: Vec::new(),
             buf: Vec::new(),
         }
+    }
+
+    /// A builder expecting about `rows` rows: its buffers are allocated
+    /// once (growing them by doubling copies every key several times).
+    pub(crate) fn with_capacity(def: Arc<TableDef<T>>, rows: usize) -> Self {
+        let mut b = Bulk::new(def);
+        b.objects.reserve(rows);
+        for (i, k) in b.indexes.iter_mut().enumerate() {
+            if i != b.def.primary {
+                k.entries.reserve(rows);
+                k.bytes.reserve(rows * 16);
+            }
+        }
+        b.by_revision.entries.reserve(rows);
+        b.by_revision.bytes.reserve(rows * 16);
+        b
     }
 
     /// Rows taken so far.
@@ -271,4 +289,162 @@ fn build_index<T>(
             .map(|e| (keys.key(e), objects[e.row as usize].clone())),
     )
     .map_err(|e| Error::SchemaMismatch(format!("table {:?}, index {:?}: {e}", def.name, ix.name)))
+}
+
+/// Inserts, as [`insert_obj`] with [`Cond::Any`] would one after the
+/// other, the last object of `objs` for each primary key (an earlier one
+/// with the same key is skipped), all or nothing: after an error the
+/// state, the key log and the change list are as they were. A state with
+/// no rows is built bottom-up (the objects sorted by primary key first);
+/// otherwise, or when an indexer gives a different primary key on a second
+/// call, the objects go in one by one. Returns the number of objects
+/// given.
+pub(crate) fn insert_many<T: Send + Sync + 'static>(
+    def: &Arc<TableDef<T>>,
+    m: TableMut<'_, T>,
+    objs: Vec<Arc<T>>,
+) -> Result<usize> {
+    let n = objs.len();
+    if m.state.rows.is_empty() && n > 1 {
+        let TableMut {
+            state,
+            scratch,
+            log,
+            mut changes,
+            revision,
+            created,
+        } = m;
+        if let Some(built) = build_sorted(def, &objs, revision)? {
+            for (pk, row) in built.rows.iter() {
+                log.pks.push(def.primary, pk);
+                if let Some(keys) = &mut log.keys {
+                    keys.push(def.primary, pk);
+                }
+                record(
+                    changes.as_deref_mut(),
+                    def,
+                    None,
+                    Some(&row.object),
+                    revision,
+                );
+            }
+            if let Some(keys) = &mut log.keys {
+                for (i, t) in built.indexes.iter().enumerate() {
+                    for (k, _) in t.iter() {
+                        keys.push(i, k);
+                    }
+                }
+            }
+            *state = built;
+            return Ok(n);
+        }
+        return insert_each(
+            def,
+            TableMut {
+                state,
+                scratch,
+                log,
+                changes,
+                revision,
+                created,
+            },
+            objs,
+        );
+    }
+    insert_each(def, m, objs)
+}
+
+/// The state of `objs` built bottom-up, or `None` when their primary keys
+/// changed between two calls of the indexer.
+fn build_sorted<T: Send + Sync + 'static>(
+    def: &Arc<TableDef<T>>,
+    objs: &[Arc<T>],
+    revision: u64,
+) -> Result<Option<TableState<T>>> {
+    // Primary keys in one arena: (start, length, position in `objs`).
+    let mut bytes = Vec::new();
+    let mut order: Vec<(usize, u32, u32)> = Vec::with_capacity(objs.len());
+    let mut sinks = Vec::new();
+    for (i, o) in objs.iter().enumerate() {
+        let pk = super::write::primary_key(def, &mut sinks, o)?;
+        let Ok(i) = u32::try_from(i) else {
+            return Ok(None); // over 4 billion objects: one by one
+        };
+        order.push((bytes.len(), pk.len() as u32, i));
+        bytes.extend_from_slice(&pk);
+    }
+    let key = |e: &(usize, u32, u32)| &bytes[e.0..e.0 + e.1 as usize];
+    if !order.windows(2).all(|w| key(&w[0]) < key(&w[1])) {
+        // Stable: objects with one primary key stay in input order, and
+        // the last of them is the one kept.
+        order.sort_by(|a, b| key(a).cmp(key(b)));
+    }
+    let mut bulk = Bulk::with_capacity(def.clone(), order.len());
+    for (j, e) in order.iter().enumerate() {
+        if order.get(j + 1).is_some_and(|next| key(next) == key(e)) {
+            continue; // replaced by a later object
+        }
+        if bulk
+            .push(objs[e.2 as usize].clone(), revision, revision)?
+            .is_err()
+        {
+            return Ok(None);
+        }
+    }
+    bulk.finish().map(Some)
+}
+
+/// [`insert_many`] one object at a time, undone on an error.
+fn insert_each<T: Send + Sync + 'static>(
+    def: &Arc<TableDef<T>>,
+    m: TableMut<'_, T>,
+    mut objs: Vec<Arc<T>>,
+) -> Result<usize> {
+    let n = objs.len();
+    // Only the last object of each primary key counts.
+    let mut sinks = Vec::new();
+    let mut last = std::collections::HashMap::new();
+    for (i, o) in objs.iter().enumerate() {
+        last.insert(super::write::primary_key(def, &mut sinks, o)?, i);
+    }
+    if last.len() < n {
+        let mut keep = vec![false; n];
+        for &i in last.values() {
+            keep[i] = true;
+        }
+        let mut k = keep.iter();
+        objs.retain(|_| k.next().copied().unwrap_or(false));
+    }
+    let TableMut {
+        state,
+        scratch,
+        log,
+        mut changes,
+        revision,
+        created,
+    } = m;
+    // O(1): the trees are persistent. (Keys logged for rows that are then
+    // undone are harmless: renumbering skips missing rows, and a watch
+    // fires at worst once too often.)
+    let saved = state.clone();
+    let recorded = changes.as_ref().map(|c| (c.list.len(), c.bytes));
+    for obj in objs {
+        let m = TableMut {
+            state: &mut *state,
+            scratch: &mut *scratch,
+            log: &mut *log,
+            changes: changes.as_deref_mut(),
+            revision,
+            created,
+        };
+        if let Err(e) = insert_obj(def, m, obj, Cond::Any) {
+            *state = saved;
+            if let (Some(c), Some((len, bytes))) = (changes.as_deref_mut(), recorded) {
+                c.list.truncate(len);
+                c.bytes = bytes;
+            }
+            return Err(e);
+        }
+    }
+    Ok(n)
 }

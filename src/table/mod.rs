@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::index::KeyBuf;
 use crate::tree::Tree;
 
-mod bulk;
+pub(crate) mod bulk;
 mod change;
 mod erased;
 pub(crate) mod write;

@@ -325,7 +325,7 @@ fn warm_replaced<T>(
     warm_paths(state, None, &w.spans, &w.buf, rev.then_some(&w.rev[..]));
 }
 
-fn record<T: Send + Sync + 'static>(
+pub(super) fn record<T: Send + Sync + 'static>(
     changes: Option<&mut Changes>,
     def: &TableDef<T>,
     before: Option<&Arc<T>>,
