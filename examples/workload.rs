@@ -25,8 +25,10 @@
 //! Persistence workloads (issue 5): `snapshot_write`, `snapshot_restore`
 //! (objects/s, bytes per object, peak memory of the restore against the
 //! final database), `commit_sync` (synchronous single-object commits/s with
-//! 1 and 8 committing threads) and `recovery_replay` (log records/s on
-//! open). They use the temp directory.
+//! 1 and 8 committing threads), `recovery_replay` (log records/s on
+//! open) and `open_snapshot` (`Db::open` of a checkpoint of N objects:
+//! seconds, objects/s, peak memory against the opened database). `bulk_load`
+//! is `bulk_insert` through the bulk-load API (`WriteTxn::insert_all`). They use the temp directory.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -1221,6 +1223,58 @@ fn persistence_workloads(cfg: &Cfg) {
                 (
                     "note",
                     "\"Db::open of a log of 200,000 single-object commits, no snapshot\"".into(),
+                ),
+            ],
+        );
+        drop(e);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if cfg.enabled("open_snapshot") {
+        // Db::open of a directory whose checkpoint holds all N objects and
+        // whose log is empty: the time to rehydrate a control plane.
+        let dir = scratch_dir("open");
+        {
+            let e = open_durable(&dir, Options::default());
+            let mut w = e.db.write(&[&e.people]);
+            w.insert_all(&e.people, people(0, n)).expect("load");
+            w.commit().expect("commit");
+            e.db.checkpoint().expect("checkpoint");
+        }
+        let base = ALLOC.allocated();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut peak = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    peak = peak.max(ALLOC.allocated());
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                peak
+            })
+        };
+        let (secs, other, e) = timed(cfg, || open_durable(&dir, Options::default()));
+        stop.store(true, Ordering::Relaxed);
+        let peak = sampler.join().expect("sampler").max(ALLOC.allocated());
+        let final_bytes = ALLOC.allocated().saturating_sub(base);
+        assert_eq!(e.len() as u64, n);
+        emit(
+            "pandodb",
+            "open_snapshot",
+            n,
+            Some(secs * 1e9 / n as f64),
+            &[
+                ("seconds", format!("{secs:.3}")),
+                ("objects_per_s", f2(n as f64 / secs)),
+                ("final_db_bytes", final_bytes.to_string()),
+                (
+                    "peak_vs_final",
+                    format!("{:.3}", peak.saturating_sub(base) as f64 / final_bytes.max(1) as f64),
+                ),
+                ("other_cpu_cores", f2(other)),
+                (
+                    "note",
+                    "\"Db::open of a directory whose checkpoint holds every object, empty log\"".into(),
                 ),
             ],
         );
