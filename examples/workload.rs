@@ -1269,12 +1269,16 @@ fn persistence_workloads(cfg: &Cfg) {
                 ("final_db_bytes", final_bytes.to_string()),
                 (
                     "peak_vs_final",
-                    format!("{:.3}", peak.saturating_sub(base) as f64 / final_bytes.max(1) as f64),
+                    format!(
+                        "{:.3}",
+                        peak.saturating_sub(base) as f64 / final_bytes.max(1) as f64
+                    ),
                 ),
                 ("other_cpu_cores", f2(other)),
                 (
                     "note",
-                    "\"Db::open of a directory whose checkpoint holds every object, empty log\"".into(),
+                    "\"Db::open of a directory whose checkpoint holds every object, empty log\""
+                        .into(),
                 ),
             ],
         );
