@@ -169,7 +169,17 @@ impl<T: Send + Sync + 'static> Bulk<T> {
                 )));
             }
         }
-        let pk = single_key(def, &self.sinks[def.primary])?;
+        // The primary key, borrowed from its sink (no copy per row).
+        let pk = {
+            let mut keys = self.sinks[def.primary].keys();
+            match (keys.next(), keys.next()) {
+                (Some(k), None) => k,
+                _ => {
+                    single_key(def, &self.sinks[def.primary])?;
+                    unreachable!("single_key fails unless there is exactly one key")
+                }
+            }
+        };
         let Ok(row) = u32::try_from(self.objects.len()) else {
             // More rows than one bulk build numbers: the rest go row by row.
             return Ok(Err(OutOfOrder));
@@ -179,7 +189,7 @@ impl<T: Send + Sync + 'static> Bulk<T> {
             created,
             modified,
         };
-        if self.rows.push(&pk, versioned).is_err() {
+        if self.rows.push(pk, versioned).is_err() {
             return Ok(Err(OutOfOrder));
         }
         for (i, ix) in def.indexes.iter().enumerate() {
@@ -187,11 +197,11 @@ impl<T: Send + Sync + 'static> Bulk<T> {
                 continue;
             }
             for k in self.sinks[i].keys() {
-                let stored = entry_key(ix.unique, k, &pk, &mut self.buf);
+                let stored = entry_key(ix.unique, k, pk, &mut self.buf);
                 self.indexes[i].push(stored, k.len(), row);
             }
         }
-        revision_key(&mut self.buf, modified, &pk);
+        revision_key(&mut self.buf, modified, pk);
         let sort_len = self.buf.len() - pk.len();
         self.by_revision.push(&self.buf, sort_len, row);
         self.objects.push(obj);

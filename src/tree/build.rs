@@ -135,7 +135,7 @@ impl<V> TreeBuilder<V> {
     /// When `key` is longer than 4 GiB (as [`Tree::insert`]).
     pub fn push(&mut self, key: &[u8], value: V) -> Result<(), NotSorted> {
         let Some(done) = self.done.take() else {
-            let root = self.open_node(0);
+            let root = open_node(0, &mut self.spare);
             self.open.push(root);
             self.done = Some(Done::Leaf(Leaf::new(key, value)));
             self.last.clear();
@@ -143,14 +143,21 @@ impl<V> TreeBuilder<V> {
             self.pushed = 1;
             return Ok(());
         };
-        if key <= self.last.as_slice() {
+        let l = common_len(&self.last, key);
+        // Greater: the last key is a proper prefix, or the first differing
+        // byte is larger.
+        let greater = match (self.last.get(l), key.get(l)) {
+            (None, next) => next.is_some(),
+            (Some(a), Some(b)) => b > a,
+            (Some(_), None) => false,
+        };
+        if !greater {
             self.done = Some(done);
             return Err(NotSorted {
                 position: self.pushed,
-                duplicate: key == self.last.as_slice(),
+                duplicate: key.len() == self.last.len() && l == key.len(),
             });
         }
-        let l = common_len(&self.last, key);
         let mut done = done;
         // Every open node branching below `l` is complete.
         while let Some(top) = self.open.last()
@@ -159,20 +166,17 @@ impl<V> TreeBuilder<V> {
             let Some(mut node) = self.open.pop() else {
                 unreachable!("the open stack is not empty")
             };
-            self.attach(&mut node, done);
+            attach(&mut node, done, &self.last, &mut self.spare);
             done = Done::Node(node);
         }
         // The root (depth 0) never pops: `l >= 0`.
-        if self.open.last().is_some_and(|top| top.depth == l) {
-            let Some(mut top) = self.open.pop() else {
-                unreachable!("the open stack is not empty")
-            };
-            self.attach(&mut top, done);
-            self.open.push(top);
-        } else {
-            let mut node = self.open_node(l);
-            self.attach(&mut node, done);
-            self.open.push(node);
+        match self.open.last_mut() {
+            Some(top) if top.depth == l => attach(top, done, &self.last, &mut self.spare),
+            _ => {
+                let mut node = open_node(l, &mut self.spare);
+                attach(&mut node, done, &self.last, &mut self.spare);
+                self.open.push(node);
+            }
         }
         self.done = Some(Done::Leaf(Leaf::new(key, value)));
         self.last.clear();
@@ -187,9 +191,9 @@ impl<V> TreeBuilder<V> {
             return Tree::new();
         };
         while let Some(mut node) = self.open.pop() {
-            self.attach(&mut node, done);
+            attach(&mut node, done, &self.last, &mut self.spare);
             if self.open.is_empty() {
-                let root = self.materialize(node, 0);
+                let root = materialize(node, 0, &self.last, &mut self.spare);
                 return Tree {
                     ledger: None,
                     root: Some(root),
@@ -198,89 +202,6 @@ impl<V> TreeBuilder<V> {
             done = Done::Node(node);
         }
         unreachable!("the root is open until the end")
-    }
-
-    fn open_node(&mut self, depth: usize) -> Open<V> {
-        Open {
-            depth,
-            terminal: None,
-            children: self.spare.pop().unwrap_or_default(),
-            count: 0,
-        }
-    }
-
-    /// Hangs `done`, whose keys all start with `self.last[..=node.depth]`
-    /// (or which is the leaf of exactly `self.last`), in `node`.
-    fn attach(&mut self, node: &mut Open<V>, done: Done<V>) {
-        match done {
-            Done::Leaf(leaf) => {
-                node.count += 1;
-                if leaf.key().len() == node.depth {
-                    node.terminal = Some(leaf);
-                } else {
-                    node.children
-                        .push((self.last[node.depth], Slot::from(leaf)));
-                }
-            }
-            Done::Node(child) => {
-                node.count += child.count;
-                let b = self.last[node.depth];
-                let inner = self.materialize(child, node.depth + 1);
-                node.children.push((b, Slot::from(inner)));
-            }
-        }
-    }
-
-    /// Allocates the complete node `open`, whose path starts at byte
-    /// `from` of the last key (its prefix is the rest, up to its depth).
-    fn materialize(&mut self, open: Open<V>, from: usize) -> Inner<V> {
-        let Open {
-            depth,
-            terminal,
-            mut children,
-            count,
-        } = open;
-        let n = children.len();
-        let layout = if n <= SMALL_MAX {
-            let mut keys = [0; SMALL_MAX];
-            for (k, (b, _)) in keys.iter_mut().zip(&children) {
-                *k = *b;
-            }
-            Layout::Small { keys, len: n as u8 }
-        } else if n <= MEDIUM_MAX {
-            let mut index = Box::new([0u8; 256]);
-            for (i, (b, _)) in children.iter().enumerate() {
-                index[usize::from(*b)] = i as u8 + 1;
-            }
-            Layout::Medium {
-                index,
-                len: n as u8,
-            }
-        } else {
-            Layout::Large { len: n as u16 }
-        };
-        let head = Head {
-            prefix: Prefix::new(&self.last[from..depth]),
-            count,
-            terminal,
-            layout,
-            generation: 0,
-        };
-        let node = if n > MEDIUM_MAX {
-            let mut slots: Vec<Option<Slot<V>>> = (0..256).map(|_| None).collect();
-            for (b, s) in children.drain(..) {
-                slots[usize::from(b)] = Some(s);
-            }
-            NodeArc::from_iter(head, slots.into_iter())
-        } else if n == 0 {
-            // A root holding only the empty key: one empty slot, as a
-            // fresh root has.
-            NodeArc::from_iter(head, std::iter::once(None))
-        } else {
-            NodeArc::from_iter(head, children.drain(..).map(|(_, s)| Some(s)))
-        };
-        self.spare.push(children);
-        Inner(node)
     }
 }
 
@@ -307,4 +228,92 @@ impl<V> Tree<V> {
         }
         Ok(b.finish())
     }
+}
+
+/// A new open node branching at `depth`.
+fn open_node<V>(depth: usize, spare: &mut Vec<Vec<(u8, Slot<V>)>>) -> Open<V> {
+    Open {
+        depth,
+        terminal: None,
+        children: spare.pop().unwrap_or_default(),
+        count: 0,
+    }
+}
+
+/// Hangs `done`, whose keys all start with `last[..=node.depth]` (or which
+/// is the leaf of exactly `last`, the last key pushed), in `node`.
+fn attach<V>(node: &mut Open<V>, done: Done<V>, last: &[u8], spare: &mut Vec<Vec<(u8, Slot<V>)>>) {
+    match done {
+        Done::Leaf(leaf) => {
+            node.count += 1;
+            if leaf.key().len() == node.depth {
+                node.terminal = Some(leaf);
+            } else {
+                node.children.push((last[node.depth], Slot::from(leaf)));
+            }
+        }
+        Done::Node(child) => {
+            node.count += child.count;
+            let b = last[node.depth];
+            let inner = materialize(child, node.depth + 1, last, spare);
+            node.children.push((b, Slot::from(inner)));
+        }
+    }
+}
+
+/// Allocates the complete node `open`, whose path starts at byte `from` of
+/// `last` (its prefix is the rest, up to its depth).
+fn materialize<V>(
+    open: Open<V>,
+    from: usize,
+    last: &[u8],
+    spare: &mut Vec<Vec<(u8, Slot<V>)>>,
+) -> Inner<V> {
+    let Open {
+        depth,
+        terminal,
+        mut children,
+        count,
+    } = open;
+    let n = children.len();
+    let layout = if n <= SMALL_MAX {
+        let mut keys = [0; SMALL_MAX];
+        for (k, (b, _)) in keys.iter_mut().zip(&children) {
+            *k = *b;
+        }
+        Layout::Small { keys, len: n as u8 }
+    } else if n <= MEDIUM_MAX {
+        let mut index = Box::new([0u8; 256]);
+        for (i, (b, _)) in children.iter().enumerate() {
+            index[usize::from(*b)] = i as u8 + 1;
+        }
+        Layout::Medium {
+            index,
+            len: n as u8,
+        }
+    } else {
+        Layout::Large { len: n as u16 }
+    };
+    let head = Head {
+        prefix: Prefix::new(&last[from..depth]),
+        count,
+        terminal,
+        layout,
+        generation: 0,
+    };
+    let node = if n > MEDIUM_MAX {
+        let mut slots: Vec<Option<Slot<V>>> = (0..256).map(|_| None).collect();
+        for (b, s) in children.drain(..) {
+            slots[usize::from(b)] = Some(s);
+        }
+        NodeArc::from_iter(head, slots.into_iter())
+    } else if n == 0 {
+        // A root holding only the empty key: one empty slot, as a
+        // fresh root has.
+        NodeArc::from_iter(head, std::iter::once(None))
+    } else {
+        NodeArc::from_iter(head, children.drain(..).map(|(_, s)| Some(s)))
+    };
+    spare.push(children);
+    Inner(node)
 }
