@@ -1131,6 +1131,70 @@ fn persistence_workloads(cfg: &Cfg) {
                 ("note", "\"includes rebuilding every index\"".into()),
             ],
         );
+        // Floors with no pandodb code: decoding the same rows (postcard, as
+        // pandodb's codec) into objects, and btree_rwlock rebuilt from them
+        // (its three maps collected from sorted entries: std builds a
+        // BTreeMap bottom-up from sorted input).
+        let encoded: Vec<Vec<u8>> = (0..n)
+            .map(|i| postcard::to_allocvec(&person(i)).expect("encode"))
+            .collect();
+        let (secs, other, objs) = timed(cfg, || {
+            encoded
+                .iter()
+                .map(|b| Arc::new(postcard::from_bytes::<Person>(b).expect("decode")))
+                .collect::<Vec<_>>()
+        });
+        emit(
+            "floor",
+            "snapshot_decode",
+            n,
+            Some(secs * 1e9 / n as f64),
+            &[
+                ("objects_per_s", f2(n as f64 / secs)),
+                ("other_cpu_cores", f2(other)),
+                ("note", "\"postcard decode + Arc::new per row, no index\"".into()),
+            ],
+        );
+        drop(objs);
+        let (secs, other, maps) = timed(cfg, || {
+            let objs: Vec<Arc<Person>> = encoded
+                .iter()
+                .map(|b| Arc::new(postcard::from_bytes::<Person>(b).expect("decode")))
+                .collect();
+            let by_id: BTreeMap<Arc<str>, Arc<Person>> = objs
+                .iter()
+                .map(|p| (Arc::<str>::from(p.id.as_str()), p.clone()))
+                .collect();
+            let by_email: BTreeMap<Arc<str>, Arc<Person>> = objs
+                .iter()
+                .map(|p| (Arc::<str>::from(p.email.as_str()), p.clone()))
+                .collect();
+            let by_age: BTreeMap<(i64, Arc<str>), Arc<Person>> = objs
+                .iter()
+                .map(|p| ((p.age, Arc::<str>::from(p.id.as_str())), p.clone()))
+                .collect();
+            Maps {
+                by_id,
+                by_email,
+                by_age,
+            }
+        });
+        assert_eq!(maps.by_id.len() as u64, n);
+        emit(
+            "btree_rwlock",
+            "snapshot_restore",
+            n,
+            Some(secs * 1e9 / n as f64),
+            &[
+                ("objects_per_s", f2(n as f64 / secs)),
+                ("other_cpu_cores", f2(other)),
+                (
+                    "note",
+                    "\"postcard decode, then the three maps collected (std sorts and builds bottom-up); one thread\"".into(),
+                ),
+            ],
+        );
+        drop((maps, encoded));
         drop(restored);
         let _ = std::fs::remove_dir_all(&dir);
     }
