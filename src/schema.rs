@@ -244,6 +244,31 @@ impl<T, A, B> Index<T, (A, B)> {
     }
 }
 
+impl<T> Index<T, (String, String)> {
+    /// The same index queried with borrowed `(&str, &str)` keys, which
+    /// encode exactly as `(String, String)` ones: lookups allocate nothing.
+    ///
+    /// ```
+    /// # use pandodb::{Db, Indexer, Query, Schema};
+    /// # use std::collections::BTreeMap;
+    /// struct Node { id: u32, labels: BTreeMap<String, String> }
+    /// let mut schema = Schema::builder();
+    /// let mut t = schema.table::<Node>("node");
+    /// t.primary("id", Indexer::value(|n: &Node| n.id));
+    /// let by_label = t.index("label", Indexer::map_entries(|n: &Node| &n.labels));
+    /// let nodes = schema.add(t)?;
+    /// let db = Db::new(schema.build()?);
+    /// let mut w = db.write(&[&nodes]);
+    /// let labels = BTreeMap::from([("zone".to_string(), "eu".to_string())]);
+    /// w.insert(&nodes, Node { id: 7, labels })?;
+    /// assert_eq!(w.get(&by_label.borrowed(), &("zone", "eu"))?.unwrap().id, 7);
+    /// # Ok::<(), pandodb::Error>(())
+    /// ```
+    pub fn borrowed<'a>(&self) -> Index<T, (&'a str, &'a str)> {
+        self.retype(self.unique)
+    }
+}
+
 impl<T, A, B, C> Index<T, (A, B, C)> {
     /// The same index queried by its first component only.
     pub fn leading(&self) -> Index<T, (A,)> {
