@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::index::KeyBuf;
 use crate::index::key::Encode;
 use crate::schema::Index;
-use crate::table::TableDef;
+use crate::table::{TableDef, TableState};
+use crate::tree::Tree;
 use crate::watch::Target;
 
 /// How the values a row has in a multi-value index are compared with a set
@@ -309,10 +310,17 @@ impl<T> std::ops::BitOr for Filter<T> {
     }
 }
 
-/// The keys one row has in each index, extracted on demand and kept for as
-/// long as the same row is probed (one extraction per index per row).
+/// Tests a row against conditions: a key by a point lookup of its entry
+/// (`value ++ primary key`) in the index tree, which leaves the object
+/// untouched; what needs all of the row's values in an index (a prefix of
+/// a secondary index, an exact or subset match) from the keys extracted
+/// from the object, on demand, once per index per row.
 pub(crate) struct Probe<T> {
-    pub(crate) def: Arc<TableDef<T>>,
+    def: Arc<TableDef<T>>,
+    primary: usize,
+    /// The secondary index trees of the version queried.
+    trees: Box<[Tree<Arc<T>>]>,
+    entry: Vec<u8>,
     bufs: Vec<KeyBuf>,
     /// The row each buffer was filled for (`row` when current).
     filled: Vec<u64>,
@@ -320,14 +328,35 @@ pub(crate) struct Probe<T> {
 }
 
 impl<T> Probe<T> {
-    pub(crate) fn new(def: Arc<TableDef<T>>) -> Self {
-        let n = def.indexes.len();
+    pub(crate) fn new(st: &TableState<T>) -> Self {
+        let n = st.def.indexes.len();
         Probe {
-            def,
+            def: st.def.clone(),
+            primary: st.primary,
+            trees: st.indexes.clone(),
+            entry: Vec::new(),
             bufs: (0..n).map(|_| KeyBuf::default()).collect(),
             filled: vec![0; n],
             row: 0,
         }
+    }
+
+    /// Whether the row `(pk, obj)` has `key` in index `pos`.
+    fn has_key(&mut self, pos: usize, unique: bool, key: &[u8], pk: &[u8], obj: &Arc<T>) -> bool {
+        if pos == self.primary {
+            return pk == key;
+        }
+        let Some(tree) = self.trees.get(pos) else {
+            return false;
+        };
+        if unique {
+            // Every tree of a table holds the same `Arc` of a row.
+            return tree.get(key).is_some_and(|o| Arc::ptr_eq(o, obj));
+        }
+        self.entry.clear();
+        self.entry.extend_from_slice(key);
+        self.entry.extend_from_slice(pk);
+        tree.contains_key(&self.entry)
     }
 
     /// Starts probing another row: keys extracted so far are stale.
@@ -400,18 +429,31 @@ impl Expr {
         }
     }
 
-    /// Whether the row `obj` matches, computed from its own keys (the
-    /// indexers are pure functions of the object, so these are exactly its
-    /// index entries). Call [`Probe::next_row`] before the first test of
-    /// each row.
-    pub(crate) fn test<T>(&self, obj: &T, probe: &mut Probe<T>) -> bool {
+    /// Whether the row `(pk, obj)` of the version `probe` reads matches.
+    /// Values extracted from the object are its index entries (indexers
+    /// are pure functions of the object). Call [`Probe::next_row`] before
+    /// the first test of each row.
+    pub(crate) fn test<T>(&self, pk: &[u8], obj: &Arc<T>, probe: &mut Probe<T>) -> bool {
         match self {
-            Expr::Key { pos, key, .. } => holds(probe.keys(*pos, obj), key),
+            Expr::Key { pos, unique, key } => probe.has_key(*pos, *unique, key, pk, obj),
             Expr::Prefix { pos, prefix } => {
                 probe.keys(*pos, obj).keys().any(|k| k.starts_with(prefix))
             }
-            Expr::All(v) => v.iter().all(|e| e.test(obj, probe)),
-            Expr::Any(v) => v.iter().any(|e| e.test(obj, probe)),
+            Expr::All(v) => v.iter().all(|e| e.test(pk, obj, probe)),
+            Expr::Any(v) => v.iter().any(|e| e.test(pk, obj, probe)),
+            Expr::Set {
+                pos,
+                unique,
+                mode: mode @ (SetMatch::Superset | SetMatch::Any),
+                keys,
+            } => {
+                let mut has = |k: &Vec<u8>| probe.has_key(*pos, *unique, k, pk, obj);
+                if *mode == SetMatch::Superset {
+                    keys.iter().all(&mut has)
+                } else {
+                    keys.iter().any(&mut has)
+                }
+            }
             Expr::Set {
                 pos, mode, keys, ..
             } => {

@@ -191,31 +191,46 @@ struct Union<T> {
     parts: Vec<Stream<T>>,
     /// The part holding the smallest primary key.
     cur: Option<usize>,
+    /// Another part holds it too.
+    tie: bool,
     buf: Vec<u8>,
 }
 
 impl<T> Union<T> {
+    /// Finds the part holding the smallest primary key, and whether
+    /// another part holds it too.
     fn pick(&mut self) {
         let mut best: Option<(usize, &[u8])> = None;
+        let mut tie = false;
         for (i, p) in self.parts.iter().enumerate() {
-            if let Some(k) = p.pk()
-                && best.is_none_or(|(_, b)| k < b)
-            {
-                best = Some((i, k));
+            if let Some(k) = p.pk() {
+                match best {
+                    Some((_, b)) if k > b => {}
+                    Some((_, b)) if k == b => tie = true,
+                    _ => {
+                        best = Some((i, k));
+                        tie = false;
+                    }
+                }
             }
         }
         self.cur = best.map(|(i, _)| i);
+        self.tie = tie;
     }
 
     fn advance(&mut self, probe: &mut Probe<T>) {
         let Some(cur) = self.cur else { return };
-        self.buf.clear();
-        self.buf
-            .extend_from_slice(self.parts[cur].pk().unwrap_or_default());
-        for p in &mut self.parts {
-            if p.pk() == Some(self.buf.as_slice()) {
-                p.advance(probe);
+        if self.tie {
+            self.buf.clear();
+            self.buf
+                .extend_from_slice(self.parts[cur].pk().unwrap_or_default());
+            for p in &mut self.parts {
+                if p.pk() == Some(self.buf.as_slice()) {
+                    p.advance(probe);
+                }
             }
+        } else {
+            self.parts[cur].advance(probe);
         }
         self.pick();
     }
@@ -267,12 +282,12 @@ impl<T> Join<T> {
             if self.probes.is_empty() {
                 return;
             }
-            let Some(obj) = self.lead[0].obj() else {
+            let (Some(pk), Some(obj)) = (self.lead[0].pk(), self.lead[0].obj()) else {
                 self.done = true;
                 return;
             };
             probe.next_row();
-            if self.probes.iter().all(|e| e.test(&**obj, probe)) {
+            if self.probes.iter().all(|e| e.test(pk, obj, probe)) {
                 return;
             }
             self.lead[0].advance(probe);
@@ -429,6 +444,7 @@ impl<T: Send + Sync + 'static> Planner<'_, T> {
                 let mut u = Union {
                     parts,
                     cur: None,
+                    tie: false,
                     buf: Vec::new(),
                 };
                 u.pick();
@@ -551,7 +567,7 @@ pub(crate) fn select<S: sealed::Source + ?Sized, T: Send + Sync + 'static>(
 ) -> Result<Selection<T>> {
     let id = filter.table_id()?;
     let st = state_of::<S, T>(src, id.schema, id.table, &id.name)?;
-    let mut probe = Probe::new(st.def.clone());
+    let mut probe = Probe::new(st);
     let mut planner = Planner {
         st,
         sinks: Vec::new(),
