@@ -10,7 +10,9 @@
 //! - [`Db::write`] gives a [`WriteTxn`] that locks the tables it names;
 //!   [`WriteTxn::commit`] publishes all of its writes at once.
 //! - Both implement [`Query`]: get, first/last, iterate, prefix, ranges,
-//!   lower bounds, counts — on any index.
+//!   lower bounds, counts — on any index — and [`Query::select`]:
+//!   intersections, unions and set matches across the indexes of a table
+//!   ([`Filter`]), planned from the conditions' counts.
 //! - [`tree::Tree`] is the persistent adaptive radix tree underneath, usable
 //!   on its own.
 //!

@@ -290,6 +290,55 @@ proptest! {
     }
 }
 
+/// A table large enough for the seeks to descend and the probes to be
+/// warmed many rows ahead: ids 0..1500 with pseudo-random values from
+/// `seed`, written in two transactions (queries run on the second one
+/// before and after its commit).
+fn run_large(seed: u64, queries: &[Q]) {
+    let h = open();
+    let mut model: BTreeMap<String, Item> = BTreeMap::new();
+    let mut x = seed | 1;
+    let mut next = |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    };
+    let id = |n: u64| format!("i{n:04}");
+    for round in 0..2 {
+        let mut w = h.db.write(&[&h.t]);
+        for n in 0..1500u64 {
+            if round == 1 && next(3) != 0 {
+                continue;
+            }
+            let k = next(4) as usize;
+            let tags: Vec<usize> = (0..k).map(|_| next(TAGS.len() as u64) as usize).collect();
+            let mut it = item(0, &tags, next(4) as usize, next(4) as i64);
+            it.id = id(n);
+            it.code = format!("c{n}");
+            model.insert(it.id.clone(), it.clone());
+            w.insert(&h.t, it).unwrap();
+        }
+        for q in queries {
+            check(&h, &w, &model, q);
+        }
+        w.commit().unwrap();
+    }
+    let r = h.db.read();
+    for q in queries {
+        check(&h, &r, &model, q);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases() / 8 + 1, ..ProptestConfig::default() })]
+
+    #[test]
+    fn select_matches_model_on_a_larger_table(seed in any::<u64>(), queries in vec(query(), 1..8)) {
+        run_large(seed, &queries);
+    }
+}
+
 #[test]
 fn a_large_and_a_small_condition_in_either_order() {
     let h = open();
