@@ -97,6 +97,7 @@ impl<T> Table<T> {
             table_name: def.name.as_str().into(),
             unique: ix.unique,
             case_insensitive: ix.case_insensitive,
+            leading: false,
             _p: PhantomData,
         })
     }
@@ -139,6 +140,9 @@ pub struct Index<T, K: ?Sized> {
     pub(crate) table_name: Arc<str>,
     pub(crate) unique: bool,
     pub(crate) case_insensitive: bool,
+    /// A view by a leading part of a compound key ([`Index::leading`]):
+    /// its keys select by prefix.
+    pub(crate) leading: bool,
     _p: PhantomData<IndexMarker<T, K>>,
 }
 
@@ -167,7 +171,9 @@ impl<T, K: ?Sized> Index<T, K> {
 
     /// A view queried by a leading part of the key: never a point lookup.
     fn leading_view<Q: ?Sized>(&self) -> Index<T, Q> {
-        self.retype(false)
+        let mut view = self.retype(false);
+        view.leading = true;
+        view
     }
 
     /// The same index under another query key type.
@@ -180,6 +186,7 @@ impl<T, K: ?Sized> Index<T, K> {
             table_name: self.table_name.clone(),
             unique,
             case_insensitive: self.case_insensitive,
+            leading: self.leading,
             _p: PhantomData,
         }
     }
@@ -324,6 +331,7 @@ impl<T: Send + Sync + 'static> TableBuilder<T> {
             table_name: self.name.as_str().into(),
             unique,
             case_insensitive: self.indexes[self.indexes.len() - 1].case_insensitive,
+            leading: false,
             _p: PhantomData,
         }
     }

@@ -513,3 +513,79 @@ fn pairs_index_stores_each_unordered_pair_once() {
     assert_eq!(w.index_len(&product).unwrap(), w.index_len(&owned).unwrap());
     let _ = id;
 }
+
+#[test]
+fn leading_views_select_by_prefix() {
+    #[derive(Debug)]
+    struct Row {
+        id: u32,
+        team: String,
+        age: i64,
+        tags: Vec<(String, i64)>,
+    }
+    let mut s = Schema::builder();
+    let mut t = s.table::<Row>("row");
+    let _id = t.primary("id", Indexer::value(|r: &Row| r.id));
+    let team_age = t.index(
+        "team_age",
+        Indexer::value(|r: &Row| (r.team.clone(), r.age)),
+    );
+    let uniq = t.unique("uniq", Indexer::value(|r: &Row| (r.team.clone(), r.id)));
+    let tag_n = t.index("tag_n", Indexer::multi(|r: &Row| r.tags.clone()));
+    let rows = s.add(t).unwrap();
+    let db = Db::new(s.build().unwrap());
+    let mut w = db.write(&[&rows]);
+    for id in 0..60u32 {
+        let team = ["eu", "us", "ap"][(id % 3) as usize].to_string();
+        let tags = vec![
+            (format!("t{}", id % 4), i64::from(id % 5)),
+            ("all".into(), 0),
+        ];
+        w.insert(
+            &rows,
+            Row {
+                id,
+                team,
+                age: i64::from(id % 7),
+                tags,
+            },
+        )
+        .unwrap();
+    }
+    let ids = |f: &Filter<Row>| -> Vec<u32> { w.select(f).unwrap().map(|r| r.id).collect() };
+    let want = |p: &dyn Fn(u32) -> bool| -> Vec<u32> { (0..60).filter(|&i| p(i)).collect() };
+    let eu = ("eu".to_string(),);
+    assert_eq!(
+        ids(&Filter::key(&team_age.leading(), &eu)),
+        want(&|i| i % 3 == 0)
+    );
+    assert_eq!(
+        ids(&Filter::key(&uniq.leading(), &eu)),
+        want(&|i| i % 3 == 0)
+    );
+    let f =
+        Filter::key(&team_age.leading(), &eu) & Filter::key(&uniq.leading(), &("eu".to_string(),));
+    assert_eq!(ids(&f), want(&|i| i % 3 == 0));
+    let f = Filter::key(&team_age, &("us".to_string(), 2))
+        & Filter::key(&uniq.leading(), &("us".to_string(),));
+    assert_eq!(ids(&f), want(&|i| i % 3 == 1 && i % 7 == 2));
+    let t1 = ("t1".to_string(),);
+    let t2 = ("t2".to_string(),);
+    let any = Filter::set(&tag_n.leading(), SetMatch::Any, [&t1, &t2]);
+    assert_eq!(ids(&any), want(&|i| i % 4 == 1 || i % 4 == 2));
+    let all = Filter::set(
+        &tag_n.leading(),
+        SetMatch::Superset,
+        [&t1, &("all".to_string(),)],
+    );
+    assert_eq!(ids(&all), want(&|i| i % 4 == 1));
+    let exact = Filter::set(&tag_n.leading(), SetMatch::Exact, [&t1]);
+    assert!(matches!(w.select(&exact), Err(Error::InvalidKey(_))));
+    // Whole keys of the multi-value compound index compare whole sets.
+    let exact = Filter::set(
+        &tag_n,
+        SetMatch::Exact,
+        [("t1".to_string(), 1), ("all".to_string(), 0)],
+    );
+    assert_eq!(ids(&exact), want(&|i| i % 4 == 1 && i % 5 == 1));
+}

@@ -112,8 +112,9 @@ pub(crate) struct TableId {
 /// ```
 pub struct Filter<T> {
     pub(crate) table: Option<TableId>,
-    /// Conditions named more than one table (an error when queried).
-    pub(crate) mixed: Option<Arc<str>>,
+    /// Why querying it fails (conditions on two tables, a set match that
+    /// needs whole keys on a leading view).
+    pub(crate) error: Option<String>,
     pub(crate) expr: Expr,
     _p: PhantomData<fn() -> T>,
 }
@@ -122,7 +123,7 @@ impl<T> Clone for Filter<T> {
     fn clone(&self) -> Self {
         Filter {
             table: self.table.clone(),
-            mixed: self.mixed.clone(),
+            error: self.error.clone(),
             expr: self.expr.clone(),
             _p: PhantomData,
         }
@@ -146,15 +147,26 @@ impl<T> Filter<T> {
                 table: idx.table,
                 name: idx.table_name.clone(),
             }),
-            mixed: None,
+            error: None,
             expr,
             _p: PhantomData,
         }
     }
 
-    /// The objects whose key in `idx` equals `key`.
+    /// The objects whose key in `idx` equals `key` (for a view by a
+    /// leading part of a compound key, [`Index::leading`], whose key starts
+    /// with those parts).
     pub fn key<K: Encode + ?Sized>(idx: &Index<T, K>, key: &K) -> Self {
         let key = idx.encode(key, false);
+        if idx.leading {
+            return Self::leaf(
+                idx,
+                Expr::Prefix {
+                    pos: idx.pos,
+                    prefix: key,
+                },
+            );
+        }
         let (pos, unique) = (idx.pos, idx.unique);
         Self::leaf(idx, Expr::Key { pos, unique, key })
     }
@@ -211,6 +223,26 @@ impl<T> Filter<T> {
             .collect();
         keys.sort_unstable();
         keys.dedup();
+        if idx.leading {
+            // Keys of a leading view select by prefix: a superset or
+            // any-of match is an all-of or any-of of those prefixes;
+            // comparing whole value sets needs whole keys.
+            let pos = idx.pos;
+            let prefixes = keys.into_iter().map(|prefix| Expr::Prefix { pos, prefix });
+            let mut f = Self::leaf(idx, Expr::All(Vec::new()));
+            f.expr = match mode {
+                SetMatch::Superset => Expr::All(prefixes.collect()),
+                SetMatch::Any => Expr::Any(prefixes.collect()),
+                SetMatch::Exact | SetMatch::Subset => {
+                    f.error = Some(format!(
+                        "set match {mode:?} on {}.{} compares whole keys: not on Index::leading",
+                        idx.table_name, idx.name
+                    ));
+                    Expr::Any(Vec::new())
+                }
+            };
+            return f;
+        }
         let (pos, unique) = (idx.pos, idx.unique);
         Self::leaf(
             idx,
@@ -251,14 +283,16 @@ impl<T> Filter<T> {
 
     fn combine(filters: impl IntoIterator<Item = Filter<T>>, all: bool) -> Self {
         let mut table: Option<TableId> = None;
-        let mut mixed = None;
+        let mut error = None;
         let mut exprs = Vec::new();
         for f in filters {
-            mixed = mixed.or(f.mixed);
+            error = error.or(f.error);
             if let Some(t) = f.table {
                 match &table {
                     Some(have) if have.schema != t.schema || have.table != t.table => {
-                        mixed = mixed.or(Some(t.name));
+                        let both =
+                            format!("a filter names two tables: {} and {}", have.name, t.name);
+                        error = error.or(Some(both));
                     }
                     Some(_) => {}
                     None => table = Some(t),
@@ -272,7 +306,7 @@ impl<T> Filter<T> {
         }
         Filter {
             table,
-            mixed,
+            error,
             expr: if all {
                 Expr::All(exprs)
             } else {
@@ -284,11 +318,8 @@ impl<T> Filter<T> {
 
     /// The table the filter names, checked against the one queried.
     pub(crate) fn table_id(&self) -> Result<&TableId> {
-        if let Some(m) = &self.mixed {
-            return Err(Error::InvalidKey(format!(
-                "a filter names two tables: {} and {m}",
-                self.table.as_ref().map_or("?", |t| &t.name)
-            )));
+        if let Some(e) = &self.error {
+            return Err(Error::InvalidKey(e.clone()));
         }
         self.table
             .as_ref()
