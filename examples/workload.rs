@@ -22,6 +22,16 @@
 //! cost with 100,000 idle watches against none) and `feed_throughput`
 //! (change-feed events/s to one subscriber).
 //!
+//! Queries across indexes (issue 21), run only when `--only` names them:
+//! `tags_memory` (bytes per object of a multi-value `tags` index),
+//! `tags_and_auto` (`Query::select` of a b-tag AND an a-tag, the large
+//! condition written first), `tags_and_auto_small_first`,
+//! `tags_and_scan_large` / `tags_and_scan_small` (one tag scanned by hand,
+//! the other tested on each object), `tags_all3` (a superset match of three
+//! tags) against `tags_all3_scan_small`, `tags_any10` (an any-of of ten
+//! a-tags, in primary-key order) against `tags_any10_by_hand`; the
+//! `btree_rwlock` engine runs the hand-written ones. Best of 3 passes.
+//!
 //! Persistence workloads (issue 5): `snapshot_write`, `snapshot_restore`
 //! (objects/s, bytes per object, peak memory of the restore against the
 //! final database), `commit_sync` (synchronous single-object commits/s with
@@ -36,7 +46,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use pandodb::{Db, Index, Indexer, Options, Query, Retention, Schema, Table, WatchSet};
+use pandodb::{
+    Db, Filter, Index, Indexer, Options, Query, Retention, Schema, SetMatch, Table, WatchSet,
+};
 
 #[global_allocator]
 static ALLOC: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
@@ -1152,7 +1164,10 @@ fn persistence_workloads(cfg: &Cfg) {
             &[
                 ("objects_per_s", f2(n as f64 / secs)),
                 ("other_cpu_cores", f2(other)),
-                ("note", "\"postcard decode + Arc::new per row, no index\"".into()),
+                (
+                    "note",
+                    "\"postcard decode + Arc::new per row, no index\"".into(),
+                ),
             ],
         );
         drop(objs);
@@ -1351,6 +1366,291 @@ fn persistence_workloads(cfg: &Cfg) {
     }
 }
 
+// ---------------------------------------------------------------- tags (issue 21)
+
+/// An object of the `tags_*` workloads: three tags, `a{i % 1000}`,
+/// `b{(i / 1000) % 10}` and `c{i % 7}` (every a-tag on 1,000 objects, every
+/// b-tag on 100,000, an a-tag and a b-tag together on about 100).
+#[derive(Debug, Clone)]
+struct Tagged {
+    id: u64,
+    tags: Vec<String>,
+}
+
+fn tagged(i: u64) -> Tagged {
+    let exact = |s: String| s.into_boxed_str().into_string();
+    let tags = vec![
+        exact(format!("a{}", i % 1000)),
+        exact(format!("b{}", (i / 1000) % 10)),
+        exact(format!("c{}", i % 7)),
+    ];
+    Tagged {
+        id: i,
+        tags: tags.into_boxed_slice().into_vec(),
+    }
+}
+
+/// Reads a result object (as a caller would) and counts it.
+fn touch(t: &Tagged) -> usize {
+    usize::from(std::hint::black_box(t.id) != u64::MAX)
+}
+
+fn has_tag(t: &Tagged, tag: &str) -> bool {
+    t.tags.iter().any(|x| x == tag)
+}
+
+/// The random queries of the `tags_*` workloads: an a-tag, a b-tag, a
+/// c-tag and ten a-tags each.
+struct TagQueries {
+    a: Vec<String>,
+    b: Vec<String>,
+    c: Vec<String>,
+    any: Vec<Vec<String>>,
+}
+
+fn tag_queries(q: usize) -> TagQueries {
+    let mut rng = Rng(0x5eed_0021);
+    let mut pick = |p: &str, m: u64| -> Vec<String> {
+        (0..q).map(|_| format!("{p}{}", rng.below(m))).collect()
+    };
+    let (a, b, c) = (pick("a", 1000), pick("b", 10), pick("c", 7));
+    let any = (0..q)
+        .map(|i| {
+            (0..10)
+                .map(|j| format!("a{}", (i * 37 + j * 101) % 1000))
+                .collect()
+        })
+        .collect();
+    TagQueries { a, b, c, any }
+}
+
+/// Runs `f` on each query index (the best of 3 passes when `repeat`),
+/// emits ns per query; returns the checksum of the results.
+fn per_query(cfg: &Cfg, engine: &str, name: &str, q: usize, f: impl Fn(usize) -> usize) -> usize {
+    if !cfg.enabled(name) {
+        return 0;
+    }
+    let mut best = f64::MAX;
+    let mut best_cpu = f64::MAX;
+    let mut sum = 0;
+    let mut other = 0.0;
+    for _ in 0..3 {
+        let c0 = thread_cpu();
+        let (secs, o, s) = timed(cfg, || (0..q).map(&f).sum::<usize>());
+        best_cpu = best_cpu.min(thread_cpu() - c0);
+        if secs < best {
+            (best, other) = (secs, o);
+        }
+        sum = s;
+    }
+    emit(
+        engine,
+        name,
+        cfg.n,
+        Some(best * 1e9 / q as f64),
+        &[
+            // On-CPU time of the querying thread (excludes time it waited
+            // for a core on a busy machine).
+            ("cpu_ns_per_op", f2(best_cpu * 1e9 / q as f64)),
+            ("queries", q.to_string()),
+            ("rows", sum.to_string()),
+            ("other_cpu_cores", f2(other)),
+        ],
+    );
+    sum
+}
+
+/// The queries across indexes of issue 21 on pandodb: `Query::select`
+/// against scanning one tag by hand and filtering, and the bytes per object
+/// of the tags index.
+fn tags_pando(cfg: &Cfg) {
+    let n = cfg.n;
+    let build = |with_tags: bool| {
+        let mut schema = Schema::builder();
+        let mut t = schema.table::<Tagged>("tagged");
+        t.primary("id", Indexer::value(|t: &Tagged| t.id));
+        let tags =
+            with_tags.then(|| t.index("tags", Indexer::strings(|t: &Tagged| t.tags.as_slice())));
+        let table = schema.add(t).expect("valid table");
+        let db = Db::new(schema.build().expect("valid schema"));
+        let base = ALLOC.allocated();
+        let objs: Vec<Arc<Tagged>> = (0..n).map(|i| Arc::new(tagged(i))).collect();
+        let objects = ALLOC.allocated() - base;
+        let mut w = db.write(&[&table]);
+        for o in objs {
+            w.insert(&table, o).expect("insert");
+        }
+        w.commit().expect("commit");
+        (db, tags, ALLOC.allocated() - base - objects)
+    };
+    let without = build(false).2;
+    let (db, tags, with) = build(true);
+    let tags = tags.expect("tags index");
+    if cfg.enabled("tags_memory") {
+        emit(
+            "pandodb",
+            "tags_memory",
+            n,
+            None,
+            &[
+                (
+                    "tags_index_bytes_per_object",
+                    format!("{:.1}", (with - without) as f64 / n as f64),
+                ),
+                (
+                    "tags_index_bytes_per_entry",
+                    format!("{:.1}", (with - without) as f64 / (3 * n) as f64),
+                ),
+                (
+                    "table_bytes_per_object_without_objects",
+                    format!("{:.1}", with as f64 / n as f64),
+                ),
+            ],
+        );
+    }
+    let qs = tag_queries(1000);
+    let r = db.read();
+    let sel = |f: &Filter<Tagged>| -> usize {
+        r.select(f).map_or(0, |it| it.fold(0, |n, t| n + touch(&t)))
+    };
+    let auto = per_query(cfg, "pandodb", "tags_and_auto", 1000, |i| {
+        sel(&(Filter::key(&tags, qs.b[i].as_str()) & Filter::key(&tags, qs.a[i].as_str())))
+    });
+    let small_first = per_query(cfg, "pandodb", "tags_and_auto_small_first", 1000, |i| {
+        sel(&(Filter::key(&tags, qs.a[i].as_str()) & Filter::key(&tags, qs.b[i].as_str())))
+    });
+    let scan_small = per_query(cfg, "pandodb", "tags_and_scan_small", 1000, |i| {
+        r.iter_ref(&tags, qs.a[i].as_str())
+            .map_or(0, |it| it.filter(|t| has_tag(t, &qs.b[i])).count())
+    });
+    per_query(cfg, "pandodb", "tags_and_scan_large", 20, |i| {
+        r.iter_ref(&tags, qs.b[i].as_str())
+            .map_or(0, |it| it.filter(|t| has_tag(t, &qs.a[i])).count())
+    });
+    // The same rows whatever the plan (a workload left out counts 0).
+    let same = |a: usize, b: usize| a == 0 || b == 0 || a == b;
+    assert!(same(auto, small_first) && same(auto, scan_small));
+    per_query(cfg, "pandodb", "tags_all3", 1000, |i| {
+        let set = [qs.a[i].as_str(), qs.b[i].as_str(), qs.c[i].as_str()];
+        sel(&Filter::set(&tags, SetMatch::Superset, set))
+    });
+    per_query(cfg, "pandodb", "tags_all3_scan_small", 1000, |i| {
+        r.iter_ref(&tags, qs.a[i].as_str()).map_or(0, |it| {
+            it.filter(|t| has_tag(t, &qs.b[i]) && has_tag(t, &qs.c[i]))
+                .count()
+        })
+    });
+    per_query(cfg, "pandodb", "tags_any10", 100, |i| {
+        sel(&Filter::set(
+            &tags,
+            SetMatch::Any,
+            qs.any[i].iter().map(String::as_str),
+        ))
+    });
+    per_query(cfg, "pandodb", "tags_any10_by_hand", 100, |i| {
+        let mut rows: Vec<&Tagged> = Vec::with_capacity(10_000);
+        for t in &qs.any[i] {
+            if let Ok(it) = r.iter_ref(&tags, t.as_str()) {
+                rows.extend(it);
+            }
+        }
+        rows.sort_unstable_by_key(|t| t.id);
+        rows.dedup_by_key(|t| t.id);
+        rows.iter().fold(0, |n, t| n + touch(t))
+    });
+}
+
+/// The `btree_rwlock` tags index: (tag, id) → object.
+type ByTag = BTreeMap<(Arc<str>, u64), Arc<Tagged>>;
+
+/// Calls `f` with every object of `tag`, in id order.
+fn scan<'m>(m: &'m ByTag, tag: &str, f: &mut dyn FnMut(&'m Tagged)) {
+    let lo: Arc<str> = tag.into();
+    for ((t, _), o) in m.range((Bound::Included((lo, 0)), Bound::Unbounded)) {
+        if &**t != tag {
+            break;
+        }
+        f(o);
+    }
+}
+
+/// The same queries written by hand on `BTreeMap`s behind an `RwLock`.
+fn tags_btree(cfg: &Cfg) {
+    let n = cfg.n;
+    let base = ALLOC.allocated();
+    let objs: Vec<Arc<Tagged>> = (0..n).map(|i| Arc::new(tagged(i))).collect();
+    let mut by_id = BTreeMap::new();
+    for o in &objs {
+        by_id.insert(o.id, o.clone());
+    }
+    let before_tags = ALLOC.allocated();
+    let mut by_tag: ByTag = BTreeMap::new();
+    for o in &objs {
+        for t in &o.tags {
+            by_tag.insert((t.as_str().into(), o.id), o.clone());
+        }
+    }
+    let tag_bytes = ALLOC.allocated() - before_tags;
+    let _ = base;
+    drop(objs);
+    if cfg.enabled("tags_memory") {
+        emit(
+            "btree_rwlock",
+            "tags_memory",
+            n,
+            None,
+            &[(
+                "tags_index_bytes_per_object",
+                format!("{:.1}", tag_bytes as f64 / n as f64),
+            )],
+        );
+    }
+    let db = RwLock::new((by_id, by_tag));
+    let qs = tag_queries(1000);
+    let filtered = |tag: &str, others: &[&str]| -> usize {
+        let m = db.read().expect("lock");
+        let mut n = 0;
+        scan(&m.1, tag, &mut |o| {
+            n += usize::from(others.iter().all(|x| has_tag(o, x)));
+        });
+        n
+    };
+    per_query(cfg, "btree_rwlock", "tags_and_scan_small", 1000, |i| {
+        filtered(&qs.a[i], &[&qs.b[i]])
+    });
+    per_query(cfg, "btree_rwlock", "tags_and_scan_large", 20, |i| {
+        filtered(&qs.b[i], &[&qs.a[i]])
+    });
+    per_query(cfg, "btree_rwlock", "tags_all3_scan_small", 1000, |i| {
+        filtered(&qs.a[i], &[&qs.b[i], &qs.c[i]])
+    });
+    per_query(cfg, "btree_rwlock", "tags_any10_by_hand", 100, |i| {
+        let m = db.read().expect("lock");
+        let mut rows: Vec<&Tagged> = Vec::with_capacity(10_000);
+        for t in &qs.any[i] {
+            scan(&m.1, t, &mut |o| rows.push(o));
+        }
+        // Borrowed from the guard, sorted by id like the pandodb query.
+        rows.sort_unstable_by_key(|t| t.id);
+        rows.dedup_by_key(|t| t.id);
+        rows.iter().fold(0, |n, t| n + touch(t))
+    });
+}
+
+/// Whether `--only` names `tags_*` workloads and nothing else.
+fn only_tags(cfg: &Cfg) -> bool {
+    cfg.only
+        .as_ref()
+        .is_some_and(|o| o.iter().all(|w| w.starts_with("tags_")))
+}
+
+/// Whether `--only` names any `tags_*` workload.
+fn any_tags(cfg: &Cfg) -> bool {
+    cfg.only
+        .as_ref()
+        .is_some_and(|o| o.iter().any(|w| w.starts_with("tags_")))
+}
+
 /// Prints the flags (after `err`, if any) and exits: 0 for `--help`, 2
 /// for a bad command line.
 fn usage(err: Option<&str>) -> ! {
@@ -1401,6 +1701,17 @@ fn main() {
             other => usage(Some(&format!("unknown flag {other}"))),
         }
         i += 2;
+    }
+    if any_tags(&cfg) {
+        if engine == "pandodb" || engine == "both" {
+            tags_pando(&cfg);
+        }
+        if engine == "btree_rwlock" || engine == "both" {
+            tags_btree(&cfg);
+        }
+        if only_tags(&cfg) {
+            return;
+        }
     }
     if engine == "pandodb" || engine == "both" {
         run::<Pando>(&cfg);

@@ -10,7 +10,9 @@
 //! - [`Db::write`] gives a [`WriteTxn`] that locks the tables it names;
 //!   [`WriteTxn::commit`] publishes all of its writes at once.
 //! - Both implement [`Query`]: get, first/last, iterate, prefix, ranges,
-//!   lower bounds, counts — on any index.
+//!   lower bounds, counts — on any index — and [`Query::select`]:
+//!   intersections, unions and set matches across the indexes of a table
+//!   ([`Filter`]), planned from the conditions' counts.
 //! - [`tree::Tree`] is the persistent adaptive radix tree underneath, usable
 //!   on its own.
 //!
@@ -48,7 +50,10 @@ pub use persist::{Durability, SnapshotInfo};
 pub use schema::{Index, Schema, SchemaBuilder, Table, TableBuilder};
 pub use stats::{Histogram, Stats};
 pub use table::{Change, ChangeKind, Versioned};
-pub use txn::{Commit, Query, ReadTxn, RefIter, RowIter, VersionedIter, WatchStream, WriteTxn};
+pub use txn::{
+    Commit, Filter, Query, ReadTxn, RefIter, RowIter, Selection, SetMatch, VersionedIter,
+    WatchStream, WriteTxn,
+};
 pub use watch::{Watch, WatchSet};
 
 /// `#[derive(Table)]` (feature `derive`): declares a table and its indexes

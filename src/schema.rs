@@ -97,6 +97,7 @@ impl<T> Table<T> {
             table_name: def.name.as_str().into(),
             unique: ix.unique,
             case_insensitive: ix.case_insensitive,
+            leading: false,
             _p: PhantomData,
         })
     }
@@ -139,6 +140,9 @@ pub struct Index<T, K: ?Sized> {
     pub(crate) table_name: Arc<str>,
     pub(crate) unique: bool,
     pub(crate) case_insensitive: bool,
+    /// A view by a leading part of a compound key ([`Index::leading`]):
+    /// its keys select by prefix.
+    pub(crate) leading: bool,
     _p: PhantomData<IndexMarker<T, K>>,
 }
 
@@ -167,7 +171,9 @@ impl<T, K: ?Sized> Index<T, K> {
 
     /// A view queried by a leading part of the key: never a point lookup.
     fn leading_view<Q: ?Sized>(&self) -> Index<T, Q> {
-        self.retype(false)
+        let mut view = self.retype(false);
+        view.leading = true;
+        view
     }
 
     /// The same index under another query key type.
@@ -180,6 +186,7 @@ impl<T, K: ?Sized> Index<T, K> {
             table_name: self.table_name.clone(),
             unique,
             case_insensitive: self.case_insensitive,
+            leading: self.leading,
             _p: PhantomData,
         }
     }
@@ -244,6 +251,31 @@ impl<T, A, B> Index<T, (A, B)> {
     }
 }
 
+impl<T> Index<T, (String, String)> {
+    /// The same index queried with borrowed `(&str, &str)` keys, which
+    /// encode exactly as `(String, String)` ones: lookups allocate nothing.
+    ///
+    /// ```
+    /// # use pandodb::{Db, Indexer, Query, Schema};
+    /// # use std::collections::BTreeMap;
+    /// struct Node { id: u32, labels: BTreeMap<String, String> }
+    /// let mut schema = Schema::builder();
+    /// let mut t = schema.table::<Node>("node");
+    /// t.primary("id", Indexer::value(|n: &Node| n.id));
+    /// let by_label = t.index("label", Indexer::map_entries(|n: &Node| &n.labels));
+    /// let nodes = schema.add(t)?;
+    /// let db = Db::new(schema.build()?);
+    /// let mut w = db.write(&[&nodes]);
+    /// let labels = BTreeMap::from([("zone".to_string(), "eu".to_string())]);
+    /// w.insert(&nodes, Node { id: 7, labels })?;
+    /// assert_eq!(w.get(&by_label.borrowed(), &("zone", "eu"))?.unwrap().id, 7);
+    /// # Ok::<(), pandodb::Error>(())
+    /// ```
+    pub fn borrowed<'a>(&self) -> Index<T, (&'a str, &'a str)> {
+        self.retype(self.unique)
+    }
+}
+
 impl<T, A, B, C> Index<T, (A, B, C)> {
     /// The same index queried by its first component only.
     pub fn leading(&self) -> Index<T, (A,)> {
@@ -299,6 +331,7 @@ impl<T: Send + Sync + 'static> TableBuilder<T> {
             table_name: self.name.as_str().into(),
             unique,
             case_insensitive: self.indexes[self.indexes.len() - 1].case_insensitive,
+            leading: false,
             _p: PhantomData,
         }
     }

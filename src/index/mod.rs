@@ -263,7 +263,9 @@ impl<T: 'static> Indexer<T, bool> {
 }
 
 impl<T: 'static, A: Encode + 'static, B: Encode + 'static> Indexer<T, (A, B)> {
-    /// Compound-multi: the cartesian product of two multi-value fields.
+    /// Compound-multi: the cartesian product of two multi-value fields,
+    /// returned as owned vectors (computed, or cloned, on every extraction:
+    /// prefer [`Indexer::compound_multi_ref`] for fields of the object).
     pub fn compound_multi(
         fa: impl Fn(&T) -> Vec<A> + Send + Sync + 'static,
         fb: impl Fn(&T) -> Vec<B> + Send + Sync + 'static,
@@ -272,6 +274,96 @@ impl<T: 'static, A: Encode + 'static, B: Encode + 'static> Indexer<T, (A, B)> {
             let bs = fb(t);
             for a in fa(t) {
                 for b in &bs {
+                    keys.buf.push_with(|out| {
+                        a.encode(out);
+                        b.encode(out);
+                    });
+                }
+            }
+        })
+    }
+}
+
+impl<T: 'static, A: Encode + 'static, B: Encode + 'static> Indexer<T, (A, B)> {
+    /// Compound-multi over two multi-value fields borrowed from the object
+    /// (nothing is cloned): one key `(a, b)` per value `a` of the first and
+    /// `b` of the second.
+    ///
+    /// ```
+    /// # use pandodb::{Db, Indexer, Query, Schema};
+    /// struct Shirt { id: u32, colors: Vec<String>, sizes: Vec<u8> }
+    /// let mut schema = Schema::builder();
+    /// let mut t = schema.table::<Shirt>("shirt");
+    /// t.primary("id", Indexer::value(|s: &Shirt| s.id));
+    /// let by_color_size = t.index(
+    ///     "color_size",
+    ///     Indexer::compound_multi_ref(|s: &Shirt| s.colors.as_slice(), |s: &Shirt| s.sizes.as_slice()),
+    /// );
+    /// let shirts = schema.add(t)?;
+    /// let db = Db::new(schema.build()?);
+    /// let mut w = db.write(&[&shirts]);
+    /// w.insert(&shirts, Shirt { id: 1, colors: vec!["red".into(), "blue".into()], sizes: vec![1, 2] })?;
+    /// assert_eq!(w.index_len(&by_color_size)?, 4);
+    /// assert_eq!(w.count(&by_color_size, &("blue".to_string(), 2))?, 1);
+    /// # Ok::<(), pandodb::Error>(())
+    /// ```
+    pub fn compound_multi_ref(
+        fa: impl for<'a> Fn(&'a T) -> &'a [A] + Send + Sync + 'static,
+        fb: impl for<'a> Fn(&'a T) -> &'a [B] + Send + Sync + 'static,
+    ) -> Self {
+        Self::custom(move |t, keys| {
+            let bs = fb(t);
+            for a in fa(t) {
+                for b in bs {
+                    keys.buf.push_with(|out| {
+                        a.encode(out);
+                        b.encode(out);
+                    });
+                }
+            }
+        })
+    }
+}
+
+impl<T: 'static, A: Encode + Ord + 'static> Indexer<T, (A, A)> {
+    /// The unordered pairs of distinct values of one multi-value field,
+    /// borrowed from the object: one key `(a, b)` per two different values
+    /// `a < b` (never `(a, a)`, never both `(a, b)` and `(b, a)`): for `n`
+    /// distinct values, `n (n - 1) / 2` keys, where the cartesian product
+    /// of the field with itself ([`Indexer::compound_multi`]) stores `n²`.
+    /// Query a pair with its smaller value first; an object with one value
+    /// has no key. For "objects with both `x` and `y`" without a pair index
+    /// declared in advance, see [`Filter`](crate::Filter).
+    ///
+    /// `(&str, &str)` keys encode exactly as `(String, String)` ones (every
+    /// `&E` encodes as `E`, and `String` as `str`), so a pair of strings is
+    /// looked up without allocating through
+    /// [`Index::borrowed`](crate::Index::borrowed).
+    ///
+    /// ```
+    /// # use pandodb::{Db, Indexer, Query, Schema};
+    /// struct Doc { id: u32, tags: Vec<String> }
+    /// let mut schema = Schema::builder();
+    /// let mut t = schema.table::<Doc>("doc");
+    /// t.primary("id", Indexer::value(|d: &Doc| d.id));
+    /// let by_pair = t.index("tag_pair", Indexer::pairs(|d: &Doc| d.tags.as_slice()));
+    /// let docs = schema.add(t)?;
+    /// let db = Db::new(schema.build()?);
+    /// let mut w = db.write(&[&docs]);
+    /// let tags = ["x", "y", "z", "y"].map(String::from).to_vec();
+    /// w.insert(&docs, Doc { id: 1, tags })?;
+    /// assert_eq!(w.index_len(&by_pair)?, 3); // (x, y), (x, z), (y, z)
+    /// assert_eq!(w.count(&by_pair.borrowed(), &("x", "z"))?, 1);
+    /// assert_eq!(w.count(&by_pair.borrowed(), &("z", "x"))?, 0); // smaller first
+    /// # Ok::<(), pandodb::Error>(())
+    /// ```
+    pub fn pairs(f: impl for<'a> Fn(&'a T) -> &'a [A] + Send + Sync + 'static) -> Self {
+        Self::custom(move |t, keys| {
+            let mut vals: Vec<&A> = f(t).iter().collect();
+            vals.sort_unstable();
+            vals.dedup();
+            for (i, a) in vals.iter().enumerate() {
+                for b in &vals[i + 1..] {
                     keys.buf.push_with(|out| {
                         a.encode(out);
                         b.encode(out);

@@ -534,6 +534,14 @@ impl<V> Deref for Key<V> {
     }
 }
 
+impl<V> Key<V> {
+    /// The value stored with this key.
+    #[inline]
+    pub(crate) fn value(&self) -> &V {
+        self.0.value()
+    }
+}
+
 impl<V> AsRef<[u8]> for Key<V> {
     fn as_ref(&self) -> &[u8] {
         self.0.key()
@@ -602,6 +610,17 @@ impl<V> IntoIter<V> {
     ) -> Self {
         IntoIter {
             raw: Raw::bounded(root.map(Owned), start, end),
+        }
+    }
+
+    /// The next entry as a key handle only: its value is read through
+    /// [`Key::value`] and never cloned (no count of the value touched).
+    #[inline]
+    pub(crate) fn next_key(&mut self) -> Option<Key<V>> {
+        let owned = |l: &Leaf<V>| Key(l.clone());
+        match self.raw.next_in_small(owned) {
+            Some(k) => Some(k),
+            None => self.raw.next().map(owned),
         }
     }
 

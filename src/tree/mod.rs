@@ -52,6 +52,7 @@ pub(crate) use descent::Descent;
 pub use iter::{IntoIter, Iter, Key, Values};
 pub(crate) use ledger::Ledger;
 use ledger::dispose;
+pub(crate) use node::prefetch;
 use node::{Inner, Leaf, common_len};
 use slot::{Entry, EntryMut, EntryRef, Slot};
 pub use txn::TreeTxn;

@@ -2,7 +2,9 @@
 //! copy-on-write version, published atomically on commit) and the [`Query`]
 //! methods both share.
 
+mod filter;
 mod read;
+mod select;
 mod watch_stream;
 mod write;
 
@@ -10,7 +12,9 @@ use std::iter::FusedIterator;
 use std::ops::Bound;
 use std::sync::Arc;
 
+pub use filter::{Filter, SetMatch};
 pub use read::ReadTxn;
+pub use select::Selection;
 pub use watch_stream::WatchStream;
 pub use write::{Commit, WriteTxn};
 
@@ -686,6 +690,20 @@ pub trait Query: sealed::Source {
         Ok(VersionedIter {
             inner: Versions::ByRevision(inner, st.rows.clone()),
         })
+    }
+
+    /// The objects `filter` selects (conditions across the indexes of one
+    /// table: intersections, unions, set matches), in primary-key order,
+    /// planned from the conditions' counts so that the smallest condition
+    /// drives, whatever order they were written in. See [`Filter`].
+    fn select<T: Send + Sync + 'static>(&self, filter: &Filter<T>) -> Result<Selection<T>> {
+        select::select(self, filter)
+    }
+
+    /// Number of objects `filter` selects (the same as counting
+    /// [`Query::select`]; no object is cloned).
+    fn select_count<T: Send + Sync + 'static>(&self, filter: &Filter<T>) -> Result<usize> {
+        Ok(self.select(filter)?.count())
     }
 
     /// Every object of `table` with its revisions, in primary-key order.

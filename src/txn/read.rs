@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::index::key::Encode;
 use crate::root::Root;
 use crate::schema::{Index, Table};
-use crate::txn::{Query, RowIter, encode_range};
+use crate::txn::{Filter, Query, RowIter, Selection, encode_range};
 use crate::watch::{Target, Watch};
 
 /// A read transaction: a consistent snapshot of one committed version.
@@ -189,6 +189,26 @@ impl ReadTxn {
             None => Target::Range(Bound::Excluded(Vec::new()), Bound::Excluded(Vec::new())),
         };
         Ok((rows, self.watch_on(idx, target)?))
+    }
+
+    /// [`Query::select`] with one watch that fires on the first later
+    /// commit that may change its result: one that writes a row having, before
+    /// or after the write, a key or prefix the filter names (not on writes to
+    /// rows the filter cannot select).
+    pub fn select_watch<T: Send + Sync + 'static>(
+        &self,
+        filter: &Filter<T>,
+    ) -> Result<(Selection<T>, Watch)> {
+        let rows = self.select(filter)?;
+        let id = filter.table_id()?;
+        let table = match self.root.watches.get(id.table) {
+            Some(t) if id.schema == self.schema => t,
+            _ => return Err(Error::ForeignHandle(id.name.to_string())),
+        };
+        let primary = super::state_of::<Self, T>(self, id.schema, id.table, &id.name)?.primary;
+        let mut targets = Vec::new();
+        filter.expr.watch_targets(primary, &mut targets);
+        Ok((rows, table.register_all(targets, self.root.revision)))
     }
 
     /// A watch that fires on the next commit that changes `table` (after

@@ -20,6 +20,10 @@ use crate::sync::{Mutex, lock};
 /// The shared state of one watch.
 pub(super) struct Cell {
     state: Mutex<CellState>,
+    /// How many registry entries hold it: 1, or one per target of a watch
+    /// on several targets (`TableWatches::register_all`), which no other
+    /// watch shares.
+    entries: usize,
 }
 
 #[derive(Default)]
@@ -137,9 +141,26 @@ impl Waiter {
 
 impl Cell {
     pub(super) fn new() -> Arc<Cell> {
+        Self::with_entries(1)
+    }
+
+    /// A cell that `entries` registry entries will hold.
+    pub(super) fn with_entries(entries: usize) -> Arc<Cell> {
         Arc::new(Cell {
             state: Mutex::new(CellState::default()),
+            entries,
         })
+    }
+
+    /// How many registry entries hold it (see [`Cell::with_entries`]).
+    pub(super) fn entries(&self) -> usize {
+        self.entries
+    }
+
+    /// Whether no handle holds it any more, only the registry: it can be
+    /// swept.
+    pub(super) fn abandoned(this: &Arc<Cell>) -> bool {
+        Arc::strong_count(this) <= this.entries
     }
 
     pub(super) fn fire(&self) {

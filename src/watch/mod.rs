@@ -80,10 +80,15 @@ struct Watched {
 impl Watched {
     /// The cell for readers of `seen`, and whether it is new.
     fn cell_for(&mut self, seen: u64) -> (Arc<Cell>, bool) {
-        if self.seen == seen {
+        // A cell of a watch on several targets is never shared.
+        if self.seen == seen && self.cell.entries() == 1 {
             return (self.cell.clone(), false);
         }
-        if let Some((_, c)) = self.more.iter().find(|(s, _)| *s == seen) {
+        if let Some((_, c)) = self
+            .more
+            .iter()
+            .find(|(s, c)| *s == seen && c.entries() == 1)
+        {
             return (c.clone(), false);
         }
         let cell = Cell::new();
@@ -124,7 +129,7 @@ impl Watched {
     fn sweep(self) -> Option<Watched> {
         let live: Vec<(u64, Arc<Cell>)> = std::iter::once((self.seen, self.cell))
             .chain(self.more)
-            .filter(|(_, c)| Arc::strong_count(c) > 1)
+            .filter(|(_, c)| !Cell::abandoned(c))
             .collect();
         Watched::from_list(live)
     }
@@ -172,6 +177,36 @@ impl IndexWatches {
             },
         );
         (cell, true)
+    }
+
+    /// Adds `cell` (a watch on several targets) on `target`, seen at `seen`.
+    fn add_cell(&mut self, target: Target, seen: u64, cell: Arc<Cell>) {
+        let (map, key) = match target {
+            Target::Exact(k) => (&mut self.exact, k),
+            Target::Prefix(p) => {
+                if !self.prefix.contains_key(p.as_slice()) {
+                    *self.prefix_lens.entry(p.len()).or_default() += 1;
+                }
+                (&mut self.prefix, p)
+            }
+            Target::Range(lo, hi) => {
+                self.ranges.push((seen, lo, hi, cell));
+                return;
+            }
+        };
+        match map.get_mut(key.as_slice()) {
+            Some(w) => w.more.push((seen, cell)),
+            None => {
+                map.insert(
+                    key.into(),
+                    Watched {
+                        seen,
+                        cell,
+                        more: Vec::new(),
+                    },
+                );
+            }
+        }
     }
 
     /// Fires the watches covering `key` that saw a revision older than
@@ -270,7 +305,7 @@ impl IndexWatches {
         for k in self.prefix.keys() {
             *self.prefix_lens.entry(k.len()).or_default() += 1;
         }
-        self.ranges.retain(|(_, _, _, c)| Arc::strong_count(c) > 1);
+        self.ranges.retain(|(_, _, _, c)| !Cell::abandoned(c));
         n + self.ranges.len()
     }
 }
@@ -358,6 +393,52 @@ impl TableWatches {
             return Watch { cell };
         }
         reg.count += 1;
+        if reg.count >= reg.sweep_at {
+            let remaining: usize = reg.indexes.iter_mut().map(IndexWatches::sweep).sum();
+            reg.count = remaining;
+            reg.sweep_at = (remaining * 2).max(1024);
+        }
+        self.active.store(reg.count, Ordering::Release);
+        Watch { cell }
+    }
+
+    /// One watch on several targets `(index, target)` of this table, for a
+    /// reader that saw revision `seen`: it fires on the first later commit
+    /// that matches any of them. Its cell is registered under every target
+    /// and shared with no other watch.
+    pub(crate) fn register_all(&self, mut targets: Vec<(usize, Target)>, seen: u64) -> Watch {
+        if targets.len() == 1
+            && let Some((index, target)) = targets.pop()
+        {
+            return self.register(index, target, seen);
+        }
+        let mut reg = lock(&self.registry);
+        let cell = Cell::with_entries(targets.len());
+        if reg.closed {
+            drop(reg);
+            cell.close();
+            return Watch { cell };
+        }
+        let seen = if self.broken.watch() { u64::MAX } else { seen };
+        let n = reg.indexes.len();
+        let missed = targets.iter().any(|(ix, _)| *ix >= n)
+            || reg.unknown_upto > seen
+            || reg.recent.iter().any(|(rev, keys)| {
+                *rev > seen
+                    && (keys.overflowed()
+                        || keys
+                            .iter()
+                            .any(|(ix, k)| targets.iter().any(|(i, t)| *i == ix && t.matches(k))))
+            });
+        if missed {
+            drop(reg);
+            cell.fire();
+            return Watch { cell };
+        }
+        reg.count += targets.len();
+        for (ix, target) in targets {
+            reg.indexes[ix].add_cell(target, seen, cell.clone());
+        }
         if reg.count >= reg.sweep_at {
             let remaining: usize = reg.indexes.iter_mut().map(IndexWatches::sweep).sum();
             reg.count = remaining;
