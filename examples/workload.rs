@@ -27,6 +27,9 @@
 //! final database), `commit_sync` (synchronous single-object commits/s with
 //! 1 and 8 committing threads) and `recovery_replay` (log records/s on
 //! open). They use the temp directory.
+//!
+//! History workloads (issue 18, `workload/history.rs`): `read_at_lookup`,
+//! `history_memory`, `update_history`, `feed_rebuild`.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -35,6 +38,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use pandodb::{Db, Index, Indexer, Options, Query, Retention, Schema, Table, WatchSet};
+
+#[path = "workload/history.rs"]
+mod history;
 
 #[global_allocator]
 static ALLOC: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
@@ -1258,6 +1264,7 @@ fn main() {
             feed_throughput(&cfg);
         }
         persistence_workloads(&cfg);
+        history::history_workloads(&cfg);
         if cfg.enabled("parallel_writers") {
             let (disjoint, same) = parallel_writers(&cfg);
             emit(

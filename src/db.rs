@@ -2,6 +2,7 @@
 //! writer locks, and the commit protocol that publishes a new root.
 
 mod asyncs;
+mod history;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +47,9 @@ pub struct Options {
     /// A commit that takes this long or longer logs a `tracing` warning
     /// (see `docs/GUIDE.md`, "Observing"). Default 100 ms.
     pub slow_commit: Duration,
+    /// How many revisions before the current one [`Db::read_at`] can
+    /// read. Default 100; 0 keeps none.
+    pub read_history: usize,
     /// The file system (a simulated one in tests).
     pub(crate) vfs: VfsHandle,
 }
@@ -57,6 +61,7 @@ impl Default for Options {
             durability: Durability::default(),
             checkpoint_bytes: 64 << 20,
             slow_commit: Duration::from_millis(100),
+            read_history: 100,
             vfs: VfsHandle(Arc::new(StdFs)),
         }
     }
@@ -95,6 +100,13 @@ impl Options {
     /// (`Duration::ZERO`: every commit; `Duration::MAX`: none).
     pub fn slow_commit(mut self, threshold: Duration) -> Options {
         self.slow_commit = threshold;
+        self
+    }
+
+    /// Sets how many revisions before the current one [`Db::read_at`]
+    /// can read (0: only the current one).
+    pub fn read_history(mut self, revisions: usize) -> Options {
+        self.read_history = revisions;
         self
     }
 
@@ -231,10 +243,24 @@ impl Db {
         broken: Broken,
     ) -> Db {
         let feed = Feed::new(options.feed_retention, revision);
+        Self::with_feed(schema, options, tables, revision, durable, feed, broken)
+    }
+
+    /// [`Db::from_states`] with a change feed (rebuilt on open).
+    fn with_feed(
+        schema: Schema,
+        options: Options,
+        tables: Box<[AnyState]>,
+        revision: u64,
+        durable: Option<Durable>,
+        feed: Feed,
+        broken: Broken,
+    ) -> Db {
         Db {
             inner: Arc::new(
                 DbInner::new(schema, feed, tables, revision, durable, broken)
-                    .slow_commit(options.slow_commit),
+                    .slow_commit(options.slow_commit)
+                    .read_history(options.read_history),
             ),
         }
     }
@@ -288,17 +314,19 @@ impl Db {
             &schema,
             options.durability,
             options.checkpoint_bytes,
+            options.feed_retention,
         )?;
         let batched = match options.durability {
             Durability::Batched(every) => Some(every),
             _ => None,
         };
-        let db = Self::from_states(
+        let db = Self::with_feed(
             schema,
             options,
             opened.states.into(),
             opened.revision,
             Some(opened.durable),
+            opened.feed,
             Broken::default(),
         );
         if let Some(every) = batched {
@@ -428,7 +456,8 @@ impl Db {
                 watches: self.inner.watches.clone(),
                 schema: self.inner.schema.clone(),
             };
-            d.checkpoint(&root, &self.inner.schema)?;
+            // The feed's history ends here too.
+            d.checkpoint(&root, &self.inner.schema, &(info.revision, Vec::new()))?;
         }
         self.inner.replace_all(states, info.revision);
         drop(all);

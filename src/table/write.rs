@@ -80,19 +80,19 @@ pub(crate) fn load_row<T: Send + Sync + 'static>(
     obj: Arc<T>,
     created: u64,
     modified: u64,
-) -> Result<()> {
+) -> Result<Option<Versioned<T>>> {
     let m = ctx.table_mut(state, modified, Some(created));
-    insert_obj(def, m, obj, Cond::Any).map(|_| ())
+    insert_obj(def, m, obj, Cond::Any)
 }
 
-/// Deletes a stored row by primary key (log replay).
+/// Deletes a stored row by primary key (log replay); returns it.
 pub(crate) fn unload_row<T: Send + Sync + 'static>(
     def: &TableDef<T>,
     state: &mut TableState<T>,
     ctx: &mut LoadCtx,
     pk: &[u8],
-) {
-    delete_pk(def, ctx.table_mut(state, 0, None), pk);
+) -> Option<Versioned<T>> {
+    delete_pk(def, ctx.table_mut(state, 0, None), pk)
 }
 
 /// The condition of a conditional write.
