@@ -48,7 +48,10 @@ pub struct Options {
     /// (see `docs/GUIDE.md`, "Observing"). Default 100 ms.
     pub slow_commit: Duration,
     /// How many revisions before the current one [`Db::read_at`] can
-    /// read. Default 100; 0 keeps none.
+    /// read. Default 0 (the current one only): a kept revision keeps the
+    /// version each commit replaces alive, so the commit cannot free the
+    /// nodes it copied cheaply (single-object updates at a million rows
+    /// cost about twice as much; see `docs/PERFORMANCE.md`).
     pub read_history: usize,
     /// The file system (a simulated one in tests).
     pub(crate) vfs: VfsHandle,
@@ -61,7 +64,7 @@ impl Default for Options {
             durability: Durability::default(),
             checkpoint_bytes: 64 << 20,
             slow_commit: Duration::from_millis(100),
-            read_history: 100,
+            read_history: 0,
             vfs: VfsHandle(Arc::new(StdFs)),
         }
     }

@@ -48,7 +48,10 @@ pub use persist::{Durability, SnapshotInfo};
 pub use schema::{Index, Schema, SchemaBuilder, Table, TableBuilder};
 pub use stats::{Histogram, Stats};
 pub use table::{Change, ChangeKind, Versioned};
-pub use txn::{Commit, Query, ReadTxn, RefIter, RowIter, VersionedIter, WatchStream, WriteTxn};
+pub use txn::{
+    Commit, Query, ReadTxn, RefIter, RowIter, VersionedIter, VersionedQuery, VersionedRows,
+    WatchStream, WriteTxn,
+};
 pub use watch::{Watch, WatchSet};
 
 /// `#[derive(Table)]` (feature `derive`): declares a table and its indexes

@@ -12,9 +12,10 @@ impl Db {
     ///
     /// Works for the current revision and the
     /// [`Options::read_history`](crate::Options) revisions before it
-    /// (default 100): every published version shares its unchanged nodes
-    /// with the next, so a kept revision costs only what later commits
-    /// replaced. An older revision fails with
+    /// (default none): every published version shares its unchanged nodes
+    /// with the next, so a kept revision's memory is only what later
+    /// commits replaced (its CPU cost is on the write path: see
+    /// [`Options::read_history`](crate::Options)). An older revision fails with
     /// [`Error::Compacted`](crate::Error) naming the oldest one kept; one
     /// no commit has reached with
     /// [`Error::RevisionNotReached`](crate::Error) (a commit already made

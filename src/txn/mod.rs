@@ -3,6 +3,7 @@
 //! methods both share.
 
 mod read;
+mod versioned;
 mod watch_stream;
 mod write;
 
@@ -11,6 +12,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 pub use read::ReadTxn;
+pub use versioned::{VersionedQuery, VersionedRows};
 pub use watch_stream::WatchStream;
 pub use write::{Commit, WriteTxn};
 
