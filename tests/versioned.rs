@@ -199,3 +199,77 @@ fn every_query_form_has_a_versioned_variant() {
     let past = h.db.read_at(h.db.revision() - 3).unwrap();
     check(&past, &h);
 }
+
+#[test]
+fn renumbered_rows_carry_their_revision_in_every_index() {
+    let mut s = Schema::builder();
+    let mut a = s.table::<Obj>("a");
+    let a_id = a.primary("id", Indexer::value(|o: &Obj| o.id));
+    let a_grp = a.index("grp", Indexer::value(|o: &Obj| o.grp));
+    let a_email = a.unique("email", Indexer::string(|o: &Obj| o.email.as_str()));
+    let a = s.add(a).unwrap();
+    let mut b = s.table::<Obj>("b");
+    b.primary("id", Indexer::value(|o: &Obj| o.id));
+    let b = s.add(b).unwrap();
+    let db = Db::new(s.build().unwrap());
+    // Both start from revision 0 and expect revision 1; `b` commits first,
+    // so `a`'s rows are renumbered to revision 2.
+    let mut wa = db.write(&[&a]);
+    let mut wb = db.write(&[&b]);
+    for i in 0..20 {
+        wa.insert(&a, obj(i, 0)).unwrap();
+    }
+    wb.insert(&b, obj(1, 0)).unwrap();
+    assert_eq!(wb.commit().unwrap().revision, 1);
+    assert_eq!(wa.commit().unwrap().revision, 2);
+    let r = db.read();
+    for v in r.index_versioned(&a_grp).unwrap() {
+        assert_eq!((v.created, v.modified), (2, 2));
+    }
+    for v in r.index_versioned(&a_email).unwrap() {
+        assert_eq!((v.created, v.modified), (2, 2));
+    }
+    let g = r
+        .get_versioned(&a_email, obj(3, 0).email.as_str())
+        .unwrap()
+        .unwrap();
+    assert_eq!((g.object.id, g.modified), (3, 2));
+    assert_eq!(r.get_versioned(&a_id, &3).unwrap().unwrap().modified, 2);
+}
+
+#[test]
+fn a_watch_taken_at_a_past_revision_fires_for_the_next_relevant_commit() {
+    let h = setup();
+    let write = |i: u32, grp: u8| {
+        let mut w = h.db.write(&[&h.t]);
+        let o = Obj {
+            id: i,
+            email: format!("{i}@w"),
+            grp,
+            tags: vec![],
+        };
+        w.insert(&h.t, o).unwrap();
+        w.commit().unwrap().revision
+    };
+    // A watch on the table, so commits log the keys they change (without
+    // one, a later watch cannot tell which keys a past commit changed and
+    // fires at once, as it may: early, never late).
+    let (_, _keys_logged) = h.db.read().get_watch(&h.id, &999).unwrap();
+    write(1, 0); // revision 1
+    write(2, 1); // revision 2: group 1
+    write(3, 0); // revision 3
+    // At revision 1, group 1 was empty; revision 2 changed it.
+    let past = h.db.read_at(1).unwrap();
+    assert_eq!(past.iter(&h.grp, &1).unwrap().len(), 0);
+    let (rows, watch) = past.iter_watch(&h.grp, &1).unwrap();
+    assert_eq!(rows.len(), 0);
+    assert!(watch.is_fired());
+    // At revision 2, group 1 is unchanged since: the watch waits for
+    // the next commit that changes it.
+    let (_, watch) = h.db.read_at(2).unwrap().iter_watch(&h.grp, &1).unwrap();
+    assert!(!watch.is_fired());
+    write(4, 0);
+    assert!(!watch.is_fired());
+    write(5, 1);
+    assert!(watch.is_fired());
+}

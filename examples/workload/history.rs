@@ -14,7 +14,11 @@
 //! - `feed_rebuild`: `Db::open` of a directory whose feed retains 100,000
 //!   commits, with the feed's retention at 100,000 against the feed off,
 //!   with the commits in the log (replayed) and after a checkpoint (the
-//!   history file).
+//!   history file);
+//! - `versioned_rows`: rows with revisions (`VersionedQuery`) against the
+//!   plain owned rows: a secondary index (`iter` by age, 10,000 rows per
+//!   age at N = 1M) and the primary one (`lower_bound` pages of 100 ids),
+//!   4 interleaved rounds.
 
 use super::*;
 
@@ -68,6 +72,96 @@ pub(super) fn history_workloads(cfg: &Cfg) {
     if cfg.enabled("feed_rebuild") {
         feed_rebuild(cfg);
     }
+    if cfg.enabled("versioned_rows") {
+        versioned_rows(cfg);
+    }
+}
+
+fn versioned_rows(cfg: &Cfg) {
+    use pandodb::VersionedQuery;
+    let n = cfg.n;
+    let e = loaded(n, 0);
+    let mut rng = Rng(19);
+    let ages: Vec<i64> = (0..200).map(|_| rng.below(100) as i64).collect();
+    let starts: Vec<String> = (0..100_000).map(|_| person(rng.below(n)).id).collect();
+    let mut t = [vec![], vec![], vec![], vec![]];
+    let mut rows = [0usize; 2];
+    for _ in 0..4 {
+        let r = e.db.read();
+        let (secs, _, k) = timed(cfg, || {
+            ages.iter()
+                .map(|a| {
+                    r.iter(&e.by_age, a)
+                        .unwrap()
+                        .map(|p| usize::from(p.age >= 0))
+                        .sum::<usize>()
+                })
+                .sum::<usize>()
+        });
+        rows[0] = k;
+        t[0].push(secs * 1e9 / k.max(1) as f64);
+        let (secs, _, k) = timed(cfg, || {
+            ages.iter()
+                .map(|a| {
+                    r.iter_versioned(&e.by_age, a)
+                        .unwrap()
+                        .map(|v| usize::from(v.modified > 0))
+                        .sum::<usize>()
+                })
+                .sum::<usize>()
+        });
+        assert_eq!(k, rows[0]);
+        t[1].push(secs * 1e9 / k.max(1) as f64);
+        let (secs, _, k) = timed(cfg, || {
+            starts
+                .iter()
+                .map(|s| {
+                    r.lower_bound(&e.by_id, s.as_str())
+                        .unwrap()
+                        .take(100)
+                        .map(|p| p.id.len())
+                        .sum::<usize>()
+                })
+                .sum::<usize>()
+        });
+        rows[1] = k;
+        t[2].push(secs * 1e9 / starts.len() as f64);
+        let (secs, _, k) = timed(cfg, || {
+            starts
+                .iter()
+                .map(|s| {
+                    r.lower_bound_versioned(&e.by_id, s.as_str())
+                        .unwrap()
+                        .take(100)
+                        .map(|v| v.object.id.len())
+                        .sum::<usize>()
+                })
+                .sum::<usize>()
+        });
+        assert_eq!(k, rows[1]);
+        t[3].push(secs * 1e9 / starts.len() as f64);
+    }
+    let [mut a, mut b, mut c, mut d] = t;
+    let (sec_plain, _) = min_median(&mut a);
+    let (sec_versioned, _) = min_median(&mut b);
+    let (pri_plain, _) = min_median(&mut c);
+    let (pri_versioned, _) = min_median(&mut d);
+    emit(
+        "pandodb",
+        "versioned_rows",
+        n,
+        Some(sec_versioned),
+        &[
+            ("secondary_iter_ns_per_row", f2(sec_plain)),
+            ("secondary_iter_versioned_ns_per_row", f2(sec_versioned)),
+            ("primary_page_ns", f2(pri_plain)),
+            ("primary_page_versioned_ns", f2(pri_versioned)),
+            (
+                "note",
+                "\"iter(by_age) vs iter_versioned, 200 random ages; lower_bound(by_id) pages of 100 vs lower_bound_versioned, 100,000 random starts; min of 4 interleaved rounds\"".into(),
+            ),
+        ],
+    );
 }
 
 fn read_at_lookup(cfg: &Cfg) {

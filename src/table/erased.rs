@@ -48,7 +48,7 @@ fn wrong_type(table: &str) -> ! {
 pub(crate) struct TableLedgers<T> {
     pub(super) rows: Option<Box<Ledger<Versioned<T>>>>,
     pub(super) by_revision: Option<Box<Ledger<()>>>,
-    pub(super) indexes: Vec<Option<Box<Ledger<Arc<T>>>>>,
+    pub(super) indexes: Vec<Option<Box<Ledger<Versioned<T>>>>>,
 }
 
 /// Settles the ledgers of one committed table (type-erased).

@@ -1,91 +1,41 @@
 //! Rows with their revisions from every query form ([`VersionedQuery`]).
 //!
-//! Through the primary index the rows tree holds the revisions beside each
-//! object, so those queries read them where they are. A secondary index
-//! holds the objects only: its versioned queries find each row's revisions
-//! by its primary key in the same frozen version (the key computed from the
-//! object by the primary indexer), inside the iterator.
+//! Every index tree, primary or secondary, holds each row as the primary
+//! tree does (the object and its created and modified revisions), so these
+//! queries read the revisions where they find the object: no lookup per
+//! row.
 
 use std::iter::FusedIterator;
 use std::ops::Bound;
-use std::sync::Arc;
 
 use super::{IndexTree, Query, encode_range, index_tree};
 use crate::error::Result;
-use crate::index::KeyBuf;
 use crate::index::key::Encode;
 use crate::schema::Index;
-use crate::table::write::primary_key;
-use crate::table::{TableDef, Versioned, state_ref};
+use crate::table::Versioned;
 use crate::tree::{self, Tree};
 
 /// Rows with their revisions, in the order of the index queried; owns its
 /// version. Double-ended and of exact size. Made by [`VersionedQuery`].
 pub struct VersionedRows<T> {
-    inner: Inner<T>,
-}
-
-enum Inner<T> {
-    /// The primary rows: revisions stored beside the objects.
-    Primary(tree::Values<Versioned<T>>),
-    /// Objects of a secondary index, their rows found by primary key.
-    Secondary {
-        objects: tree::Values<Arc<T>>,
-        rows: Tree<Versioned<T>>,
-        def: Arc<TableDef<T>>,
-        sinks: Vec<KeyBuf>,
-    },
-}
-
-impl<T> Inner<T> {
-    fn row(
-        obj: Option<Arc<T>>,
-        rows: &Tree<Versioned<T>>,
-        def: &TableDef<T>,
-        sinks: &mut Vec<KeyBuf>,
-    ) -> Option<Versioned<T>> {
-        let obj = obj?;
-        // Every stored object has its primary key (it was extracted when
-        // it was written) and its row in the same version.
-        let pk = primary_key(def, sinks, &obj).ok()?;
-        rows.get(&pk).cloned()
-    }
+    inner: tree::Values<Versioned<T>>,
 }
 
 impl<T> Iterator for VersionedRows<T> {
     type Item = Versioned<T>;
     #[inline]
     fn next(&mut self) -> Option<Versioned<T>> {
-        match &mut self.inner {
-            Inner::Primary(i) => i.next(),
-            Inner::Secondary {
-                objects,
-                rows,
-                def,
-                sinks,
-            } => Inner::row(objects.next(), rows, def, sinks),
-        }
+        self.inner.next()
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
-        match &self.inner {
-            Inner::Primary(i) => i.size_hint(),
-            Inner::Secondary { objects, .. } => objects.size_hint(),
-        }
+        self.inner.size_hint()
     }
 }
 
 impl<T> DoubleEndedIterator for VersionedRows<T> {
     #[inline]
     fn next_back(&mut self) -> Option<Versioned<T>> {
-        match &mut self.inner {
-            Inner::Primary(i) => i.next_back(),
-            Inner::Secondary {
-                objects,
-                rows,
-                def,
-                sinks,
-            } => Inner::row(objects.next_back(), rows, def, sinks),
-        }
+        self.inner.next_back()
     }
 }
 
@@ -99,24 +49,10 @@ where
     T: Send + Sync + 'static,
     K: ?Sized,
 {
-    let inner = match index_tree(src, idx)? {
-        IndexTree::Primary(t) => Inner::Primary(picked.apply(t).values()),
-        IndexTree::Secondary(t) => {
-            let state = src
-                .state(idx.schema, idx.table)
-                .map(|s| state_ref::<T>(s, &idx.table_name));
-            let Some(state) = state else {
-                unreachable!("index_tree found the table's state")
-            };
-            Inner::Secondary {
-                objects: picked.apply(t).values(),
-                rows: state.rows.clone(),
-                def: state.def.clone(),
-                sinks: Vec::new(),
-            }
-        }
-    };
-    Ok(VersionedRows { inner })
+    let (IndexTree::Primary(t) | IndexTree::Secondary(t)) = index_tree(src, idx)?;
+    Ok(VersionedRows {
+        inner: picked.apply(t).values(),
+    })
 }
 
 /// Which entries of an index tree a query takes, in encoded keys.
@@ -149,9 +85,8 @@ impl Picked {
 /// [`Query::first`] and [`Query::last`]; [`Query::get_versioned`] is the
 /// single lookup.
 ///
-/// Through the primary index the revisions are read beside the objects;
-/// through a secondary index each row is found by its primary key in the
-/// same version, inside the iterator.
+/// Every index holds the revisions beside the objects, so a versioned
+/// query costs what its plain owned form does.
 ///
 /// ```
 /// # use pandodb::{Db, Indexer, Query, Schema, VersionedQuery};
