@@ -8,7 +8,7 @@
 use std::iter::FusedIterator;
 use std::ops::Bound;
 
-use super::{IndexTree, Query, encode_range, index_tree};
+use super::{IndexTree, Query, encode_range, index_tree, object_addr};
 use crate::error::Result;
 use crate::index::key::Encode;
 use crate::schema::Index;
@@ -50,9 +50,13 @@ where
     K: ?Sized,
 {
     let (IndexTree::Primary(t) | IndexTree::Secondary(t)) = index_tree(src, idx)?;
-    Ok(VersionedRows {
-        inner: picked.apply(t).values(),
-    })
+    // Reading ahead of the caller, as `RowIter` does: rows of a secondary
+    // index are scattered in memory.
+    let inner = picked
+        .apply(t)
+        .values()
+        .read_ahead(|v| object_addr(&v.object), std::mem::size_of::<T>());
+    Ok(VersionedRows { inner })
 }
 
 /// Which entries of an index tree a query takes, in encoded keys.
