@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::commit::DbInner;
 use crate::error::{Error, Result};
 use crate::feed::{Feed, Retention, Subscription};
-use crate::persist::durable::Durable;
+use crate::persist::durable::{Durable, PastStates};
 use crate::persist::{Durability, SnapshotInfo};
 use crate::root::Root;
 use crate::schema::{Schema, Table};
@@ -246,24 +246,33 @@ impl Db {
         broken: Broken,
     ) -> Db {
         let feed = Feed::new(options.feed_retention, revision);
-        Self::with_feed(schema, options, tables, revision, durable, feed, broken)
+        Self::with_feed(
+            schema,
+            options,
+            tables,
+            revision,
+            durable,
+            (feed, Vec::new()),
+            broken,
+        )
     }
 
-    /// [`Db::from_states`] with a change feed (rebuilt on open).
+    /// [`Db::from_states`] with a change feed and the states of past
+    /// revisions for the read history (both rebuilt on open).
     fn with_feed(
         schema: Schema,
         options: Options,
         tables: Box<[AnyState]>,
         revision: u64,
         durable: Option<Durable>,
-        feed: Feed,
+        (feed, past): (Feed, Vec<PastStates>),
         broken: Broken,
     ) -> Db {
         Db {
             inner: Arc::new(
                 DbInner::new(schema, feed, tables, revision, durable, broken)
                     .slow_commit(options.slow_commit)
-                    .read_history(options.read_history),
+                    .read_history(options.read_history, past),
             ),
         }
     }
@@ -318,6 +327,7 @@ impl Db {
             options.durability,
             options.checkpoint_bytes,
             options.feed_retention,
+            options.read_history,
         )?;
         let batched = match options.durability {
             Durability::Batched(every) => Some(every),
@@ -329,7 +339,7 @@ impl Db {
             opened.states.into(),
             opened.revision,
             Some(opened.durable),
-            opened.feed,
+            (opened.feed, opened.past),
             Broken::default(),
         );
         if let Some(every) = batched {

@@ -458,3 +458,79 @@ fn a_consumer_survives_sigkill() {
     drop(h);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn reads_at_past_revisions_after_reopen() {
+    let dir = temp_dir("resume-read-at");
+    let opts = || Options::default().checkpoint_bytes(0).read_history(5);
+    let h = open_with(&dir, opts()).unwrap();
+    let write = |h: &H, v: u64| {
+        let mut w = h.db.write(&[&h.src]);
+        w.insert(&h.src, Item { id: 1, v }).unwrap();
+        w.commit().unwrap().revision
+    };
+    for v in 1..=4 {
+        write(&h, v);
+    }
+    h.db.checkpoint().unwrap(); // at revision 4
+    for v in 5..=10 {
+        write(&h, v);
+    }
+    drop(h);
+    // The replay went through revisions 5 to 10: the last 5 before the
+    // current one are readable again.
+    let h = open_with(&dir, opts()).unwrap();
+    for rev in 5..=10 {
+        let r = h.db.read_at(rev).unwrap();
+        assert_eq!(r.revision(), rev);
+        assert_eq!(r.get(&h.src_id, &1).unwrap().unwrap().v, rev);
+    }
+    assert_eq!(h.db.read_at(4).unwrap_err(), Error::Compacted { oldest: 5 });
+    h.db.checkpoint().unwrap(); // at revision 10: nothing left to replay
+    write(&h, 11);
+    write(&h, 12);
+    drop(h);
+    // The window starts at the snapshot's revision.
+    let h = open_with(&dir, opts()).unwrap();
+    assert_eq!(
+        h.db.read_at(10)
+            .unwrap()
+            .get(&h.src_id, &1)
+            .unwrap()
+            .unwrap()
+            .v,
+        10
+    );
+    assert_eq!(
+        h.db.read_at(12)
+            .unwrap()
+            .get(&h.src_id, &1)
+            .unwrap()
+            .unwrap()
+            .v,
+        12
+    );
+    assert_eq!(
+        h.db.read_at(9).unwrap_err(),
+        Error::Compacted { oldest: 10 }
+    );
+    // It grows with new commits, up to 5 before the current one.
+    for v in 13..=20 {
+        write(&h, v);
+    }
+    assert_eq!(
+        h.db.read_at(14).unwrap_err(),
+        Error::Compacted { oldest: 15 }
+    );
+    assert_eq!(
+        h.db.read_at(15)
+            .unwrap()
+            .get(&h.src_id, &1)
+            .unwrap()
+            .unwrap()
+            .v,
+        15
+    );
+    drop(h);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

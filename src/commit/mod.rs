@@ -197,9 +197,23 @@ impl DbInner {
     }
 
     /// Keeps the roots of the last `revisions` revisions before the
-    /// current one readable (`Db::read_at`).
-    pub(crate) fn read_history(mut self, revisions: usize) -> DbInner {
+    /// current one readable (`Db::read_at`), starting with the table
+    /// states of `past` revisions (oldest first, consecutive, ending just
+    /// before the current one: what opening replayed).
+    pub(crate) fn read_history(
+        mut self,
+        revisions: usize,
+        past: Vec<(u64, Box<[AnyState]>)>,
+    ) -> DbInner {
         self.history = history::History::new(revisions);
+        for (revision, tables) in past {
+            self.history.push(&Arc::new(Root {
+                revision,
+                tables,
+                watches: self.watches.clone(),
+                schema: self.schema.clone(),
+            }));
+        }
         self.history.push(&self.root.load());
         self
     }

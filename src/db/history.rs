@@ -20,9 +20,12 @@ impl Db {
     /// no commit has reached with
     /// [`Error::RevisionNotReached`](crate::Error) (a commit already made
     /// but still syncing in [`Durability::Sync`](crate::Durability) is
-    /// waited for, as [`read_at_least`](Db::read_at_least) does). A
-    /// durable database's history starts at the revision it opened at;
-    /// installing a snapshot also starts it over.
+    /// waited for, as [`read_at_least`](Db::read_at_least) does).
+    ///
+    /// A durable database rebuilds the window on [`Db::open`] from the log
+    /// records it replays: after a restart it reaches back to the newest
+    /// snapshot's revision at most (revisions a checkpoint covers are not
+    /// replayed). Installing a snapshot starts the window over.
     ///
     /// ```
     /// # use pandodb::{Db, Error, Indexer, Options, Query, Schema};

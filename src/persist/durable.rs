@@ -120,7 +120,14 @@ pub(crate) struct Opened {
     /// The change feed, its history rebuilt: the commits the checkpoint
     /// kept, then those replayed from the log.
     pub(crate) feed: Feed,
+    /// The table states of the last revisions before `revision` that the
+    /// replay went through (at most the read history asked for), oldest
+    /// first, consecutive.
+    pub(crate) past: Vec<PastStates>,
 }
+
+/// The table states of one past revision.
+pub(crate) type PastStates = (u64, Box<[AnyState]>);
 
 /// What a checkpoint keeps of the change feed: the revision before the
 /// first retained commit, and the retained commits up to the checkpoint.
@@ -136,6 +143,7 @@ impl Durable {
         mode: Durability,
         checkpoint_bytes: u64,
         retention: Retention,
+        read_history: usize,
     ) -> Result<Opened> {
         let _span = tracing::info_span!("pandodb.open", dir = %dir.display()).entered();
         let start = Instant::now();
@@ -167,6 +175,12 @@ impl Durable {
         let snapshot_rev = revision;
         let feed = open_feed(&*vfs, dir, snapshot_rev, schema, retention)?;
         let tracked = feed.enabled();
+        // The states of the last `read_history + 1` revisions replayed (the
+        // newest is the opened state itself, dropped at the end).
+        let mut past: std::collections::VecDeque<PastStates> = std::collections::VecDeque::new();
+        if read_history > 0 {
+            past.push_back((revision, states.clone().into()));
+        }
         let opened_ms = now_ms();
         let mut loaders: Vec<Option<Box<dyn TableLoader>>> =
             schema.tables.iter().map(|_| None).collect();
@@ -232,6 +246,17 @@ impl Durable {
             feed.append_at(rev, opened_ms, changes, bytes);
             revision = rev;
             records += 1;
+            if read_history > 0 {
+                let tables = states
+                    .iter()
+                    .zip(&loaders)
+                    .map(|(s, l)| l.as_ref().map_or_else(|| s.clone(), |l| l.snapshot()))
+                    .collect();
+                past.push_back((rev, tables));
+                if past.len() > read_history + 1 {
+                    past.pop_front();
+                }
+            }
             Ok(())
         })?;
         if let Some(detail) = recover::log_start_gap(found.first_prev, snapshot_rev) {
@@ -280,11 +305,14 @@ impl Durable {
             elapsed_us = micros(start.elapsed()),
             "pandodb: recovered"
         );
+        // The newest is the opened state.
+        past.pop_back();
         Ok(Opened {
             durable,
             states,
             revision,
             feed,
+            past: past.into(),
         })
     }
 

@@ -163,6 +163,9 @@ pub(crate) trait TableLoader {
     /// [`TableLoader::delete`], returning the change it made (`None`: no
     /// such row) and its estimated bytes.
     fn delete_change(&mut self, pk: &[u8]) -> Result<Option<(Change, usize)>>;
+    /// The state so far, as a version of its own (O(1): the trees are
+    /// shared until the loader writes again).
+    fn snapshot(&self) -> AnyState;
     /// The finished state.
     fn finish(self: Box<Self>) -> AnyState;
 }
@@ -359,6 +362,10 @@ impl<T: Send + Sync + 'static> TableLoader for Loader<T> {
     fn delete_change(&mut self, pk: &[u8]) -> Result<Option<(Change, usize)>> {
         let old = unload_row(&self.def, &mut self.state, &mut self.ctx, pk);
         Ok(old.map(|o| self.def.change(0, Some(o.object), None)))
+    }
+
+    fn snapshot(&self) -> AnyState {
+        Arc::new(self.state.clone())
     }
 
     fn finish(self: Box<Self>) -> AnyState {
