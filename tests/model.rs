@@ -277,49 +277,19 @@ enum Query_ {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Begin {
-        mask: u8,
-        track: bool,
-    },
-    Insert {
-        table: usize,
-        obj: Obj,
-    },
-    Delete {
-        table: usize,
-        pk: String,
-    },
-    DeletePrefixPk {
-        table: usize,
-        prefix: String,
-    },
-    DeletePrefixTag {
-        table: usize,
-        prefix: String,
-    },
-    DeletePrefixUk {
-        table: usize,
-        prefix: String,
-    },
-    DeleteAllGrp {
-        table: usize,
-        grp: i8,
-    },
-    DeleteAllLeading {
-        table: usize,
-        grp: i8,
-    },
+    Begin { mask: u8, track: bool },
+    Insert { table: usize, obj: Obj },
+    Delete { table: usize, pk: String },
+    DeletePrefixPk { table: usize, prefix: String },
+    DeletePrefixTag { table: usize, prefix: String },
+    DeletePrefixUk { table: usize, prefix: String },
+    DeleteAllGrp { table: usize, grp: i8 },
+    DeleteAllLeading { table: usize, grp: i8 },
     Commit,
-    Abort {
-        drop_it: bool,
-    },
-    Query {
-        table: usize,
-        q: Query_,
-    },
+    Abort { drop_it: bool },
+    Query { table: usize, q: Query_ },
     Snapshot,
     DropSnapshot(usize),
-    /// Read at this many revisions before the latest.
     ReadAt(u64),
 }
 
