@@ -150,6 +150,9 @@ struct Log {
 /// The retained log and its wake-up event.
 pub(crate) struct Feed {
     retention: Retention,
+    /// Whether commits are stamped with the wall clock: for an age limit,
+    /// or for a durable database's checkpoints (which keep the stamps).
+    stamped: bool,
     log: Mutex<Log>,
     event: Event,
 }
@@ -158,6 +161,7 @@ impl Feed {
     pub(crate) fn new(retention: Retention, revision: u64) -> Feed {
         Feed {
             retention,
+            stamped: retention.age.is_some(),
             log: Mutex::new(Log {
                 entries: VecDeque::new(),
                 bytes: 0,
@@ -172,10 +176,20 @@ impl Feed {
         self.retention.enabled()
     }
 
+    /// Stamps every commit with the wall clock (a durable database: its
+    /// checkpoints keep the stamps, for an age limit set later).
+    pub(crate) fn stamped(mut self) -> Feed {
+        self.stamped = true;
+        self
+    }
+
     /// Records the changes of the commit of `revision`. Called under the
     /// publish lock, in revision order.
     pub(crate) fn append(&self, revision: u64, changes: Vec<Change>, bytes: usize) {
-        self.append_at(revision, now_ms(), changes, bytes);
+        // Without an age limit or checkpoints nothing reads the stamp:
+        // no clock read per commit.
+        let at_ms = if self.stamped { now_ms() } else { 0 };
+        self.append_at(revision, at_ms, changes, bytes);
     }
 
     /// [`Feed::append`] of a commit appended at `at_ms` (rebuilding the

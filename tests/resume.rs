@@ -63,7 +63,21 @@ fn open_with(dir: &Path, options: Options) -> Result<H, Error> {
     let cursor_name = t.primary("name", Indexer::string(|c: &Cursor| c.name.as_str()));
     t.serde();
     let cursor = s.add(t)?;
-    let db = Db::open(dir, s.build()?, options)?;
+    let schema = s.build()?;
+    // Another test of this binary spawns children: between its fork and
+    // exec a child holds a copy of every descriptor, the lock of a
+    // database just closed here included (`flock` locks belong to the
+    // shared open file), so a reopen may briefly find it locked.
+    let mut tries = 0;
+    let db = loop {
+        match Db::open(dir, schema.clone(), options.clone()) {
+            Err(Error::AlreadyOpen(_)) if tries < 200 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => break other?,
+        }
+    };
     Ok(H {
         db,
         src,

@@ -592,9 +592,9 @@ fn open_feed(
         None
     };
     let Some((from, commits)) = kept.filter(|(_, c)| !c.is_empty()) else {
-        return Ok(Feed::new(retention, snapshot));
+        return Ok(Feed::new(retention, snapshot).stamped());
     };
-    let feed = Feed::new(retention, from);
+    let feed = Feed::new(retention, from).stamped();
     for (revision, at_ms, changes, bytes) in commits {
         feed.append_at(revision, at_ms, changes, bytes);
     }
