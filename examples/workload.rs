@@ -25,11 +25,13 @@
 //! Persistence workloads (issue 5): `snapshot_write`, `snapshot_restore`
 //! (objects/s, bytes per object, peak memory of the restore against the
 //! final database), `commit_sync` (synchronous single-object commits/s with
-//! 1 and 8 committing threads) and `recovery_replay` (log records/s on
-//! open). They use the temp directory.
+//! 1 and 8 committing threads), `recovery_replay` (log records/s on
+//! open) and `open_snapshot` (`Db::open` of a checkpoint of N objects:
+//! seconds, objects/s, peak memory against the opened database). `bulk_load`
+//! is `bulk_insert` through the bulk-load API (`WriteTxn::insert_all`). They use the temp directory.
 //!
 //! History workloads (issue 18, `workload/history.rs`): `read_at_lookup`,
-//! `history_memory`, `update_history`, `feed_rebuild`.
+//! `history_memory`, `update_history`, `feed_rebuild`, `versioned_rows`.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -85,6 +87,11 @@ impl Rng {
 trait Engine: Send + Sync + Sized + 'static {
     const NAME: &'static str;
     fn bulk(people: Vec<Arc<Person>>) -> Self;
+    /// The same database through the engine's bulk-load API, if it has one
+    /// (`bulk_load`; pandodb: `WriteTxn::insert_all`).
+    fn bulk_load(people: Vec<Arc<Person>>) -> Self {
+        Self::bulk(people)
+    }
     fn get_ids_one_txn(&self, ids: &[String]) -> usize;
     fn get_id_fresh_txn(&self, id: &str) -> bool;
     fn range_age(&self, age: i64) -> usize;
@@ -128,6 +135,13 @@ impl Engine for Pando {
         for p in people {
             w.insert(&e.people, p).expect("insert");
         }
+        w.commit().expect("commit");
+        e
+    }
+    fn bulk_load(people: Vec<Arc<Person>>) -> Self {
+        let e = pando_schema();
+        let mut w = e.db.write(&[&e.people]);
+        w.insert_all(&e.people, people).expect("insert_all");
         w.commit().expect("commit");
         e
     }
@@ -406,6 +420,28 @@ fn run<E: Engine>(cfg: &Cfg) {
             &[
                 ("order", "\"ascending id\"".into()),
                 ("other_cpu_cores", f2(other)),
+            ],
+        );
+    }
+    if cfg.enabled("bulk_load") {
+        let base = ALLOC.allocated();
+        let objs = people(0, n);
+        let (secs, other, loaded) = timed(cfg, || E::bulk_load(objs));
+        let live = ALLOC.allocated() - base;
+        assert_eq!(loaded.len() as u64, n);
+        emit(
+            name,
+            "bulk_load",
+            n,
+            Some(secs * 1e9 / n as f64),
+            &[
+                ("order", "\"ascending id\"".into()),
+                ("bytes_per_object", format!("{:.1}", live as f64 / n as f64)),
+                ("other_cpu_cores", f2(other)),
+                (
+                    "note",
+                    "\"one transaction through the bulk-load API (pandodb: WriteTxn::insert_all; btree_rwlock has none: its inserts)\"".into(),
+                ),
             ],
         );
     }
@@ -1101,6 +1137,73 @@ fn persistence_workloads(cfg: &Cfg) {
                 ("note", "\"includes rebuilding every index\"".into()),
             ],
         );
+        // Floors with no pandodb code: decoding the same rows (postcard, as
+        // pandodb's codec) into objects, and btree_rwlock rebuilt from them
+        // (its three maps collected from sorted entries: std builds a
+        // BTreeMap bottom-up from sorted input).
+        let encoded: Vec<Vec<u8>> = (0..n)
+            .map(|i| postcard::to_allocvec(&person(i)).expect("encode"))
+            .collect();
+        let (secs, other, objs) = timed(cfg, || {
+            encoded
+                .iter()
+                .map(|b| Arc::new(postcard::from_bytes::<Person>(b).expect("decode")))
+                .collect::<Vec<_>>()
+        });
+        emit(
+            "floor",
+            "snapshot_decode",
+            n,
+            Some(secs * 1e9 / n as f64),
+            &[
+                ("objects_per_s", f2(n as f64 / secs)),
+                ("other_cpu_cores", f2(other)),
+                (
+                    "note",
+                    "\"postcard decode + Arc::new per row, no index\"".into(),
+                ),
+            ],
+        );
+        drop(objs);
+        let (secs, other, maps) = timed(cfg, || {
+            let objs: Vec<Arc<Person>> = encoded
+                .iter()
+                .map(|b| Arc::new(postcard::from_bytes::<Person>(b).expect("decode")))
+                .collect();
+            let by_id: BTreeMap<Arc<str>, Arc<Person>> = objs
+                .iter()
+                .map(|p| (Arc::<str>::from(p.id.as_str()), p.clone()))
+                .collect();
+            let by_email: BTreeMap<Arc<str>, Arc<Person>> = objs
+                .iter()
+                .map(|p| (Arc::<str>::from(p.email.as_str()), p.clone()))
+                .collect();
+            let by_age: BTreeMap<(i64, Arc<str>), Arc<Person>> = objs
+                .iter()
+                .map(|p| ((p.age, Arc::<str>::from(p.id.as_str())), p.clone()))
+                .collect();
+            Maps {
+                by_id,
+                by_email,
+                by_age,
+            }
+        });
+        assert_eq!(maps.by_id.len() as u64, n);
+        emit(
+            "btree_rwlock",
+            "snapshot_restore",
+            n,
+            Some(secs * 1e9 / n as f64),
+            &[
+                ("objects_per_s", f2(n as f64 / secs)),
+                ("other_cpu_cores", f2(other)),
+                (
+                    "note",
+                    "\"postcard decode, then the three maps collected (std sorts and builds bottom-up); one thread\"".into(),
+                ),
+            ],
+        );
+        drop((maps, encoded));
         drop(restored);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -1193,6 +1296,62 @@ fn persistence_workloads(cfg: &Cfg) {
                 (
                     "note",
                     "\"Db::open of a log of 200,000 single-object commits, no snapshot\"".into(),
+                ),
+            ],
+        );
+        drop(e);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if cfg.enabled("open_snapshot") {
+        // Db::open of a directory whose checkpoint holds all N objects and
+        // whose log is empty: the time to rehydrate a control plane.
+        let dir = scratch_dir("open");
+        {
+            let e = open_durable(&dir, Options::default());
+            let mut w = e.db.write(&[&e.people]);
+            w.insert_all(&e.people, people(0, n)).expect("load");
+            w.commit().expect("commit");
+            e.db.checkpoint().expect("checkpoint");
+        }
+        let base = ALLOC.allocated();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut peak = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    peak = peak.max(ALLOC.allocated());
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                peak
+            })
+        };
+        let (secs, other, e) = timed(cfg, || open_durable(&dir, Options::default()));
+        stop.store(true, Ordering::Relaxed);
+        let peak = sampler.join().expect("sampler").max(ALLOC.allocated());
+        let final_bytes = ALLOC.allocated().saturating_sub(base);
+        assert_eq!(e.len() as u64, n);
+        emit(
+            "pandodb",
+            "open_snapshot",
+            n,
+            Some(secs * 1e9 / n as f64),
+            &[
+                ("seconds", format!("{secs:.3}")),
+                ("objects_per_s", f2(n as f64 / secs)),
+                ("final_db_bytes", final_bytes.to_string()),
+                (
+                    "peak_vs_final",
+                    format!(
+                        "{:.3}",
+                        peak.saturating_sub(base) as f64 / final_bytes.max(1) as f64
+                    ),
+                ),
+                ("other_cpu_cores", f2(other)),
+                (
+                    "note",
+                    "\"Db::open of a directory whose checkpoint holds every object, empty log\""
+                        .into(),
                 ),
             ],
         );

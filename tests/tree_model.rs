@@ -286,3 +286,135 @@ fn owned_prefix_survives_removal_of_its_prefix() {
     ));
     run_ok(&ops);
 }
+
+// ---- Bottom-up construction ------------------------------------------------
+
+/// A bottom-up tree and an incremental one of the same keys: same shape,
+/// same entries both ways, same prefix counts, invariants hold; and both
+/// stay equal under further writes.
+fn compare_bottom_up(
+    keys: &[Vec<u8>],
+    prefixes: &[Vec<u8>],
+    later: &[(Vec<u8>, bool)],
+) -> Result<(), TestCaseError> {
+    use std::collections::BTreeMap;
+    let mut model: BTreeMap<Vec<u8>, u32> = BTreeMap::new();
+    let mut inc: Tree<u32> = Tree::new();
+    // Inserted in the given (random) order, repeats replacing.
+    for (i, k) in keys.iter().enumerate() {
+        model.insert(k.clone(), i as u32);
+        inc.insert(k, i as u32);
+    }
+    let mut bu = Tree::from_sorted(model.iter().map(|(k, v)| (k.as_slice(), *v)))
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    for step in 0..=later.len() {
+        bu.check_invariants().map_err(TestCaseError::fail)?;
+        prop_assert_eq!(bu.shape(), inc.shape());
+        prop_assert_eq!(bu.len(), model.len());
+        prop_assert!(bu.iter().eq(inc.iter()));
+        prop_assert!(bu.iter().rev().eq(inc.iter().rev()));
+        prop_assert!(
+            bu.iter()
+                .map(|(k, v)| (k.to_vec(), *v))
+                .eq(model.iter().map(|(k, v)| (k.clone(), *v)))
+        );
+        for p in prefixes {
+            prop_assert_eq!(bu.count_prefix(p), inc.count_prefix(p));
+        }
+        let Some((k, insert)) = later.get(step) else {
+            break;
+        };
+        if *insert {
+            model.insert(k.clone(), 7);
+            prop_assert_eq!(bu.insert(k, 7), inc.insert(k, 7));
+        } else {
+            model.remove(k);
+            prop_assert_eq!(bu.remove(k), inc.remove(k));
+        }
+    }
+    Ok(())
+}
+
+/// Keys under `w` spread over all 256 byte values, so that nodes of every
+/// layout (and the switches between them) appear.
+fn with_fanout(mut keys: Vec<Vec<u8>>, wide: &[u16]) -> Vec<Vec<u8>> {
+    for w in wide {
+        let [a, b] = w.to_be_bytes();
+        keys.push(vec![b'w', a % 64, b]);
+    }
+    keys
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn bottom_up_equals_incremental(
+        keys in vec(key(), 0..300),
+        wide in vec(any::<u16>(), 0..400),
+        prefixes in vec(prefix(), 0..16),
+        later in vec((key(), any::<bool>()), 0..40),
+    ) {
+        compare_bottom_up(&with_fanout(keys, &wide), &prefixes, &later)?;
+    }
+
+    #[test]
+    fn bottom_up_refuses_unsorted_and_repeated_keys(
+        keys in vec(key(), 2..60),
+        at in any::<proptest::sample::Index>(),
+    ) {
+        let mut sorted: Vec<Vec<u8>> = keys;
+        sorted.sort();
+        sorted.dedup();
+        prop_assume!(sorted.len() >= 2);
+        let i = 1 + at.index(sorted.len() - 1);
+        // A repeat of the key before position i.
+        let mut repeated = sorted.clone();
+        repeated.insert(i, sorted[i - 1].clone());
+        let e = Tree::from_sorted(repeated.iter().map(|k| (k.as_slice(), 0u8))).err();
+        prop_assert_eq!(e, Some(pandodb::tree::NotSorted { position: i, duplicate: true }));
+        // Two neighbours swapped.
+        let mut swapped = sorted.clone();
+        swapped.swap(i - 1, i);
+        let e = Tree::from_sorted(swapped.iter().map(|k| (k.as_slice(), 0u8))).err();
+        prop_assert_eq!(e, Some(pandodb::tree::NotSorted { position: i, duplicate: false }));
+        // The builder is unchanged by the refused key and goes on.
+        let mut b = pandodb::tree::TreeBuilder::new();
+        for k in &sorted[..i] {
+            b.push(k, 0u8).unwrap();
+        }
+        prop_assert!(b.push(&sorted[i - 1], 1).is_err());
+        for k in &sorted[i..] {
+            b.push(k, 0u8).unwrap();
+        }
+        let t = b.finish();
+        t.check_invariants().map_err(TestCaseError::fail)?;
+        prop_assert!(t.iter().map(|(k, _)| k.to_vec()).eq(sorted.iter().cloned()));
+    }
+}
+
+#[test]
+fn bottom_up_edge_cases() {
+    let none: [(&[u8], u8); 0] = [];
+    for keys in [
+        vec![],
+        vec![vec![]],
+        vec![vec![], vec![0]],
+        vec![vec![0], vec![0, 0], vec![0, 0, 0]],
+        vec![b"user-1".to_vec()],
+        (0..=255u8).map(|b| vec![b]).collect(),
+        (0..=255u8).map(|b| vec![b'x', b, b]).collect(),
+        (0..48u8).map(|b| vec![b]).collect(),
+        (0..49u8).map(|b| vec![b]).collect(),
+        (0..16u8).map(|b| vec![b]).collect(),
+        (0..17u8).map(|b| vec![b]).collect(),
+        (0..2000u32)
+            .map(|i| format!("user-{i:08}").into_bytes())
+            .collect::<Vec<_>>(),
+        (0..300usize).map(|n| vec![b'a'; n]).collect(),
+    ] {
+        compare_bottom_up(&keys, &[vec![], vec![b'x'], vec![0]], &[])
+            .unwrap_or_else(|e| panic!("{e} for {} keys", keys.len()));
+    }
+    assert!(Tree::from_sorted(none).unwrap().is_empty());
+}

@@ -10,7 +10,7 @@
 //! newest `keep + 1` roots (the current one and `keep` before it).
 //!
 //! Keeping a root also keeps the version a write transaction started from
-//! alive, so the commit settles its lending ledgers by restoring counts
+//! alive, so its lending ledgers are settled by restoring counts
 //! rather than freeing the base nodes (`tree::Ledger`); see
 //! `docs/PERFORMANCE.md` for what that costs.
 

@@ -3,8 +3,13 @@
 //! revision: ordered (renumbered if another writer came first, appended to
 //! the feed and, in durable mode, to the log), synced (`Durability::Sync`:
 //! only once its record is on disk), visible (one atomic root swap, in
-//! revision order), then the lending ledgers settled, the locks released
-//! and the watches fired.
+//! revision order), the locks released and the watches fired. The lending
+//! ledgers of the private states are not settled by the commit: it leaves
+//! them to the next write transaction, which settles every commit left
+//! unsettled before it copies anything ([`DbInner::settle_unsettled`]), so
+//! `commit()` returns, and wakes watchers, without freeing the version it
+//! replaced, and a reader still on that version has had the time between
+//! two commits to let go of it (the ledgers' fast path needs it gone).
 
 mod close;
 mod history;
@@ -56,6 +61,20 @@ struct PendingVisible {
     pub(crate) root: Arc<Root>,
     pub(crate) changes: Option<(Vec<Change>, usize)>,
     pub(crate) keys: Vec<(usize, Option<KeyLog>)>,
+}
+
+/// A commit whose ledgers are not settled yet (see [`DbInner::settle_unsettled`]).
+/// Fields drop in order: unsettled ledgers restore the counts (see
+/// `tree::Ledger`) while the published states and the base still live.
+struct Unsettled {
+    /// The ledgers of the private states, by table id.
+    ledgers: Vec<(usize, Box<dyn Settle>)>,
+    /// The published private states: their trees hold the lent handles.
+    keep: Vec<AnyState>,
+    /// The version the transaction started from.
+    base: Arc<Root>,
+    /// The revision the commit published.
+    revision: u64,
 }
 
 /// The writer lock of one table. Held by at most one write transaction;
@@ -124,6 +143,9 @@ pub(crate) struct DbInner {
     pub(crate) durable: Option<Durable>,
     /// Durable commits ordered but not yet visible, in revision order.
     pending: Mutex<VecDeque<PendingVisible>>,
+    /// Commits whose ledgers the next write transaction settles, oldest
+    /// first.
+    unsettled: Mutex<Vec<Unsettled>>,
     /// Commit latencies and the slow-commit threshold (`Db::stats`).
     pub(crate) timing: CommitTiming,
     /// A deliberately broken variant for the loom model: publish without
@@ -189,6 +211,7 @@ impl DbInner {
             feed: Arc::new(feed),
             durable,
             pending: Mutex::new(VecDeque::new()),
+            unsettled: Mutex::new(Vec::new()),
             timing: CommitTiming::new(std::time::Duration::MAX),
             broken,
             closed: AtomicBool::new(false),
@@ -391,30 +414,40 @@ impl DbInner {
                 }
             }
         };
-        // Settle the ledgers before the writer locks go: the next writer of
-        // these tables must find the counts settled. Dropping the previous
-        // version first (after the publish lock, so writers of other tables
-        // are not held up) lets the base states be ours alone when no
-        // reader holds them.
-        let visible = published.is_some();
+        // The ledgers are left to the next writer (`settle_unsettled`),
+        // queued before the writer locks go: the next writer of these
+        // tables settles them before it copies anything. The previous
+        // version (and the root that left the read history) is dropped
+        // after the publish lock (writers of other tables are not held up).
         let published = published.map(|(old, keys, gone)| {
             drop((old, gone));
             keys
         });
-        settle(base, ledgers, visible);
-        drop(keep);
-        ordered();
+        if !ledgers.is_empty() {
+            lock(&self.unsettled).push(Unsettled {
+                ledgers,
+                keep,
+                base,
+                revision,
+            });
+        } else {
+            drop((keep, base));
+        }
         match published {
             Some(keys) => {
-                // Watches fire only now that the version is visible.
+                // Watches fire only now that the version is visible, and
+                // before the locks go: a woken watcher that writes these
+                // tables waits for nothing but this commit's own end.
                 for (id, keys) in keys {
                     self.watches[id].notify(revision, keys);
                 }
+                ordered();
                 if let Some(d) = &self.durable {
                     d.sync_if_due(false)?;
                 }
             }
             None => {
+                ordered();
                 let Some(d) = &self.durable else {
                     unreachable!("only durable commits wait")
                 };
@@ -433,6 +466,33 @@ impl DbInner {
             let _ = self.checkpoint();
         }
         Ok(revision)
+    }
+
+    /// Settles the ledgers of every commit that left them (oldest first):
+    /// a write transaction calls this once it holds its writer locks and
+    /// before it loads its base, so the counts of the nodes it may copy
+    /// are settled. A commit whose version is visible and whose base
+    /// nobody holds any more takes the ledgers' fast path (the replaced
+    /// nodes are freed without touching their children); the others
+    /// restore their counts.
+    pub(crate) fn settle_unsettled(&self) {
+        let mut queue = lock(&self.unsettled);
+        if queue.is_empty() {
+            return;
+        }
+        let visible = self.root.load().revision;
+        // Settled while the queue stays locked: a writer of another table
+        // of the same commit waits until its counts are settled too.
+        for u in queue.drain(..) {
+            let Unsettled {
+                ledgers,
+                keep,
+                base,
+                revision,
+            } = u;
+            settle(base, ledgers, revision <= visible);
+            drop(keep);
+        }
     }
 
     /// Publishes, in revision order, every ordered commit up to `synced`.

@@ -247,12 +247,14 @@ impl Durable {
             revision = rev;
             records += 1;
             if read_history > 0 {
-                let tables = states
-                    .iter()
-                    .zip(&loaders)
-                    .map(|(s, l)| l.as_ref().map_or_else(|| s.clone(), |l| l.snapshot()))
-                    .collect();
-                past.push_back((rev, tables));
+                let mut tables = Vec::with_capacity(states.len());
+                for (s, l) in states.iter().zip(loaders.iter_mut()) {
+                    tables.push(match l {
+                        Some(l) => l.snapshot()?,
+                        None => s.clone(),
+                    });
+                }
+                past.push_back((rev, tables.into()));
                 if past.len() > read_history + 1 {
                     past.pop_front();
                 }
@@ -269,7 +271,7 @@ impl Durable {
         let mut states = states;
         for (t, l) in loaders.into_iter().enumerate() {
             if let Some(l) = l {
-                states[t] = l.finish();
+                states[t] = l.finish()?;
             }
         }
         let durable = Durable {

@@ -225,7 +225,7 @@ fn load<R: Read>(
     let mut states = Vec::new();
     for (id, l) in loaders.into_iter().enumerate() {
         let state = match l {
-            Some(l) => l.finish(),
+            Some(l) => l.finish()?,
             None => schema.tables[id].clone().empty_state(),
         };
         let n = schema.tables[id].row_count(&*state) as u64;

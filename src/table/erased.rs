@@ -5,6 +5,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use super::bulk::Bulk;
 use super::write::{LoadCtx, load_row, primary_key, unload_row};
 use super::{Change, TableDef, TableState, Versioned};
 use crate::error::{Error, Result};
@@ -163,11 +164,12 @@ pub(crate) trait TableLoader {
     /// [`TableLoader::delete`], returning the change it made (`None`: no
     /// such row) and its estimated bytes.
     fn delete_change(&mut self, pk: &[u8]) -> Result<Option<(Change, usize)>>;
-    /// The state so far, as a version of its own (O(1): the trees are
-    /// shared until the loader writes again).
-    fn snapshot(&self) -> AnyState;
-    /// The finished state.
-    fn finish(self: Box<Self>) -> AnyState;
+    /// The state so far, as a version of its own (O(1) once the loader
+    /// writes row by row: the trees are shared until it writes again).
+    fn snapshot(&mut self) -> Result<AnyState>;
+    /// The finished state (an error when rows loaded in bulk break a
+    /// unique index).
+    fn finish(self: Box<Self>) -> Result<AnyState>;
 }
 
 impl<T: Send + Sync + 'static> AnyTable for TableDef<T> {
@@ -242,19 +244,14 @@ impl<T: Send + Sync + 'static> AnyTable for TableDef<T> {
         (codec.encode)(obj, data).map_err(|e| self.codec_error(&e))
     }
     fn loader(self: Arc<Self>, base: Option<&AnyState>) -> Box<dyn TableLoader> {
-        let state = match base {
-            Some(b) => state_ref::<T>(&**b, &self.name).clone(),
-            None => TableState {
-                def: self.clone(),
-                primary: self.primary,
-                rows: Tree::new(),
-                by_revision: Tree::new(),
-                indexes: self.indexes.iter().map(|_| Tree::new()).collect(),
-            },
+        let mode = match base {
+            Some(b) => Mode::Rows(state_ref::<T>(&**b, &self.name).clone()),
+            // From nothing: rows in primary-key order are built bottom-up.
+            None => Mode::Bulk(Box::new(Bulk::new(self.clone()))),
         };
         Box::new(Loader {
             def: self,
-            state,
+            mode,
             ctx: LoadCtx::default(),
         })
     }
@@ -309,14 +306,24 @@ impl<T: Send + Sync + 'static> TableDef<T> {
     }
 }
 
+/// How a [`Loader`] takes rows.
+enum Mode<T> {
+    /// Bottom-up, while rows come in primary-key order into an empty table.
+    Bulk(Box<Bulk<T>>),
+    /// Row by row, through the writer.
+    Rows(TableState<T>),
+}
+
 /// [`TableLoader`] of one typed table.
 struct Loader<T> {
     def: Arc<TableDef<T>>,
-    state: TableState<T>,
+    mode: Mode<T>,
     ctx: LoadCtx,
 }
 
 impl<T: Send + Sync + 'static> Loader<T> {
+    /// Decodes and loads one row; returns the object and the row it
+    /// replaced.
     fn load(
         &mut self,
         version: u32,
@@ -325,9 +332,16 @@ impl<T: Send + Sync + 'static> Loader<T> {
         data: &[u8],
     ) -> Result<(Arc<T>, Option<Versioned<T>>)> {
         let obj = Arc::new(self.def.decode_row(version, data)?);
+        // A row out of order goes row by row, as every row after it.
+        if let Mode::Bulk(b) = &mut self.mode
+            && let Ok(()) = b.push(obj.clone(), created, modified)?
+        {
+            return Ok((obj, None));
+        }
+        let state = self.mode.rows(&self.def)?;
         let old = load_row(
             &self.def,
-            &mut self.state,
+            state,
             &mut self.ctx,
             obj.clone(),
             created,
@@ -337,13 +351,34 @@ impl<T: Send + Sync + 'static> Loader<T> {
     }
 }
 
+impl<T: Send + Sync + 'static> Mode<T> {
+    /// The state to write row by row: a bulk build so far is finished
+    /// first (the rows after it may replace or delete its rows).
+    fn rows(&mut self, def: &Arc<TableDef<T>>) -> Result<&mut TableState<T>> {
+        if let Mode::Bulk(b) = self {
+            let b = std::mem::replace(b, Box::new(Bulk::new(def.clone())));
+            *self = Mode::Rows(b.finish()?);
+        }
+        match self {
+            Mode::Rows(s) => Ok(s),
+            Mode::Bulk(_) => unreachable!("the loader just left bulk mode"),
+        }
+    }
+}
+
 impl<T: Send + Sync + 'static> TableLoader for Loader<T> {
     fn put(&mut self, version: u32, created: u64, modified: u64, data: &[u8]) -> Result<()> {
         self.load(version, created, modified, data).map(|_| ())
     }
 
     fn delete(&mut self, pk: &[u8]) -> Result<()> {
-        unload_row(&self.def, &mut self.state, &mut self.ctx, pk);
+        if let Mode::Bulk(b) = &self.mode
+            && b.len() == 0
+        {
+            return Ok(()); // nothing to delete yet
+        }
+        let state = self.mode.rows(&self.def)?;
+        unload_row(&self.def, state, &mut self.ctx, pk);
         Ok(())
     }
 
@@ -360,15 +395,25 @@ impl<T: Send + Sync + 'static> TableLoader for Loader<T> {
     }
 
     fn delete_change(&mut self, pk: &[u8]) -> Result<Option<(Change, usize)>> {
-        let old = unload_row(&self.def, &mut self.state, &mut self.ctx, pk);
+        if let Mode::Bulk(b) = &self.mode
+            && b.len() == 0
+        {
+            return Ok(None); // nothing to delete yet
+        }
+        let state = self.mode.rows(&self.def)?;
+        let old = unload_row(&self.def, state, &mut self.ctx, pk);
         Ok(old.map(|o| self.def.change(0, Some(o.object), None)))
     }
 
-    fn snapshot(&self) -> AnyState {
-        Arc::new(self.state.clone())
+    fn snapshot(&mut self) -> Result<AnyState> {
+        let state = self.mode.rows(&self.def)?;
+        Ok(Arc::new(state.clone()))
     }
 
-    fn finish(self: Box<Self>) -> AnyState {
-        Arc::new(self.state)
+    fn finish(self: Box<Self>) -> Result<AnyState> {
+        Ok(match self.mode {
+            Mode::Bulk(b) => Arc::new(b.finish()?),
+            Mode::Rows(s) => Arc::new(s),
+        })
     }
 }

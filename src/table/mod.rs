@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::index::KeyBuf;
 use crate::tree::Tree;
 
+pub(crate) mod bulk;
 mod change;
 mod erased;
 pub(crate) mod write;

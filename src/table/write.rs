@@ -325,7 +325,7 @@ fn warm_replaced<T>(
     warm_paths(state, None, &w.spans, &w.buf, rev.then_some(&w.rev[..]));
 }
 
-fn record<T: Send + Sync + 'static>(
+pub(super) fn record<T: Send + Sync + 'static>(
     changes: Option<&mut Changes>,
     def: &TableDef<T>,
     before: Option<&Arc<T>>,
@@ -372,7 +372,7 @@ pub(crate) fn check<T>(
 }
 
 /// Fills one sink per index with the keys of `obj` (sorted, deduplicated).
-fn extract<T>(def: &TableDef<T>, sinks: &mut Vec<KeyBuf>, obj: &T) {
+pub(super) fn extract<T>(def: &TableDef<T>, sinks: &mut Vec<KeyBuf>, obj: &T) {
     sinks.resize_with(def.indexes.len(), KeyBuf::default);
     for (ix, sink) in def.indexes.iter().zip(sinks.iter_mut()) {
         sink.clear(ix.case_insensitive);
@@ -394,7 +394,7 @@ pub(crate) fn primary_key<T>(
     single_key(def, sink)
 }
 
-fn single_key<T>(def: &TableDef<T>, sink: &KeyBuf) -> Result<Vec<u8>> {
+pub(super) fn single_key<T>(def: &TableDef<T>, sink: &KeyBuf) -> Result<Vec<u8>> {
     let mut keys = sink.keys();
     match (keys.next(), keys.next()) {
         (Some(k), None) => Ok(k.to_vec()),
@@ -428,7 +428,12 @@ pub(crate) fn restamp_entries<T>(state: &mut TableState<T>, pk: &[u8], row: &Ver
     }
 }
 
-fn entry_key<'b>(unique: bool, key: &'b [u8], pk: &[u8], buf: &'b mut Vec<u8>) -> &'b [u8] {
+pub(super) fn entry_key<'b>(
+    unique: bool,
+    key: &'b [u8],
+    pk: &[u8],
+    buf: &'b mut Vec<u8>,
+) -> &'b [u8] {
     if unique {
         key
     } else {
@@ -442,7 +447,7 @@ fn entry_key<'b>(unique: bool, key: &'b [u8], pk: &[u8], buf: &'b mut Vec<u8>) -
 /// The longest index key an object may produce (1 GiB). A stored entry is
 /// at most a key plus a primary key (or at most 17 bytes of revision plus a
 /// primary key), which keeps it under the tree's 4 GiB key limit.
-const MAX_KEY_BYTES: usize = 1 << 30;
+pub(super) const MAX_KEY_BYTES: usize = 1 << 30;
 
 pub(crate) fn insert_obj<T: Send + Sync + 'static>(
     def: &TableDef<T>,

@@ -111,3 +111,35 @@ pub(crate) fn check<V>(root: Option<&Inner<V>>) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The shape of the subtree under `root`, one line per inner node in
+/// depth-first order: path, prefix, layout, key count, whether it has a
+/// terminal, and its children's bytes (for comparing two trees' shapes).
+pub(crate) fn shape<V>(root: Option<&Inner<V>>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack: Vec<(&Inner<V>, Vec<u8>)> = root.map(|r| (r, Vec::new())).into_iter().collect();
+    while let Some((node, mut path)) = stack.pop() {
+        let kind = match node.layout {
+            Layout::Small { .. } => "small",
+            Layout::Medium { .. } => "medium",
+            Layout::Large { .. } => "large",
+        };
+        let children = node.children();
+        let bytes: Vec<u8> = children.iter().map(|(b, _)| *b).collect();
+        out.push(format!(
+            "{path:?} prefix {:?} {kind} count {} terminal {} children {bytes:?}",
+            &*node.prefix,
+            node.count,
+            node.terminal.is_some()
+        ));
+        path.extend_from_slice(&node.prefix);
+        for (b, slot) in children.into_iter().rev() {
+            if let EntryRef::Inner(n) = slot.get() {
+                let mut p = path.clone();
+                p.push(b);
+                stack.push((n, p));
+            }
+        }
+    }
+    out
+}

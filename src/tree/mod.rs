@@ -32,6 +32,7 @@
 
 mod ahead;
 mod body;
+mod build;
 #[cfg(any(test, feature = "testing"))]
 mod check;
 mod descent;
@@ -46,6 +47,7 @@ mod txn;
 mod write;
 
 pub(crate) use ahead::ReadAhead;
+pub use build::{NotSorted, TreeBuilder};
 pub(crate) use descent::Descent;
 pub use iter::{IntoIter, Iter, Key, Values};
 pub(crate) use ledger::Ledger;
@@ -165,6 +167,17 @@ impl<V> Tree<V> {
     #[doc(hidden)]
     pub fn check_invariants(&self) -> Result<(), String> {
         check::check(self.root.as_ref())
+    }
+
+    /// The tree's shape, one line per inner node (path, prefix, layout,
+    /// count, terminal, child bytes): equal for two trees of the same
+    /// keys built the same canonical way. For tests.
+    ///
+    /// Compiled only for this crate's tests and with the `testing` feature.
+    #[cfg(any(test, feature = "testing"))]
+    #[doc(hidden)]
+    pub fn shape(&self) -> Vec<String> {
+        check::shape(self.root.as_ref())
     }
 }
 
