@@ -39,6 +39,9 @@
 //! open) and `open_snapshot` (`Db::open` of a checkpoint of N objects:
 //! seconds, objects/s, peak memory against the opened database). `bulk_load`
 //! is `bulk_insert` through the bulk-load API (`WriteTxn::insert_all`). They use the temp directory.
+//!
+//! History workloads (issue 18, `workload/history.rs`): `read_at_lookup`,
+//! `history_memory`, `update_history`, `feed_rebuild`, `versioned_rows`.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -49,6 +52,9 @@ use std::time::{Duration, Instant};
 use pandodb::{
     Db, Filter, Index, Indexer, Options, Query, Retention, Schema, SetMatch, Table, WatchSet,
 };
+
+#[path = "workload/history.rs"]
+mod history;
 
 #[global_allocator]
 static ALLOC: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
@@ -1725,6 +1731,7 @@ fn main() {
             feed_throughput(&cfg);
         }
         persistence_workloads(&cfg);
+        history::history_workloads(&cfg);
         if cfg.enabled("parallel_writers") {
             let (disjoint, same) = parallel_writers(&cfg);
             emit(

@@ -2,6 +2,7 @@
 //! writer locks, and the commit protocol that publishes a new root.
 
 mod asyncs;
+mod history;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use crate::commit::DbInner;
 use crate::error::{Error, Result};
 use crate::feed::{Feed, Retention, Subscription};
-use crate::persist::durable::Durable;
+use crate::persist::durable::{Durable, PastStates};
 use crate::persist::{Durability, SnapshotInfo};
 use crate::root::Root;
 use crate::schema::{Schema, Table};
@@ -46,6 +47,12 @@ pub struct Options {
     /// A commit that takes this long or longer logs a `tracing` warning
     /// (see `docs/GUIDE.md`, "Observing"). Default 100 ms.
     pub slow_commit: Duration,
+    /// How many revisions before the current one [`Db::read_at`] can
+    /// read. Default 0 (the current one only): a kept revision keeps the
+    /// version each commit replaces alive, so the commit cannot free the
+    /// nodes it copied cheaply (single-object updates at a million rows
+    /// cost about twice as much; see `docs/PERFORMANCE.md`).
+    pub read_history: usize,
     /// The file system (a simulated one in tests).
     pub(crate) vfs: VfsHandle,
 }
@@ -57,6 +64,7 @@ impl Default for Options {
             durability: Durability::default(),
             checkpoint_bytes: 64 << 20,
             slow_commit: Duration::from_millis(100),
+            read_history: 0,
             vfs: VfsHandle(Arc::new(StdFs)),
         }
     }
@@ -95,6 +103,13 @@ impl Options {
     /// (`Duration::ZERO`: every commit; `Duration::MAX`: none).
     pub fn slow_commit(mut self, threshold: Duration) -> Options {
         self.slow_commit = threshold;
+        self
+    }
+
+    /// Sets how many revisions before the current one [`Db::read_at`]
+    /// can read (0: only the current one).
+    pub fn read_history(mut self, revisions: usize) -> Options {
+        self.read_history = revisions;
         self
     }
 
@@ -231,10 +246,33 @@ impl Db {
         broken: Broken,
     ) -> Db {
         let feed = Feed::new(options.feed_retention, revision);
+        Self::with_feed(
+            schema,
+            options,
+            tables,
+            revision,
+            durable,
+            (feed, Vec::new()),
+            broken,
+        )
+    }
+
+    /// [`Db::from_states`] with a change feed and the states of past
+    /// revisions for the read history (both rebuilt on open).
+    fn with_feed(
+        schema: Schema,
+        options: Options,
+        tables: Box<[AnyState]>,
+        revision: u64,
+        durable: Option<Durable>,
+        (feed, past): (Feed, Vec<PastStates>),
+        broken: Broken,
+    ) -> Db {
         Db {
             inner: Arc::new(
                 DbInner::new(schema, feed, tables, revision, durable, broken)
-                    .slow_commit(options.slow_commit),
+                    .slow_commit(options.slow_commit)
+                    .read_history(options.read_history, past),
             ),
         }
     }
@@ -288,17 +326,20 @@ impl Db {
             &schema,
             options.durability,
             options.checkpoint_bytes,
+            options.feed_retention,
+            options.read_history,
         )?;
         let batched = match options.durability {
             Durability::Batched(every) => Some(every),
             _ => None,
         };
-        let db = Self::from_states(
+        let db = Self::with_feed(
             schema,
             options,
             opened.states.into(),
             opened.revision,
             Some(opened.durable),
+            (opened.feed, opened.past),
             Broken::default(),
         );
         if let Some(every) = batched {
@@ -428,7 +469,8 @@ impl Db {
                 watches: self.inner.watches.clone(),
                 schema: self.inner.schema.clone(),
             };
-            d.checkpoint(&root, &self.inner.schema)?;
+            // The feed's history ends here too.
+            d.checkpoint(&root, &self.inner.schema, &(info.revision, Vec::new()))?;
         }
         self.inner.replace_all(states, info.revision);
         drop(all);

@@ -185,7 +185,7 @@ impl fmt::Display for Error {
             }
             Error::Compacted { oldest } => write!(
                 f,
-                "revisions before {oldest} are no longer retained by the change feed"
+                "revisions before {oldest} are no longer retained (change feed or read history)"
             ),
             Error::NotDurable(op) => write!(
                 f,

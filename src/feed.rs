@@ -11,7 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use event_listener::{Event, EventListener, Listener};
 use futures_core::Stream;
@@ -20,27 +20,39 @@ use crate::error::{Error, Result};
 use crate::sync::{Mutex, lock};
 use crate::table::Change;
 
-/// How much history the change feed keeps: the newest commits up to both
-/// limits. A commit whose changes alone exceed the byte limit is not kept
+/// How much history the change feed keeps: the newest commits within
+/// every limit (a number of commits, estimated bytes and, optionally, an
+/// age). A commit whose changes alone exceed the byte limit is not kept
 /// (a subscriber behind it gets [`Error::Compacted`]).
 ///
+/// In durable mode the retained history survives restarts: checkpoints
+/// write it beside the snapshot and opening rebuilds it from there and
+/// from the log (see [`Db::open`](crate::Db::open)).
+///
 /// ```
+/// use std::time::Duration;
 /// use pandodb::{Options, Retention};
-/// let opts = Options::default().feed_retention(Retention::commits(100).max_bytes(1 << 20));
+/// let opts = Options::default().feed_retention(
+///     Retention::commits(100)
+///         .max_bytes(1 << 20)
+///         .max_age(Duration::from_secs(3600)),
+/// );
 /// # let _ = opts;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
     commits: usize,
     bytes: usize,
+    age: Option<Duration>,
 }
 
 impl Default for Retention {
-    /// The last 10,000 commits, up to an estimated 64 MiB.
+    /// The last 10,000 commits, up to an estimated 64 MiB, of any age.
     fn default() -> Self {
         Retention {
             commits: 10_000,
             bytes: 64 << 20,
+            age: None,
         }
     }
 }
@@ -52,6 +64,7 @@ impl Retention {
         Retention {
             commits: n,
             bytes: usize::MAX,
+            age: None,
         }
     }
 
@@ -62,12 +75,33 @@ impl Retention {
         Retention {
             commits: usize::MAX,
             bytes: n,
+            age: None,
+        }
+    }
+
+    /// Keep commits made within the last `age` (by the wall clock; commits
+    /// replayed from the log when a durable database opens count their
+    /// age from the opening, so a restart never drops them early).
+    pub fn age(age: Duration) -> Retention {
+        Retention {
+            commits: usize::MAX,
+            bytes: usize::MAX,
+            age: Some(age),
         }
     }
 
     /// Adds a byte limit to a commit-count limit.
     pub fn max_bytes(self, n: usize) -> Retention {
         Retention { bytes: n, ..self }
+    }
+
+    /// Adds an age limit: commits older than `age` are dropped (when the
+    /// next commit arrives or a subscriber looks).
+    pub fn max_age(self, age: Duration) -> Retention {
+        Retention {
+            age: Some(age),
+            ..self
+        }
     }
 
     /// Whether anything is recorded.
@@ -87,10 +121,21 @@ pub struct Batch {
     pub changes: Vec<Change>,
 }
 
-struct Entry {
-    revision: u64,
-    changes: Vec<Change>,
-    bytes: usize,
+/// One retained commit: its revision, when it was appended (milliseconds
+/// since the Unix epoch), its changes and their estimated bytes (the
+/// retention's measure, overhead included).
+pub(crate) struct Entry {
+    pub(crate) revision: u64,
+    pub(crate) at_ms: u64,
+    pub(crate) changes: Vec<Change>,
+    pub(crate) bytes: usize,
+}
+
+/// The wall clock in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 struct Log {
@@ -105,6 +150,9 @@ struct Log {
 /// The retained log and its wake-up event.
 pub(crate) struct Feed {
     retention: Retention,
+    /// Whether commits are stamped with the wall clock: for an age limit,
+    /// or for a durable database's checkpoints (which keep the stamps).
+    stamped: bool,
     log: Mutex<Log>,
     event: Event,
 }
@@ -113,6 +161,7 @@ impl Feed {
     pub(crate) fn new(retention: Retention, revision: u64) -> Feed {
         Feed {
             retention,
+            stamped: retention.age.is_some(),
             log: Mutex::new(Log {
                 entries: VecDeque::new(),
                 bytes: 0,
@@ -127,9 +176,25 @@ impl Feed {
         self.retention.enabled()
     }
 
+    /// Stamps every commit with the wall clock (a durable database: its
+    /// checkpoints keep the stamps, for an age limit set later).
+    pub(crate) fn stamped(mut self) -> Feed {
+        self.stamped = true;
+        self
+    }
+
     /// Records the changes of the commit of `revision`. Called under the
     /// publish lock, in revision order.
     pub(crate) fn append(&self, revision: u64, changes: Vec<Change>, bytes: usize) {
+        // Without an age limit or checkpoints nothing reads the stamp:
+        // no clock read per commit.
+        let at_ms = if self.stamped { now_ms() } else { 0 };
+        self.append_at(revision, at_ms, changes, bytes);
+    }
+
+    /// [`Feed::append`] of a commit appended at `at_ms` (rebuilding the
+    /// history on open). `bytes` excludes the per-commit overhead.
+    pub(crate) fn append_at(&self, revision: u64, at_ms: u64, changes: Vec<Change>, bytes: usize) {
         {
             let mut log = lock(&self.log);
             if !self.retention.enabled() {
@@ -140,22 +205,64 @@ impl Feed {
             log.bytes += bytes;
             log.entries.push_back(Arc::new(Entry {
                 revision,
+                at_ms,
                 changes,
                 bytes,
             }));
-            // Over the commit limit, drop the oldest (the newest stays);
-            // over the byte limit, drop even the newest: a single commit
-            // larger than the whole budget is not kept.
-            while (log.entries.len() > 1 && log.entries.len() > self.retention.commits)
-                || (!log.entries.is_empty() && log.bytes > self.retention.bytes)
-            {
-                if let Some(old) = log.entries.pop_front() {
-                    log.bytes -= old.bytes;
-                    log.compacted_upto = old.revision;
-                }
-            }
+            self.trim(&mut log);
         }
         self.event.notify(usize::MAX);
+    }
+
+    /// Drops what the retention no longer keeps: over the commit limit, the
+    /// oldest (the newest stays); over the byte limit, even the newest (a
+    /// single commit larger than the whole budget is not kept); and every
+    /// commit older than the age limit.
+    fn trim(&self, log: &mut Log) {
+        let r = &self.retention;
+        let too_old = r.age.map(|age| {
+            let age = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+            now_ms().saturating_sub(age)
+        });
+        while (log.entries.len() > 1 && log.entries.len() > r.commits)
+            || (!log.entries.is_empty() && log.bytes > r.bytes)
+            || log
+                .entries
+                .front()
+                .zip(too_old)
+                .is_some_and(|(e, limit)| e.at_ms < limit)
+        {
+            if let Some(old) = log.entries.pop_front() {
+                log.bytes -= old.bytes;
+                log.compacted_upto = old.revision;
+            }
+        }
+    }
+
+    /// Applies the age limit now (nothing else changes without a commit).
+    fn expire(&self) {
+        if self.retention.age.is_some() {
+            self.trim(&mut lock(&self.log));
+        }
+    }
+
+    /// The retained commits up to `revision` and the revision before the
+    /// first of them (what a checkpoint at `revision` writes beside its
+    /// snapshot).
+    pub(crate) fn retained_upto(&self, revision: u64) -> (u64, Vec<Arc<Entry>>) {
+        self.expire();
+        let log = lock(&self.log);
+        let entries: Vec<Arc<Entry>> = log
+            .entries
+            .iter()
+            .take_while(|e| e.revision <= revision)
+            .cloned()
+            .collect();
+        let from = entries
+            .first()
+            .map_or(revision, |e| e.revision - 1)
+            .min(revision);
+        (from, entries)
     }
 
     /// Drops the whole history: revisions up to `revision` are gone (a
@@ -172,6 +279,7 @@ impl Feed {
 
     /// The number of retained commits and their estimated bytes.
     pub(crate) fn stats(&self) -> (usize, usize) {
+        self.expire();
         let log = lock(&self.log);
         (log.entries.len(), log.bytes)
     }
@@ -186,6 +294,7 @@ impl Feed {
     /// The oldest revision still retained (the next one to be committed
     /// when nothing is).
     pub(crate) fn oldest(&self) -> u64 {
+        self.expire();
         lock(&self.log).compacted_upto + 1
     }
 }
@@ -240,6 +349,7 @@ impl Subscription {
 
     /// The next batch if one is retained, without blocking.
     pub fn try_next(&mut self) -> Result<Option<Batch>> {
+        self.feed.expire();
         let log = lock(&self.feed.log);
         if self.next <= log.compacted_upto {
             self.failed = true;

@@ -52,7 +52,7 @@ pub use stats::{Histogram, Stats};
 pub use table::{Change, ChangeKind, Versioned};
 pub use txn::{
     Commit, Filter, Query, ReadTxn, RefIter, RowIter, Selection, SetMatch, VersionedIter,
-    WatchStream, WriteTxn,
+    VersionedQuery, VersionedRows, WatchStream, WriteTxn,
 };
 pub use watch::{Watch, WatchSet};
 

@@ -19,6 +19,11 @@
 //!   the right table and index, and left the transaction unchanged;
 //! - every kept snapshot still reads back exactly its model and revision.
 //!
+//! Reads at past revisions (`Db::read_at`, a window of `READ_HISTORY`
+//! revisions): a random recent revision read back equals the model's state
+//! at that revision, and `Error::Compacted` comes exactly outside the
+//! window (`RevisionNotReached` beyond the latest).
+//!
 //! Tier 1 (default): 256 cases of up to 100 steps. `PROPTEST_CASES=N`
 //! overrides the number of cases and `MODEL_MAX_STEPS=N` the longest
 //! sequence; tier 2 is
@@ -28,7 +33,9 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use pandodb::{Db, Encode, Error, Index, Indexer, Query, ReadTxn, Schema, Table, WriteTxn};
+use pandodb::{
+    Db, Encode, Error, Index, Indexer, Options, Query, ReadTxn, Schema, Table, WriteTxn,
+};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -54,6 +61,8 @@ const UKS: [&str; 6] = ["x", "X", "xy", "y", "Y", "z"];
 const ALIASES: [&str; 9] = ["x", "X", "xy", "y", "Y", "z", "Zz", "w", "v"];
 const TAGS: [&str; 4] = ["t", "tu", "u", ""];
 const KEEP_SNAPSHOTS: usize = 4;
+/// Revisions before the current one `Db::read_at` reads.
+const READ_HISTORY: u64 = 6;
 
 #[derive(Clone)]
 struct Handles {
@@ -105,7 +114,10 @@ fn setup() -> (Db, [Handles; 2]) {
             comp,
         });
     }
-    let db = Db::new(s.build().unwrap());
+    let db = Db::with_options(
+        s.build().unwrap(),
+        Options::default().read_history(READ_HISTORY as usize),
+    );
     let hs: [Handles; 2] = hs.try_into().unwrap_or_else(|_| unreachable!());
     (db, hs)
 }
@@ -278,6 +290,7 @@ enum Op {
     Query { table: usize, q: Query_ },
     Snapshot,
     DropSnapshot(usize),
+    ReadAt(u64),
 }
 
 fn pk() -> impl Strategy<Value = String> {
@@ -353,6 +366,7 @@ fn op() -> impl Strategy<Value = Op> {
         10 => (table(), query()).prop_map(|(table, q)| Op::Query { table, q }),
         2 => Just(Op::Snapshot),
         1 => any::<usize>().prop_map(Op::DropSnapshot),
+        3 => (0..READ_HISTORY + 3).prop_map(Op::ReadAt),
     ]
 }
 
@@ -376,6 +390,8 @@ struct Machine {
     open: Option<Open>,
     snaps: Vec<(ReadTxn, Tables, u64)>,
     last_revision: u64,
+    /// The committed model at each recent revision.
+    history: BTreeMap<u64, Tables>,
 }
 
 fn locks(mask: u8, table: usize) -> bool {
@@ -416,6 +432,7 @@ impl Machine {
             open: None,
             snaps: Vec::new(),
             last_revision: 0,
+            history: BTreeMap::new(),
         }
     }
 
@@ -717,7 +734,33 @@ impl Machine {
                     self.snaps.remove(i);
                 }
             }
+            Op::ReadAt(back) => self.read_at(back),
         }
+    }
+
+    /// Reads `back` revisions before the latest: the model's state then,
+    /// or `Compacted` exactly outside the window.
+    fn read_at(&self, back: u64) {
+        let latest = self.last_revision;
+        let rev = latest.saturating_sub(back);
+        let oldest = latest.saturating_sub(READ_HISTORY);
+        match self.db.read_at(rev) {
+            Ok(r) => {
+                assert!(rev >= oldest, "read_at({rev}) outside the window");
+                assert_eq!(r.revision(), rev);
+                let model = self.history.get(&rev).expect("every revision seen");
+                check_view(&r, &self.hs, model, &format!("read_at({rev})"));
+            }
+            Err(Error::Compacted { oldest: o }) => {
+                assert!(rev < oldest, "read_at({rev}) refused inside the window");
+                assert_eq!(o, oldest);
+            }
+            Err(e) => panic!("read_at({rev}): {e}"),
+        }
+        assert!(matches!(
+            self.db.read_at(latest + 1),
+            Err(Error::RevisionNotReached { .. })
+        ));
     }
 
     fn check(&mut self) {
@@ -730,7 +773,14 @@ impl Machine {
             r.revision() >= self.last_revision,
             "revision went backwards"
         );
+        assert!(
+            r.revision() <= self.last_revision + 1,
+            "a revision nobody saw"
+        );
         self.last_revision = r.revision();
+        self.history.insert(r.revision(), self.committed.clone());
+        let keep_from = r.revision().saturating_sub(READ_HISTORY);
+        self.history.retain(|&rev, _| rev >= keep_from);
         for (i, (s, model, rev)) in self.snaps.iter().enumerate() {
             assert_eq!(s.revision(), *rev, "snapshot {i} revision");
             check_view(
@@ -967,6 +1017,8 @@ fn every_op_kind_once() {
             obj: o("a", Some("X"), 1, &["t"], 0),
         },
         Op::Snapshot,
+        Op::ReadAt(1),
+        Op::ReadAt(READ_HISTORY + 2),
         Op::Begin {
             mask: 3,
             track: true,

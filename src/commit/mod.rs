@@ -12,6 +12,7 @@
 //! two commits to let go of it (the ledgers' fast path needs it gone).
 
 mod close;
+mod history;
 mod lock_async;
 
 use std::collections::VecDeque;
@@ -153,6 +154,8 @@ pub(crate) struct DbInner {
     broken: Broken,
     /// Set (under the publish mutex) by `close`: commits are refused.
     closed: AtomicBool,
+    /// The last published roots, for reads at a past revision.
+    history: history::History,
 }
 
 /// Settles the ledgers of the private states a commit published, against
@@ -212,7 +215,30 @@ impl DbInner {
             timing: CommitTiming::new(std::time::Duration::MAX),
             broken,
             closed: AtomicBool::new(false),
+            history: history::History::new(0),
         }
+    }
+
+    /// Keeps the roots of the last `revisions` revisions before the
+    /// current one readable (`Db::read_at`), starting with the table
+    /// states of `past` revisions (oldest first, consecutive, ending just
+    /// before the current one: what opening replayed).
+    pub(crate) fn read_history(
+        mut self,
+        revisions: usize,
+        past: Vec<(u64, Box<[AnyState]>)>,
+    ) -> DbInner {
+        self.history = history::History::new(revisions);
+        for (revision, tables) in past {
+            self.history.push(&Arc::new(Root {
+                revision,
+                tables,
+                watches: self.watches.clone(),
+                schema: self.schema.clone(),
+            }));
+        }
+        self.history.push(&self.root.load());
+        self
     }
 
     /// Sets the latency from which a commit logs a warning.
@@ -382,18 +408,19 @@ impl DbInner {
                 _ => {
                     let (changes, bytes) = changes.unwrap_or_default();
                     self.feed.append(revision, changes, bytes);
+                    let gone = self.history.push(&root);
                     // From this swap on, every new reader sees the commit.
-                    (revision, Some((self.root.swap(root), keys)))
+                    (revision, Some((self.root.swap(root), keys, gone)))
                 }
             }
         };
         // The ledgers are left to the next writer (`settle_unsettled`),
         // queued before the writer locks go: the next writer of these
         // tables settles them before it copies anything. The previous
-        // version is dropped after the publish lock (writers of other
-        // tables are not held up).
-        let published = published.map(|(old, keys)| {
-            drop(old);
+        // version (and the root that left the read history) is dropped
+        // after the publish lock (writers of other tables are not held up).
+        let published = published.map(|(old, keys, gone)| {
+            drop((old, gone));
             keys
         });
         if !ledgers.is_empty() {
@@ -480,8 +507,9 @@ impl DbInner {
                 let Some(p) = pending.pop_front() else { break };
                 let (changes, bytes) = p.changes.unwrap_or_default();
                 self.feed.append(p.revision, changes, bytes);
+                let gone = self.history.push(&p.root);
                 let old = self.root.swap(p.root);
-                done.push((p.revision, p.keys, old));
+                done.push((p.revision, p.keys, (old, gone)));
             }
         }
         for (revision, keys, old) in done {
@@ -553,7 +581,8 @@ impl DbInner {
             return Err(Error::NotDurable("a checkpoint".into()));
         };
         let root = self.root.load();
-        d.checkpoint(&root, &self.schema)
+        let history = self.feed.retained_upto(root.revision);
+        d.checkpoint(&root, &self.schema, &history)
     }
 }
 
@@ -562,20 +591,24 @@ impl DbInner {
     /// a snapshot); the caller holds every writer lock. Every watch fires
     /// and the feed's history ends here.
     pub(crate) fn replace_all(&self, tables: Box<[AnyState]>, revision: u64) {
-        let old = {
+        let (old, gone) = {
             let mut latest = lock(&self.publish);
             *latest = None;
             self.feed.reset(revision);
-            self.root.swap(Arc::new(Root {
+            let root = Arc::new(Root {
                 revision,
                 tables,
                 watches: self.watches.clone(),
                 schema: self.schema.clone(),
-            }))
+            });
+            // The history before the snapshot is gone.
+            let gone = self.history.clear();
+            self.history.push(&root);
+            (self.root.swap(root), gone)
         };
         for w in self.watches.iter() {
             w.notify(revision.max(old.revision + 1), None);
         }
-        drop(old);
+        drop((old, gone));
     }
 }

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::feed::{Entry, Feed, Retention, now_ms};
 use crate::root::Root;
 use crate::schema::Schema;
 use crate::stats::{Recorder, micros};
@@ -26,6 +27,7 @@ use crate::table::{AnyState, TableLoader};
 
 use super::SnapshotInfo;
 use super::format::Op;
+use super::history::{parse_history_name, read_history, write_history};
 use super::recover::{self, DirFiles};
 use super::snapshot::{header_of, read_from, write_rows};
 
@@ -115,7 +117,21 @@ pub(crate) struct Opened {
     pub(crate) durable: Durable,
     pub(crate) states: Vec<AnyState>,
     pub(crate) revision: u64,
+    /// The change feed, its history rebuilt: the commits the checkpoint
+    /// kept, then those replayed from the log.
+    pub(crate) feed: Feed,
+    /// The table states of the last revisions before `revision` that the
+    /// replay went through (at most the read history asked for), oldest
+    /// first, consecutive.
+    pub(crate) past: Vec<PastStates>,
 }
+
+/// The table states of one past revision.
+pub(crate) type PastStates = (u64, Box<[AnyState]>);
+
+/// What a checkpoint keeps of the change feed: the revision before the
+/// first retained commit, and the retained commits up to the checkpoint.
+pub(crate) type FeedHistory = (u64, Vec<Arc<Entry>>);
 
 impl Durable {
     /// Opens (or creates) the directory: loads the newest snapshot, replays
@@ -126,6 +142,8 @@ impl Durable {
         schema: &Schema,
         mode: Durability,
         checkpoint_bytes: u64,
+        retention: Retention,
+        read_history: usize,
     ) -> Result<Opened> {
         let _span = tracing::info_span!("pandodb.open", dir = %dir.display()).entered();
         let start = Instant::now();
@@ -155,6 +173,15 @@ impl Durable {
             ),
         };
         let snapshot_rev = revision;
+        let feed = open_feed(&*vfs, dir, snapshot_rev, schema, retention)?;
+        let tracked = feed.enabled();
+        // The states of the last `read_history + 1` revisions replayed (the
+        // newest is the opened state itself, dropped at the end).
+        let mut past: std::collections::VecDeque<PastStates> = std::collections::VecDeque::new();
+        if read_history > 0 {
+            past.push_back((revision, states.clone().into()));
+        }
+        let opened_ms = now_ms();
         let mut loaders: Vec<Option<Box<dyn TableLoader>>> =
             schema.tables.iter().map(|_| None).collect();
         let segments = files.segments;
@@ -176,6 +203,7 @@ impl Durable {
                 };
                 map.push((t, *version));
             }
+            let (mut changes, mut bytes) = (Vec::new(), 0);
             for op in ops {
                 let table = match op {
                     Op::Put { table, .. } | Op::Delete { table, .. } => table,
@@ -190,25 +218,47 @@ impl Durable {
                     })?;
                 let loader = loaders[t]
                     .get_or_insert_with(|| schema.tables[t].clone().loader(Some(&states[t])));
-                match op {
+                let change = match op {
                     Op::Put { created, data, .. } => {
                         let created = if created == 0 { rev } else { created };
-                        loader
-                            .put(version, created, rev, data)
-                            .map_err(|e| match e {
-                                Error::Codec(m) => Error::Corrupt {
-                                    file: file.clone(),
-                                    offset: 0,
-                                    detail: format!("log record {rev}: {m}"),
-                                },
-                                other => other,
-                            })?;
+                        let put = if tracked {
+                            loader.put_change(version, created, rev, data).map(Some)
+                        } else {
+                            loader.put(version, created, rev, data).map(|()| None)
+                        };
+                        put.map_err(|e| match e {
+                            Error::Codec(m) => Error::Corrupt {
+                                file: file.clone(),
+                                offset: 0,
+                                detail: format!("log record {rev}: {m}"),
+                            },
+                            other => other,
+                        })?
                     }
-                    Op::Delete { pk, .. } => loader.delete(pk)?,
+                    Op::Delete { pk, .. } if tracked => loader.delete_change(pk)?,
+                    Op::Delete { pk, .. } => loader.delete(pk).map(|()| None)?,
+                };
+                if let Some((c, b)) = change {
+                    changes.push(c);
+                    bytes += b;
                 }
             }
+            feed.append_at(rev, opened_ms, changes, bytes);
             revision = rev;
             records += 1;
+            if read_history > 0 {
+                let mut tables = Vec::with_capacity(states.len());
+                for (s, l) in states.iter().zip(loaders.iter_mut()) {
+                    tables.push(match l {
+                        Some(l) => l.snapshot()?,
+                        None => s.clone(),
+                    });
+                }
+                past.push_back((rev, tables.into()));
+                if past.len() > read_history + 1 {
+                    past.pop_front();
+                }
+            }
             Ok(())
         })?;
         if let Some(detail) = recover::log_start_gap(found.first_prev, snapshot_rev) {
@@ -257,10 +307,14 @@ impl Durable {
             elapsed_us = micros(start.elapsed()),
             "pandodb: recovered"
         );
+        // The newest is the opened state.
+        past.pop_back();
         Ok(Opened {
             durable,
             states,
             revision,
+            feed,
+            past: past.into(),
         })
     }
 
@@ -439,14 +493,22 @@ impl Durable {
     /// Writes a snapshot of `root` (which must be durable) to the directory,
     /// then drops the log segments and older snapshots it covers. A crash at
     /// any point leaves a directory that opens to the same state.
-    pub(crate) fn checkpoint(&self, root: &Root, schema: &Schema) -> Result<SnapshotInfo> {
+    /// `history` is what the change feed retains up to the snapshot's
+    /// revision: written first, beside it, so that opening rebuilds the
+    /// feed (see `super::history`).
+    pub(crate) fn checkpoint(
+        &self,
+        root: &Root,
+        schema: &Schema,
+        history: &FeedHistory,
+    ) -> Result<SnapshotInfo> {
         let _one = lock(&self.checkpointing);
         self.check()?;
         let start = Instant::now();
         // Any I/O error on the way stops writes: the directory may be in
         // an intermediate (but recoverable) state.
         let info = self
-            .write_checkpoint(root, schema)
+            .write_checkpoint(root, schema, history)
             .inspect_err(|e| self.stop(e))?;
         tracing::info!(
             dir = %self.dir.display(),
@@ -459,8 +521,15 @@ impl Durable {
         Ok(info)
     }
 
-    fn write_checkpoint(&self, root: &Root, schema: &Schema) -> Result<SnapshotInfo> {
+    fn write_checkpoint(
+        &self,
+        root: &Root,
+        schema: &Schema,
+        history: &FeedHistory,
+    ) -> Result<SnapshotInfo> {
         let header = header_of(root, schema)?;
+        let (from, entries) = history;
+        write_history(&*self.vfs, &self.dir, root.revision, *from, entries, schema)?;
         let name = snapshot_name(root.revision);
         let before = self.since_checkpoint.load(Ordering::Relaxed);
         let info = write_snapshot_file(&*self.vfs, &self.dir, &name, &header.encode(), |w| {
@@ -480,14 +549,16 @@ impl Durable {
                 .and_then(|()| log.writer.remove_segments_below(root.revision + 1));
             removed?;
         }
-        // Older snapshots are covered by this one.
+        // Older snapshots (and their feed histories) are covered by this
+        // one.
         let names = self
             .vfs
             .list_dir(&self.dir)
             .map_err(|e| Error::io(format!("listing {}", self.dir.display()), &e))?;
         let mut removed = false;
         for n in names {
-            if parse_snapshot_name(&n).is_some_and(|r| r < root.revision) {
+            let rev = parse_snapshot_name(&n).or_else(|| parse_history_name(&n));
+            if rev.is_some_and(|r| r < root.revision) {
                 let p = self.dir.join(&n);
                 self.vfs
                     .remove(&p)
@@ -506,6 +577,30 @@ impl Durable {
             bytes,
         })
     }
+}
+
+/// The change feed of a directory whose newest snapshot is at `snapshot`:
+/// the history the checkpoint kept (if any), the log's commits to come.
+fn open_feed(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    snapshot: u64,
+    schema: &Schema,
+    retention: Retention,
+) -> Result<Feed> {
+    let kept = if snapshot > 0 && retention.enabled() {
+        read_history(vfs, dir, snapshot, schema)?
+    } else {
+        None
+    };
+    let Some((from, commits)) = kept.filter(|(_, c)| !c.is_empty()) else {
+        return Ok(Feed::new(retention, snapshot).stamped());
+    };
+    let feed = Feed::new(retention, from).stamped();
+    for (revision, at_ms, changes, bytes) in commits {
+        feed.append_at(revision, at_ms, changes, bytes);
+    }
+    Ok(feed)
 }
 
 fn read_snapshot<R: std::io::Read>(

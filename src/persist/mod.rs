@@ -3,6 +3,7 @@
 
 pub(crate) mod durable;
 pub(crate) mod format;
+pub(crate) mod history;
 pub(crate) mod recover;
 pub(crate) mod snapshot;
 

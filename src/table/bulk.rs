@@ -108,8 +108,9 @@ pub(crate) struct Bulk<T> {
     by_revision: Keys,
     /// One per index (the primary index's stays empty).
     indexes: Vec<Keys>,
-    /// The objects, by row number.
-    objects: Vec<Arc<T>>,
+    /// The rows (objects and revisions), by row number: what every
+    /// secondary entry holds.
+    objects: Vec<Versioned<T>>,
     sinks: Vec<KeyBuf>,
     buf: Vec<u8>,
 }
@@ -185,11 +186,11 @@ impl<T: Send + Sync + 'static> Bulk<T> {
             return Ok(Err(OutOfOrder));
         };
         let versioned = Versioned {
-            object: obj.clone(),
+            object: obj,
             created,
             modified,
         };
-        if self.rows.push(pk, versioned).is_err() {
+        if self.rows.push(pk, versioned.clone()).is_err() {
             return Ok(Err(OutOfOrder));
         }
         for (i, ix) in def.indexes.iter().enumerate() {
@@ -204,7 +205,7 @@ impl<T: Send + Sync + 'static> Bulk<T> {
         revision_key(&mut self.buf, modified, pk);
         let sort_len = self.buf.len() - pk.len();
         self.by_revision.push(&self.buf, sort_len, row);
-        self.objects.push(obj);
+        self.objects.push(versioned);
         Ok(Ok(()))
     }
 
@@ -248,7 +249,7 @@ impl<T: Send + Sync + 'static> Bulk<T> {
                 def.name
             ))
         })?;
-        let mut trees: Vec<Tree<Arc<T>>> = def.indexes.iter().map(|_| Tree::new()).collect();
+        let mut trees: Vec<Tree<Versioned<T>>> = def.indexes.iter().map(|_| Tree::new()).collect();
         for (i, t) in built {
             trees[i] = t?;
         }
@@ -268,8 +269,8 @@ fn build_index<T>(
     def: &TableDef<T>,
     i: usize,
     keys: &mut Keys,
-    objects: &[Arc<T>],
-) -> Result<Tree<Arc<T>>> {
+    objects: &[Versioned<T>],
+) -> Result<Tree<Versioned<T>>> {
     keys.sort();
     let ix = &def.indexes[i];
     if let Some(w) = keys

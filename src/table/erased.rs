@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::bulk::Bulk;
 use super::write::{LoadCtx, load_row, primary_key, unload_row};
-use super::{TableDef, TableState, Versioned};
+use super::{Change, TableDef, TableState, Versioned};
 use crate::error::{Error, Result};
 use crate::index::KeyLog;
 use crate::tree::{Ledger, Tree};
@@ -49,7 +49,7 @@ fn wrong_type(table: &str) -> ! {
 pub(crate) struct TableLedgers<T> {
     pub(super) rows: Option<Box<Ledger<Versioned<T>>>>,
     pub(super) by_revision: Option<Box<Ledger<()>>>,
-    pub(super) indexes: Vec<Option<Box<Ledger<Arc<T>>>>>,
+    pub(super) indexes: Vec<Option<Box<Ledger<Versioned<T>>>>>,
 }
 
 /// Settles the ledgers of one committed table (type-erased).
@@ -128,7 +128,21 @@ pub(crate) trait AnyTable: Send + Sync {
     /// A loader writing rows into a private copy of `base` (or an empty
     /// state).
     fn loader(self: Arc<Self>, base: Option<&AnyState>) -> Box<dyn TableLoader>;
+    /// Decodes an object of this table stored with row type `version`
+    /// (migrating an older one).
+    fn decode_object(&self, version: u32, data: &[u8]) -> Result<AnyObject>;
+    /// A change record of this table and its estimated bytes (the feed's
+    /// measure).
+    fn change(
+        &self,
+        created: u64,
+        before: Option<AnyObject>,
+        after: Option<AnyObject>,
+    ) -> (Change, usize);
 }
+
+/// An object of some table, type-erased.
+pub(crate) type AnyObject = Arc<dyn Any + Send + Sync>;
 
 /// Writes stored rows into a table state (restoring a snapshot, replaying
 /// the log), rebuilding every index.
@@ -138,6 +152,21 @@ pub(crate) trait TableLoader {
     fn put(&mut self, version: u32, created: u64, modified: u64, data: &[u8]) -> Result<()>;
     /// Deletes the row with this primary key (if any).
     fn delete(&mut self, pk: &[u8]) -> Result<()>;
+    /// [`TableLoader::put`], returning the change it made and its
+    /// estimated bytes (rebuilding the change feed from the log).
+    fn put_change(
+        &mut self,
+        version: u32,
+        created: u64,
+        modified: u64,
+        data: &[u8],
+    ) -> Result<(Change, usize)>;
+    /// [`TableLoader::delete`], returning the change it made (`None`: no
+    /// such row) and its estimated bytes.
+    fn delete_change(&mut self, pk: &[u8]) -> Result<Option<(Change, usize)>>;
+    /// The state so far, as a version of its own (O(1) once the loader
+    /// writes row by row: the trees are shared until it writes again).
+    fn snapshot(&mut self) -> Result<AnyState>;
     /// The finished state (an error when rows loaded in bulk break a
     /// unique index).
     fn finish(self: Box<Self>) -> Result<AnyState>;
@@ -226,6 +255,55 @@ impl<T: Send + Sync + 'static> AnyTable for TableDef<T> {
             ctx: LoadCtx::default(),
         })
     }
+    fn decode_object(&self, version: u32, data: &[u8]) -> Result<AnyObject> {
+        Ok(Arc::new(self.decode_row(version, data)?))
+    }
+    fn change(
+        &self,
+        created: u64,
+        before: Option<AnyObject>,
+        after: Option<AnyObject>,
+    ) -> (Change, usize) {
+        let objects = usize::from(before.is_some()) + usize::from(after.is_some());
+        let bytes = std::mem::size_of::<Change>() + objects * std::mem::size_of::<T>();
+        let change = Change {
+            table_id: self.id,
+            created,
+            table: self.shared_name.clone(),
+            before,
+            after,
+        };
+        (change, bytes)
+    }
+}
+
+impl<T: Send + Sync + 'static> TableDef<T> {
+    /// Decodes a stored object of row type `version` (migrating an older
+    /// one; a newer one, or an older one without a migration, is
+    /// [`Error::SchemaMismatch`]).
+    fn decode_row(&self, version: u32, data: &[u8]) -> Result<T> {
+        let codec = self.codec()?;
+        if version == self.version {
+            (codec.decode)(data)
+        } else if version < self.version {
+            match &codec.migrate {
+                Some(m) => m(version, data),
+                None => {
+                    return Err(Error::SchemaMismatch(format!(
+                        "table {:?}: rows of version {version} need a migration to version {} \
+                         (TableBuilder::migrate)",
+                        self.name, self.version
+                    )));
+                }
+            }
+        } else {
+            return Err(Error::SchemaMismatch(format!(
+                "table {:?}: rows of version {version} are newer than this schema's version {}",
+                self.name, self.version
+            )));
+        }
+        .map_err(|e| self.codec_error(&e))
+    }
 }
 
 /// How a [`Loader`] takes rows.
@@ -241,6 +319,36 @@ struct Loader<T> {
     def: Arc<TableDef<T>>,
     mode: Mode<T>,
     ctx: LoadCtx,
+}
+
+impl<T: Send + Sync + 'static> Loader<T> {
+    /// Decodes and loads one row; returns the object and the row it
+    /// replaced.
+    fn load(
+        &mut self,
+        version: u32,
+        created: u64,
+        modified: u64,
+        data: &[u8],
+    ) -> Result<(Arc<T>, Option<Versioned<T>>)> {
+        let obj = Arc::new(self.def.decode_row(version, data)?);
+        // A row out of order goes row by row, as every row after it.
+        if let Mode::Bulk(b) = &mut self.mode
+            && let Ok(()) = b.push(obj.clone(), created, modified)?
+        {
+            return Ok((obj, None));
+        }
+        let state = self.mode.rows(&self.def)?;
+        let old = load_row(
+            &self.def,
+            state,
+            &mut self.ctx,
+            obj.clone(),
+            created,
+            modified,
+        )?;
+        Ok((obj, old))
+    }
 }
 
 impl<T: Send + Sync + 'static> Mode<T> {
@@ -260,37 +368,7 @@ impl<T: Send + Sync + 'static> Mode<T> {
 
 impl<T: Send + Sync + 'static> TableLoader for Loader<T> {
     fn put(&mut self, version: u32, created: u64, modified: u64, data: &[u8]) -> Result<()> {
-        let def = &self.def;
-        let codec = def.codec()?;
-        let obj = if version == def.version {
-            (codec.decode)(data)
-        } else if version < def.version {
-            match &codec.migrate {
-                Some(m) => m(version, data),
-                None => {
-                    return Err(Error::SchemaMismatch(format!(
-                        "table {:?}: rows of version {version} need a migration to version {} \
-                         (TableBuilder::migrate)",
-                        def.name, def.version
-                    )));
-                }
-            }
-        } else {
-            return Err(Error::SchemaMismatch(format!(
-                "table {:?}: rows of version {version} are newer than this schema's version {}",
-                def.name, def.version
-            )));
-        }
-        .map_err(|e| def.codec_error(&e))?;
-        let obj = Arc::new(obj);
-        // A row out of order goes row by row, as every row after it.
-        if let Mode::Bulk(b) = &mut self.mode
-            && let Ok(()) = b.push(obj.clone(), created, modified)?
-        {
-            return Ok(());
-        }
-        let state = self.mode.rows(&self.def)?;
-        load_row(&self.def, state, &mut self.ctx, obj, created, modified)
+        self.load(version, created, modified, data).map(|_| ())
     }
 
     fn delete(&mut self, pk: &[u8]) -> Result<()> {
@@ -302,6 +380,34 @@ impl<T: Send + Sync + 'static> TableLoader for Loader<T> {
         let state = self.mode.rows(&self.def)?;
         unload_row(&self.def, state, &mut self.ctx, pk);
         Ok(())
+    }
+
+    fn put_change(
+        &mut self,
+        version: u32,
+        created: u64,
+        modified: u64,
+        data: &[u8],
+    ) -> Result<(Change, usize)> {
+        let (obj, old) = self.load(version, created, modified, data)?;
+        let before = old.map(|o| o.object as AnyObject);
+        Ok(self.def.change(created, before, Some(obj)))
+    }
+
+    fn delete_change(&mut self, pk: &[u8]) -> Result<Option<(Change, usize)>> {
+        if let Mode::Bulk(b) = &self.mode
+            && b.len() == 0
+        {
+            return Ok(None); // nothing to delete yet
+        }
+        let state = self.mode.rows(&self.def)?;
+        let old = unload_row(&self.def, state, &mut self.ctx, pk);
+        Ok(old.map(|o| self.def.change(0, Some(o.object), None)))
+    }
+
+    fn snapshot(&mut self) -> Result<AnyState> {
+        let state = self.mode.rows(&self.def)?;
+        Ok(Arc::new(state.clone()))
     }
 
     fn finish(self: Box<Self>) -> Result<AnyState> {

@@ -133,14 +133,16 @@ pub(crate) fn revision_prefix(buf: &mut Vec<u8>, revision: u64) {
 /// the object and its revisions; `by_revision` holds the keys of the same
 /// rows (no values: a lookup in `rows` gives the row) under
 /// [`revision_key`]; `indexes` holds one tree per secondary index (the slot
-/// of the primary index stays empty). Unique keys map to the object;
+/// of the primary index stays empty), each entry the row as the primary
+/// tree holds it (object and revisions), so every query form reads the
+/// revisions where it finds the object. Unique keys map to the row;
 /// non-unique keys are the encoded value followed by the encoded primary key.
 pub(crate) struct TableState<T> {
     pub(crate) def: Arc<TableDef<T>>,
     pub(crate) primary: usize,
     pub(crate) rows: Tree<Versioned<T>>,
     pub(crate) by_revision: Tree<()>,
-    pub(crate) indexes: Box<[Tree<Arc<T>>]>,
+    pub(crate) indexes: Box<[Tree<Versioned<T>>]>,
 }
 
 impl<T> Clone for TableState<T> {
@@ -199,6 +201,7 @@ impl<T> TableState<T> {
             }
             revision_key(&mut key, to, pk);
             self.by_revision.insert(&key, ());
+            write::restamp_entries(self, pk, &row);
             self.rows.insert_known(pk, row, false);
         }
     }

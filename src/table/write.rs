@@ -80,19 +80,19 @@ pub(crate) fn load_row<T: Send + Sync + 'static>(
     obj: Arc<T>,
     created: u64,
     modified: u64,
-) -> Result<()> {
+) -> Result<Option<Versioned<T>>> {
     let m = ctx.table_mut(state, modified, Some(created));
-    insert_obj(def, m, obj, Cond::Any).map(|_| ())
+    insert_obj(def, m, obj, Cond::Any)
 }
 
-/// Deletes a stored row by primary key (log replay).
+/// Deletes a stored row by primary key (log replay); returns it.
 pub(crate) fn unload_row<T: Send + Sync + 'static>(
     def: &TableDef<T>,
     state: &mut TableState<T>,
     ctx: &mut LoadCtx,
     pk: &[u8],
-) {
-    delete_pk(def, ctx.table_mut(state, 0, None), pk);
+) -> Option<Versioned<T>> {
+    delete_pk(def, ctx.table_mut(state, 0, None), pk)
 }
 
 /// The condition of a conditional write.
@@ -276,7 +276,7 @@ fn warm_paths<T>(
     }
     let mut row = pk.map(|k| state.rows.descent(k));
     let mut by_rev = rev.map(|k| state.by_revision.descent(k));
-    let mut entries: [Option<crate::tree::Descent<'_, Arc<T>>>; WARM_MAX] =
+    let mut entries: [Option<crate::tree::Descent<'_, Versioned<T>>>; WARM_MAX] =
         std::array::from_fn(|_| None);
     for (d, &(i, a, b)) in entries.iter_mut().zip(keys) {
         *d = state.indexes.get(i).map(|t| t.descent(&buf[a..b]));
@@ -410,6 +410,24 @@ pub(super) fn single_key<T>(def: &TableDef<T>, sink: &KeyBuf) -> Result<Vec<u8>>
 }
 
 /// The stored key of `key` in a non-unique index: value, then primary key.
+/// Rewrites the secondary index entries of a renumbered row (`row`, under
+/// primary key `pk`) with its new revisions.
+pub(crate) fn restamp_entries<T>(state: &mut TableState<T>, pk: &[u8], row: &Versioned<T>) {
+    let def = state.def.clone();
+    let mut sinks = Vec::new();
+    extract(&def, &mut sinks, &row.object);
+    let mut buf = Vec::new();
+    for (i, ix) in def.indexes.iter().enumerate() {
+        if i == def.primary {
+            continue;
+        }
+        for k in sinks[i].keys() {
+            let stored = entry_key(ix.unique, k, pk, &mut buf);
+            state.indexes[i].insert(stored, row.clone());
+        }
+    }
+}
+
 pub(super) fn entry_key<'b>(
     unique: bool,
     key: &'b [u8],
@@ -480,7 +498,9 @@ pub(crate) fn insert_obj<T: Send + Sync + 'static>(
         }
         for k in scratch.new[i].keys() {
             if let Some(holder) = state.indexes[i].get(k)
-                && !old.as_ref().is_some_and(|o| Arc::ptr_eq(&o.object, holder))
+                && !old
+                    .as_ref()
+                    .is_some_and(|o| Arc::ptr_eq(&o.object, &holder.object))
             {
                 return Err(Error::UniqueViolation {
                     table: def.name.clone(),
@@ -514,6 +534,12 @@ pub(crate) fn insert_obj<T: Send + Sync + 'static>(
         revision_key(&mut scratch.key, old.modified, &pk);
         state.by_revision.remove(&scratch.key);
     }
+    let created = created.unwrap_or(old.as_ref().map_or(revision, |o| o.created));
+    let row = Versioned {
+        object: obj,
+        created,
+        modified: revision,
+    };
     for (i, ix) in def.indexes.iter().enumerate() {
         if i == def.primary {
             continue;
@@ -523,25 +549,19 @@ pub(crate) fn insert_obj<T: Send + Sync + 'static>(
             // one the old object had too (its value is replaced), or a stale
             // entry left by a user indexer that is not a pure function.
             let stored = entry_key(ix.unique, k, &pk, &mut scratch.key);
-            state.indexes[i].insert(stored, obj.clone());
+            state.indexes[i].insert(stored, row.clone());
             if let Some(keys) = &mut log.keys {
                 keys.push(i, stored);
             }
         }
     }
-    let created = created.unwrap_or(old.as_ref().map_or(revision, |o| o.created));
     record(
         changes,
         def,
         old.as_ref().map(|o| &o.object),
-        Some(&obj),
+        Some(&row.object),
         created,
     );
-    let row = Versioned {
-        object: obj,
-        created,
-        modified: revision,
-    };
     revision_key(&mut scratch.key, revision, &pk);
     state.by_revision.insert_known(&scratch.key, (), true);
     // `old` was looked up under these very `pk` bytes: the key is new

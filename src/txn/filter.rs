@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::index::KeyBuf;
 use crate::index::key::Encode;
 use crate::schema::Index;
-use crate::table::{TableDef, TableState};
+use crate::table::{TableDef, TableState, Versioned};
 use crate::tree::Tree;
 use crate::watch::Target;
 
@@ -350,7 +350,7 @@ pub(crate) struct Probe<T> {
     def: Arc<TableDef<T>>,
     primary: usize,
     /// The secondary index trees of the version queried.
-    trees: Box<[Tree<Arc<T>>]>,
+    trees: Box<[Tree<Versioned<T>>]>,
     entry: Vec<u8>,
     bufs: Vec<KeyBuf>,
     /// The row each buffer was filled for (`row` when current).
@@ -382,7 +382,7 @@ impl<T> Probe<T> {
         };
         if unique {
             // Every tree of a table holds the same `Arc` of a row.
-            return tree.get(key).is_some_and(|o| Arc::ptr_eq(o, obj));
+            return tree.get(key).is_some_and(|o| Arc::ptr_eq(&o.object, obj));
         }
         self.entry.clear();
         self.entry.extend_from_slice(key);

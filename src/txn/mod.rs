@@ -5,6 +5,7 @@
 mod filter;
 mod read;
 mod select;
+mod versioned;
 mod watch_stream;
 mod write;
 
@@ -15,13 +16,13 @@ use std::sync::Arc;
 pub use filter::{Filter, SetMatch};
 pub use read::ReadTxn;
 pub use select::Selection;
+pub use versioned::{VersionedQuery, VersionedRows};
 pub use watch_stream::WatchStream;
 pub use write::{Commit, WriteTxn};
 
 use crate::error::{Error, Result};
 use crate::index::key::{Encode, UuidPrefix, successor};
 use crate::schema::{Index, Table};
-use crate::table::write::primary_key;
 use crate::table::{TableState, Versioned, state_ref};
 use crate::tree::{self, ReadAhead, Tree};
 
@@ -64,11 +65,10 @@ pub struct RowIter<T> {
     inner: Rows<T>,
 }
 
-/// The two kinds of index tree a query walks: the primary rows (objects
-/// with their revisions) or a secondary index (objects).
+/// The rows of an index tree (primary or secondary: both hold the objects
+/// with their revisions).
 enum Rows<T> {
     Primary(tree::Values<Versioned<T>>),
-    Secondary(tree::Values<Arc<T>>),
 }
 
 impl<T> Iterator for RowIter<T> {
@@ -77,13 +77,11 @@ impl<T> Iterator for RowIter<T> {
     fn next(&mut self) -> Option<Arc<T>> {
         match &mut self.inner {
             Rows::Primary(i) => i.next().map(|v| v.object),
-            Rows::Secondary(i) => i.next(),
         }
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
         match &self.inner {
             Rows::Primary(i) => i.size_hint(),
-            Rows::Secondary(i) => i.size_hint(),
         }
     }
 }
@@ -93,7 +91,6 @@ impl<T> DoubleEndedIterator for RowIter<T> {
     fn next_back(&mut self) -> Option<Arc<T>> {
         match &mut self.inner {
             Rows::Primary(i) => i.next_back().map(|v| v.object),
-            Rows::Secondary(i) => i.next_back(),
         }
     }
 }
@@ -150,7 +147,6 @@ impl<'s, T> RefIter<'s, T> {
     fn pull_front(inner: &mut Refs<'s, T>) -> Option<&'s T> {
         match inner {
             Refs::Primary(i) => i.next().map(|(_, v)| &*v.object),
-            Refs::Secondary(i) => i.next().map(|(_, v)| &**v),
         }
     }
 
@@ -158,21 +154,18 @@ impl<'s, T> RefIter<'s, T> {
     fn pull_back(&mut self) -> Option<&'s T> {
         match &mut self.inner {
             Refs::Primary(i) => i.next_back().map(|(_, v)| &*v.object),
-            Refs::Secondary(i) => i.next_back().map(|(_, v)| &**v),
         }
     }
 
     fn inner_len(&self) -> usize {
         match &self.inner {
             Refs::Primary(i) => i.len(),
-            Refs::Secondary(i) => i.len(),
         }
     }
 }
 
 enum Refs<'s, T> {
     Primary(tree::Iter<'s, Versioned<T>>),
-    Secondary(tree::Iter<'s, Arc<T>>),
 }
 
 impl<'s, T> Iterator for RefIter<'s, T> {
@@ -257,30 +250,12 @@ impl<T> DoubleEndedIterator for VersionedIter<T> {
 impl<T> ExactSizeIterator for VersionedIter<T> {}
 impl<T> FusedIterator for VersionedIter<T> {}
 
-/// A value stored in an index tree: an object, or an object with its
-/// revisions (the primary rows). Lets one query body serve both.
+/// A value stored in an index tree: the object with its revisions (every
+/// index, primary or secondary, stores rows so).
 pub(crate) trait Stored<T>: Clone + Sized {
     fn obj(&self) -> &Arc<T>;
     fn rows(it: tree::IntoIter<Self>) -> RowIter<T>;
     fn refs(it: tree::Iter<'_, Self>) -> RefIter<'_, T>;
-}
-
-impl<T> Stored<T> for Arc<T> {
-    #[inline]
-    fn obj(&self) -> &Arc<T> {
-        self
-    }
-    fn rows(it: tree::IntoIter<Self>) -> RowIter<T> {
-        RowIter {
-            inner: Rows::Secondary(
-                it.values()
-                    .read_ahead(|v| object_addr(v), std::mem::size_of::<T>()),
-            ),
-        }
-    }
-    fn refs(it: tree::Iter<'_, Self>) -> RefIter<'_, T> {
-        RefIter::new(Refs::Secondary(it))
-    }
 }
 
 impl<T> Stored<T> for Versioned<T> {
@@ -304,7 +279,7 @@ impl<T> Stored<T> for Versioned<T> {
 /// The tree of one index: the primary rows or a secondary index.
 pub(crate) enum IndexTree<'s, T> {
     Primary(&'s Tree<Versioned<T>>),
-    Secondary(&'s Tree<Arc<T>>),
+    Secondary(&'s Tree<Versioned<T>>),
 }
 
 /// Runs `$body` with `$t` bound to the index's tree, whichever kind it is.
@@ -637,17 +612,17 @@ pub trait Query: sealed::Source {
         idx: &Index<T, K>,
         key: &K,
     ) -> Result<Option<Versioned<T>>> {
-        let st = state_of::<Self, T>(self, idx.schema, idx.table, &idx.table_name)?;
-        if idx.pos == st.primary && idx.unique {
-            return Ok(idx.with_key(key, |enc| st.rows.get(enc).cloned()));
-        }
-        let Some(obj) = self.get(idx, key)? else {
-            return Ok(None);
-        };
-        let def = &st.def;
-        let mut sinks = Vec::new();
-        let pk = primary_key(def, &mut sinks, &obj)?;
-        Ok(st.rows.get(&pk).cloned())
+        // Every index holds the rows with their revisions.
+        Ok(on_tree!(index_tree(self, idx)?, |t| idx.with_key(
+            key,
+            |enc| {
+                if idx.unique {
+                    t.get(enc).cloned()
+                } else {
+                    t.first_prefix(enc).map(|(_, v)| v.clone())
+                }
+            }
+        )))
     }
 
     /// Every object of `table` whose modified revision is greater than

@@ -110,7 +110,7 @@ impl<V> Cursor<V> {
 enum Stream<T> {
     Empty,
     /// One key of a non-unique secondary index.
-    Entries(Cursor<Arc<T>>),
+    Entries(Cursor<Versioned<T>>),
     /// A primary key, or a prefix of the primary keys.
     Rows(Cursor<Versioned<T>>),
     /// Rows read and sorted by primary key.
@@ -313,7 +313,7 @@ struct Planner<'s, T> {
 }
 
 impl<T: Send + Sync + 'static> Planner<'_, T> {
-    fn index(&self, pos: usize) -> Result<&Tree<Arc<T>>> {
+    fn index(&self, pos: usize) -> Result<&Tree<Versioned<T>>> {
         self.st
             .indexes
             .get(pos)
@@ -430,10 +430,10 @@ impl<T: Send + Sync + 'static> Planner<'_, T> {
     fn sorted(&mut self, pos: usize, prefix: &[u8]) -> Result<Stream<T>> {
         let tree = self.index(pos)?.clone();
         let mut rows = Vec::with_capacity(tree.count_prefix(prefix));
-        for (_, obj) in tree.prefix(prefix) {
+        for (_, row) in tree.prefix(prefix) {
             rows.push((
-                primary_key(&self.st.def, &mut self.sinks, obj)?,
-                obj.clone(),
+                primary_key(&self.st.def, &mut self.sinks, &row.object)?,
+                row.object.clone(),
             ));
         }
         rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
