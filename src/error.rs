@@ -122,6 +122,16 @@ pub enum Error {
     SchemaMismatch(String),
     /// A row could not be encoded or decoded by its codec.
     Codec(String),
+    /// A commit is too large for the durable log: its record (every change
+    /// of the transaction, encoded) is over the log's record limit. The
+    /// commit is refused before anything of it is ordered or visible, and
+    /// the database goes on; split the transaction.
+    TooLarge {
+        /// The size of the commit's record.
+        bytes: u64,
+        /// The largest record the log takes.
+        limit: u64,
+    },
     /// An earlier I/O error stopped the database from accepting writes
     /// (fail-stop); reopen it to recover.
     WritesStopped(String),
@@ -219,6 +229,10 @@ impl fmt::Display for Error {
             ),
             Error::SchemaMismatch(m) => write!(f, "schema mismatch: {m}"),
             Error::Codec(m) => write!(f, "codec error: {m}"),
+            Error::TooLarge { bytes, limit } => write!(
+                f,
+                "commit too large for the log: its record is {bytes} bytes, the limit {limit}; split the transaction"
+            ),
             Error::WritesStopped(m) => write!(
                 f,
                 "writes are refused after an earlier I/O error ({m}); reopen the database"

@@ -297,6 +297,14 @@ impl DbInner {
                 None => delete_op(&mut rec, pos, &pk),
             }
         }
+        // Refused here, before the commit is ordered: the log writer would
+        // refuse the record later, when the commit may already be visible.
+        if rec.len() > crate::storage::MAX_RECORD {
+            return Err(Error::TooLarge {
+                bytes: rec.len() as u64,
+                limit: crate::storage::MAX_RECORD as u64,
+            });
+        }
         Ok(Some(rec))
     }
 
