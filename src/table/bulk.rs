@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use super::write::{
-    Cond, MAX_KEY_BYTES, TableMut, entry_key, extract, insert_obj, record, single_key,
+    Cond, TableMut, entry_key, extract_checked, insert_obj, record, single_key_ref,
 };
 use super::{TableDef, TableState, Versioned, revision_key};
 use crate::error::{Error, Result};
@@ -159,28 +159,9 @@ impl<T: Send + Sync + 'static> Bulk<T> {
         modified: u64,
     ) -> Result<std::result::Result<(), OutOfOrder>> {
         let def = &*self.def;
-        extract(def, &mut self.sinks, &obj);
-        for (ix, sink) in def.indexes.iter().zip(&self.sinks) {
-            if let Some(k) = sink.keys().find(|k| k.len() > MAX_KEY_BYTES) {
-                return Err(Error::InvalidKey(format!(
-                    "table {}, index {}: a key of {} bytes is over the limit of {MAX_KEY_BYTES}",
-                    def.name,
-                    ix.name,
-                    k.len()
-                )));
-            }
-        }
+        extract_checked(def, &mut self.sinks, &obj)?;
         // The primary key, borrowed from its sink (no copy per row).
-        let pk = {
-            let mut keys = self.sinks[def.primary].keys();
-            match (keys.next(), keys.next()) {
-                (Some(k), None) => k,
-                _ => {
-                    single_key(def, &self.sinks[def.primary])?;
-                    unreachable!("single_key fails unless there is exactly one key")
-                }
-            }
-        };
+        let pk = single_key_ref(def, &self.sinks[def.primary])?;
         let Ok(row) = u32::try_from(self.objects.len()) else {
             // More rows than one bulk build numbers: the rest go row by row.
             return Ok(Err(OutOfOrder));

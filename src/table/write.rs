@@ -394,10 +394,36 @@ pub(crate) fn primary_key<T>(
     single_key(def, sink)
 }
 
+/// [`extract`], then refuses a key over [`MAX_KEY_BYTES`] with
+/// [`Error::InvalidKey`].
+pub(super) fn extract_checked<T>(
+    def: &TableDef<T>,
+    sinks: &mut Vec<KeyBuf>,
+    obj: &T,
+) -> Result<()> {
+    extract(def, sinks, obj);
+    for (ix, sink) in def.indexes.iter().zip(sinks.iter()) {
+        if let Some(k) = sink.keys().find(|k| k.len() > MAX_KEY_BYTES) {
+            return Err(Error::InvalidKey(format!(
+                "table {}, index {}: a key of {} bytes is over the limit of {MAX_KEY_BYTES}",
+                def.name,
+                ix.name,
+                k.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn single_key<T>(def: &TableDef<T>, sink: &KeyBuf) -> Result<Vec<u8>> {
+    single_key_ref(def, sink).map(<[u8]>::to_vec)
+}
+
+/// The one key of the primary index's sink, borrowed.
+pub(super) fn single_key_ref<'s, T>(def: &TableDef<T>, sink: &'s KeyBuf) -> Result<&'s [u8]> {
     let mut keys = sink.keys();
     match (keys.next(), keys.next()) {
-        (Some(k), None) => Ok(k.to_vec()),
+        (Some(k), None) => Ok(k),
         (first, _) => Err(Error::MissingKey {
             table: def.name.clone(),
             index: def.indexes[def.primary].name.clone(),
@@ -447,7 +473,7 @@ pub(super) fn entry_key<'b>(
 /// The longest index key an object may produce (1 GiB). A stored entry is
 /// at most a key plus a primary key (or at most 17 bytes of revision plus a
 /// primary key), which keeps it under the tree's 4 GiB key limit.
-pub(super) const MAX_KEY_BYTES: usize = 1 << 30;
+const MAX_KEY_BYTES: usize = 1 << 30;
 
 pub(crate) fn insert_obj<T: Send + Sync + 'static>(
     def: &TableDef<T>,
@@ -463,17 +489,7 @@ pub(crate) fn insert_obj<T: Send + Sync + 'static>(
         revision,
         created,
     } = m;
-    extract(def, &mut scratch.new, &obj);
-    for (ix, sink) in def.indexes.iter().zip(&scratch.new) {
-        if let Some(k) = sink.keys().find(|k| k.len() > MAX_KEY_BYTES) {
-            return Err(Error::InvalidKey(format!(
-                "table {}, index {}: a key of {} bytes is over the limit of {MAX_KEY_BYTES}",
-                def.name,
-                ix.name,
-                k.len()
-            )));
-        }
-    }
+    extract_checked(def, &mut scratch.new, &obj)?;
     let pk = single_key(def, &scratch.new[def.primary])?;
     // A row close to the last one (ascending ids: a bulk load) has its
     // path cached, and so, most often, do its index entries: no walk.
