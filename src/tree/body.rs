@@ -12,6 +12,7 @@
 //! exercised under Miri by `tree::tests` (`.ci/miri`).
 
 use super::node::Head;
+use super::pool;
 use super::refcount;
 use super::slot::Slot;
 use std::alloc::{self, Layout};
@@ -118,7 +119,7 @@ impl<V> NodeArc<V> {
         };
         let lay = layout::<V>(cap);
         // SAFETY: `lay` has a non-zero size (`Fixed` holds a count).
-        let raw = unsafe { alloc::alloc(lay) };
+        let raw = unsafe { pool::allocate(lay) };
         let Some(ptr) = NonNull::new(raw) else {
             alloc::handle_alloc_error(lay)
         };
@@ -315,7 +316,7 @@ impl<V> NodeArc<V> {
         // which only forgets the handles they hold.
         unsafe {
             std::ptr::drop_in_place(&raw mut (*this.ptr.as_ptr().cast::<Fixed<V>>()).head);
-            alloc::dealloc(this.ptr.as_ptr(), lay);
+            pool::free(this.ptr.as_ptr(), lay);
         }
     }
 }
@@ -347,7 +348,7 @@ impl<V> Drop for NodeArc<V> {
         unsafe {
             let lay = layout::<V>((*body).cap as usize);
             std::ptr::drop_in_place(body);
-            alloc::dealloc(self.ptr.as_ptr(), lay);
+            pool::free(self.ptr.as_ptr(), lay);
         }
     }
 }

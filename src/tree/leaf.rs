@@ -17,8 +17,9 @@
 //! This module owns the only `unsafe` code of leaves; it is exercised under
 //! Miri by `tree::tests` (`cargo +nightly miri test --lib tree::`).
 
+use super::pool;
 use super::refcount;
-use std::alloc::{self, Layout};
+use std::alloc::Layout;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -85,10 +86,7 @@ impl<V> Leaf<V> {
         const { assert!(std::mem::align_of::<Header<V>>() >= 2) };
         let (lay, offset) = layout::<V>(key.len());
         // SAFETY: `lay` has a non-zero size (the header holds two u32).
-        let raw = unsafe { alloc::alloc(lay) };
-        if raw.is_null() {
-            alloc::handle_alloc_error(lay)
-        }
+        let raw = unsafe { pool::allocate(lay) };
         // SAFETY: `raw` is a fresh allocation of `lay`, which starts with a
         // `Header<V>` (aligned for it) and has `key.len()` bytes at
         // `offset`; nothing else references it yet.
@@ -193,7 +191,7 @@ impl<V> Drop for Leaf<V> {
         // allocation made with this same layout in `new` is freed.
         unsafe {
             std::ptr::drop_in_place(&mut (*self.raw()).value);
-            alloc::dealloc(self.raw().cast::<u8>(), lay);
+            pool::free(self.raw().cast::<u8>(), lay);
         }
     }
 }

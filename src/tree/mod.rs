@@ -41,6 +41,7 @@ mod leaf;
 mod ledger;
 mod lookup;
 mod node;
+mod pool;
 mod refcount;
 mod slot;
 mod txn;
@@ -56,6 +57,17 @@ pub(crate) use node::prefetch;
 use node::{Inner, Leaf, common_len};
 use slot::{Entry, EntryMut, EntryRef, Slot};
 pub use txn::TreeTxn;
+
+/// Hands the blocks of freed nodes that the calling thread keeps for reuse
+/// (at most 256 KiB per thread) back to the global allocator, for tests
+/// that count the allocator's live bytes.
+///
+/// Compiled only for this crate's tests and with the `testing` feature.
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub fn release_thread_cache() {
+    pool::release_thread_cache();
+}
 
 /// A persistent (immutable, structurally shared) ordered map from byte keys
 /// to values.
