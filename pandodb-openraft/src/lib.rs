@@ -69,6 +69,7 @@ mod durable_log;
 mod log_store;
 mod meta;
 mod router;
+mod snapshot_dir;
 mod state_machine;
 
 pub use durable_log::DurableLogStore;
