@@ -65,6 +65,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod dedup;
 mod durable_log;
 mod log_store;
 mod meta;
@@ -72,8 +73,9 @@ mod router;
 mod snapshot_dir;
 mod state_machine;
 
+pub use dedup::{ClientRow, DEDUP_TABLE, Dedup, DedupTable, Idempotent, RequestId, register_dedup};
 pub use durable_log::DurableLogStore;
 pub use log_store::MemLogStore;
-pub use meta::{MetaTable, RaftMeta, register_meta};
+pub use meta::{META_TABLE, MetaTable, RaftMeta, register_meta};
 pub use router::{NodeNetwork, Router, RouterClient};
 pub use state_machine::{Applied, Apply, PandoSnapshotBuilder, PandoStateMachine};
