@@ -94,7 +94,9 @@ struct Inner<C: RaftTypeConfig> {
 ///
 /// ```
 /// use pandodb_openraft::DurableLogStore;
-/// openraft::declare_raft_types!(Config: D = String, R = ());
+/// openraft::declare_raft_types!(
+///     Config: D = String, R = (), SnapshotData = std::io::Cursor<Vec<u8>>
+/// );
 ///
 /// let dir = std::env::temp_dir().join(format!("pandodb-doc-log-{}", std::process::id()));
 /// # let _ = std::fs::remove_dir_all(&dir);

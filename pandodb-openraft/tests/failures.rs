@@ -125,8 +125,19 @@ async fn a_killed_leader_is_replaced_and_rejoins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_follower_catches_up_by_snapshot() {
-    // Each durability mode for the follower that is killed.
+    // Each durability mode for the follower that is killed, side by side
+    // (each its own cluster, directories and router).
+    let mut set = tokio::task::JoinSet::new();
     for mode in MODES {
+        set.spawn(killed_follower(mode));
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+}
+
+async fn killed_follower(mode: Mode) {
+    {
         let tmp = TempDir::new("kill-follower");
         let router = Router::new();
         let mut nodes = cluster(&tmp, &router, [Mode::Memory, mode, mode]).await;
