@@ -25,6 +25,8 @@
 //!   snapshots, provided the application's apply function is deterministic:
 //!   see `docs/RAFT.md` for the rules.
 //!
+//! [`DurableLogStore`] is a durable [`RaftLogStorage`] (a pandodb database
+//! directory in `Durability::Sync`: one fdatasync per appended batch).
 //! [`MemLogStore`] (an in-memory [`RaftLogStorage`]) and [`Router`] (an
 //! in-process network that can cut nodes off) are for tests and examples.
 //!
@@ -63,12 +65,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod dedup;
+mod durable_log;
 mod log_store;
 mod meta;
 mod router;
+mod snapshot_dir;
 mod state_machine;
 
+pub use dedup::{ClientRow, DEDUP_TABLE, Dedup, DedupTable, Idempotent, RequestId, register_dedup};
+pub use durable_log::DurableLogStore;
 pub use log_store::MemLogStore;
-pub use meta::{MetaTable, RaftMeta, register_meta};
+pub use meta::{META_TABLE, MetaTable, RaftMeta, register_meta};
 pub use router::{NodeNetwork, Router, RouterClient};
 pub use state_machine::{Applied, Apply, PandoSnapshotBuilder, PandoStateMachine};
