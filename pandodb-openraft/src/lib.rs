@@ -27,6 +27,9 @@
 //!
 //! [`MemLogStore`] (an in-memory [`RaftLogStorage`]) and [`Router`] (an
 //! in-process network that can cut nodes off) are for tests and examples.
+//! With the feature `http`, [`HttpNetwork`] is a network over HTTP and
+//! [`raft_routes`] serves a node's Raft and client endpoints; the
+//! `raft_node` binary runs one node as a process (see `docs/RAFT.md`).
 //!
 //! ```
 //! use pandodb::{Db, Indexer, Schema, WriteTxn};
@@ -65,10 +68,20 @@
 
 mod log_store;
 mod meta;
+#[cfg(feature = "http")]
+pub mod net;
 mod router;
+#[cfg(feature = "http")]
+mod server;
 mod state_machine;
 
 pub use log_store::MemLogStore;
 pub use meta::{MetaTable, RaftMeta, register_meta};
+#[cfg(feature = "http")]
+pub use net::{HttpNetwork, HttpPeer, HttpTypeConfig};
 pub use router::{NodeNetwork, Router, RouterClient};
+#[cfg(feature = "http")]
+pub use server::{
+    AddLearner, ApiError, FORWARDED, HttpNode, ReadMode, ReadResponse, Reader, raft_routes,
+};
 pub use state_machine::{Applied, Apply, PandoSnapshotBuilder, PandoStateMachine};

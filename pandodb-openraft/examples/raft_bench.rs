@@ -1,0 +1,3 @@
+//! Load generator for a loopback cluster of `raft_node` processes.
+
+fn main() {}

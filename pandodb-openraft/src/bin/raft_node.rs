@@ -1,0 +1,249 @@
+//! One node of a pandodb key/value store replicated by openraft, as a
+//! process serving HTTP on 127.0.0.1 (feature `http`).
+//!
+//! ```sh
+//! cargo run --release -p pandodb-openraft --features http --bin raft_node -- \
+//!     --id 1 --addr 127.0.0.1:7001 --dir /tmp/n1 \
+//!     --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003
+//! ```
+//!
+//! Options: `--log mem` (the default: an in-memory Raft log, lost with
+//! the process), `--snapshot-every N` (build a snapshot every N entries,
+//! default 5000), `--keep-logs N` (entries kept behind a snapshot, default
+//! 1000). `POST /init` with `{}` initializes the cluster with `--peers`.
+//! Commands (`POST /write`): `{"Put":{"key":"k","value":"v"}}`,
+//! `{"Delete":"k"}`, `{"Fill":{"prefix":"p","start":0,"count":1000}}`
+//! (writes `count` generated objects in one entry: for load tests).
+//! Reads: `GET /read?key=k&mode=linearizable|read_index|stale`.
+//! See docs/RAFT.md.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
+use pandodb::{Db, Indexer, Query, Schema, WriteTxn};
+use pandodb_openraft::{
+    Applied, HttpNetwork, HttpNode, MemLogStore, PandoStateMachine, Reader, raft_routes,
+    register_meta,
+};
+use serde::{Deserialize, Serialize};
+
+/// One key/value pair.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Kv {
+    key: String,
+    value: String,
+}
+
+/// The store's commands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Cmd {
+    /// Insert or replace a pair.
+    Put { key: String, value: String },
+    /// Remove a key.
+    Delete(String),
+    /// Insert `count` pairs `{prefix}{i:010}` = `value-{i}` for `i` from
+    /// `start`: bulk data for load tests, in one entry.
+    Fill {
+        prefix: String,
+        start: u64,
+        count: u64,
+    },
+}
+
+/// The answer to a command: the revision it was written as (0 when it
+/// failed and wrote nothing).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Resp {
+    revision: u64,
+    error: Option<String>,
+}
+
+openraft::declare_raft_types!(
+    /// The store's Raft types.
+    Kvs:
+        D = Cmd,
+        R = Resp,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+);
+
+struct Args {
+    id: u64,
+    addr: String,
+    dir: PathBuf,
+    peers: BTreeMap<u64, BasicNode>,
+    log: String,
+    snapshot_every: u64,
+    keep_logs: u64,
+}
+
+fn usage(msg: &str) -> ! {
+    eprintln!(
+        "raft_node: {msg}\nusage: raft_node --id N --addr 127.0.0.1:PORT --dir DIR \
+         [--peers 1=ADDR,2=ADDR,..] [--log mem] [--snapshot-every N] [--keep-logs N]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        id: 0,
+        addr: String::new(),
+        dir: PathBuf::new(),
+        peers: BTreeMap::new(),
+        log: "mem".into(),
+        snapshot_every: 5000,
+        keep_logs: 1000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let Some(v) = it.next() else {
+            usage(&format!("{flag} needs a value"))
+        };
+        let num = |v: &str| -> u64 {
+            v.parse()
+                .unwrap_or_else(|_| usage(&format!("{flag}: not a number: {v}")))
+        };
+        match flag.as_str() {
+            "--id" => a.id = num(&v),
+            "--addr" => a.addr = v,
+            "--dir" => a.dir = v.into(),
+            "--log" => a.log = v,
+            "--snapshot-every" => a.snapshot_every = num(&v),
+            "--keep-logs" => a.keep_logs = num(&v),
+            "--peers" => {
+                for p in v.split(',').filter(|p| !p.is_empty()) {
+                    let Some((id, addr)) = p.split_once('=') else {
+                        usage(&format!("--peers: expected id=addr, got {p}"))
+                    };
+                    a.peers.insert(
+                        num(id),
+                        BasicNode {
+                            addr: addr.to_string(),
+                        },
+                    );
+                }
+            }
+            _ => usage(&format!("unknown option {flag}")),
+        }
+    }
+    if a.id == 0 || a.addr.is_empty() || a.dir.as_os_str().is_empty() {
+        usage("--id, --addr and --dir are required");
+    }
+    a.peers.entry(a.id).or_insert(BasicNode {
+        addr: a.addr.clone(),
+    });
+    a
+}
+
+fn main() {
+    let args = parse_args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| usage(&format!("tokio runtime: {e}")));
+    if let Err(e) = rt.block_on(run(args)) {
+        eprintln!("raft_node: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(&args.dir)?;
+    let mut s = Schema::builder();
+    let meta = register_meta::<Kvs>(&mut s)?;
+    let mut t = s.table::<Kv>("kv");
+    let by_key = t.primary("key", Indexer::string(|kv: &Kv| kv.key.as_str()));
+    t.serde();
+    let kv = s.add(t)?;
+    let db = Db::new(s.build()?);
+    let reader_key = by_key.clone();
+    let apply = move |w: &mut WriteTxn, cmd: &Cmd| {
+        let revision = w.base_revision() + 1;
+        let res = match cmd {
+            Cmd::Put { key, value } => w
+                .insert(
+                    &kv,
+                    Kv {
+                        key: key.clone(),
+                        value: value.clone(),
+                    },
+                )
+                .map(|_| ()),
+            Cmd::Delete(key) => w.delete_all(&by_key, key.as_str()).map(|_| ()),
+            Cmd::Fill {
+                prefix,
+                start,
+                count,
+            } => (*start..start.saturating_add(*count)).try_for_each(|i| {
+                w.insert(
+                    &kv,
+                    Kv {
+                        key: format!("{prefix}{i:010}"),
+                        value: format!("value-{i}"),
+                    },
+                )
+                .map(|_| ())
+            }),
+        };
+        match res {
+            Ok(()) => Applied::Commit(Resp {
+                revision,
+                error: None,
+            }),
+            Err(e) => Applied::Rollback(Resp {
+                revision: 0,
+                error: Some(e.to_string()),
+            }),
+        }
+    };
+    let sm = PandoStateMachine::<Kvs, _>::new(db.clone(), meta, apply)?;
+    let config = Config {
+        cluster_name: "pandodb-kv".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 1000,
+        election_timeout_max: 2000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(args.snapshot_every),
+        max_in_snapshot_log_to_keep: args.keep_logs,
+        purge_batch_size: 1,
+        ..Config::default()
+    };
+    let config = Arc::new(config.validate()?);
+    let reader: Reader = Arc::new(move |r, key| {
+        let got = r.get(&reader_key, key).map_err(|e| e.to_string())?;
+        Ok(got.map(|kv| serde_json::Value::String(kv.value.clone())))
+    });
+    let raft = match args.log.as_str() {
+        "mem" => Raft::new(args.id, config, HttpNetwork::new(), MemLogStore::new(), sm).await?,
+        other => usage(&format!("--log {other}: expected mem")),
+    };
+    let node = HttpNode::new(args.id, raft.clone(), db, reader);
+    let peers = args.peers.clone();
+    let app = raft_routes(node).route(
+        "/init-peers",
+        axum::routing::post(move || {
+            let raft = raft.clone();
+            let peers = peers.clone();
+            async move {
+                match raft.initialize(peers).await {
+                    Ok(()) => (axum::http::StatusCode::OK, "initialized".to_string()),
+                    Err(e) => (axum::http::StatusCode::BAD_REQUEST, e.to_string()),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(&args.addr).await?;
+    eprintln!(
+        "raft_node {} listening on {}",
+        args.id,
+        listener.local_addr()?
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
