@@ -1,1 +1,346 @@
-//! Multi-process cluster tests (feature `http`).
+//! Multi-process cluster tests (feature `http`): `raft_node` processes on
+//! ephemeral 127.0.0.1 ports, driven over HTTP.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// One `raft_node` process.
+struct Proc {
+    id: u64,
+    addr: String,
+    dir: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.with_extension("log"))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_raft_node"))
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start raft_node");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL (no shutdown of any kind).
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct Cluster {
+    procs: Vec<Proc>,
+    http: reqwest::Client,
+    _tmp: TempDir,
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+impl Cluster {
+    /// Starts `n` nodes (ids 1..=n) with `extra` options each.
+    async fn start(name: &str, n: u64, extra: &[&str]) -> Cluster {
+        let tmp = std::env::temp_dir().join(format!("pandodb-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).expect("tmp dir");
+        let addrs: Vec<String> = (0..n)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let peers: Vec<String> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect();
+        let mut procs = Vec::new();
+        for (i, addr) in addrs.iter().enumerate() {
+            let id = i as u64 + 1;
+            let dir = tmp.join(format!("n{id}"));
+            let mut args: Vec<String> = [
+                "--id",
+                &id.to_string(),
+                "--addr",
+                addr,
+                "--dir",
+                dir.to_str().expect("utf-8 path"),
+                "--peers",
+                &peers.join(","),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let mut p = Proc {
+                id,
+                addr: addr.clone(),
+                dir,
+                args,
+                child: None,
+            };
+            p.start();
+            procs.push(p);
+        }
+        let c = Cluster {
+            procs,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("client"),
+            _tmp: TempDir(tmp),
+        };
+        for p in &c.procs {
+            c.wait_up(p.id).await;
+        }
+        c
+    }
+
+    fn url(&self, id: u64, path: &str) -> String {
+        format!("http://{}{path}", self.procs[id as usize - 1].addr)
+    }
+
+    async fn wait_up(&self, id: u64) {
+        let t = Instant::now();
+        while self.metrics(id).await.is_none() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "node {id} did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn metrics(&self, id: u64) -> Option<Value> {
+        let r = self.http.get(self.url(id, "/metrics")).send().await.ok()?;
+        r.json().await.ok()
+    }
+
+    /// Waits until node `id` sees a leader; returns it.
+    async fn leader(&self, id: u64) -> u64 {
+        let t = Instant::now();
+        loop {
+            if let Some(m) = self.metrics(id).await
+                && let Some(l) = m["current_leader"].as_u64()
+            {
+                return l;
+            }
+            assert!(t.elapsed() < Duration::from_secs(20), "no leader");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn post(&self, id: u64, path: &str, body: &Value) -> (u16, Value) {
+        match self.http.post(self.url(id, path)).json(body).send().await {
+            Ok(r) => (r.status().as_u16(), r.json().await.unwrap_or(Value::Null)),
+            Err(e) => (0, json!({ "error": e.to_string() })),
+        }
+    }
+
+    async fn put(&self, id: u64, key: &str, value: &str) -> (u16, Value) {
+        let cmd = json!({ "Put": { "key": key, "value": value } });
+        self.post(id, "/write", &cmd).await
+    }
+
+    async fn read(&self, id: u64, key: &str, mode: &str) -> (u16, Value) {
+        let url = self.url(id, &format!("/read?key={key}&mode={mode}"));
+        match self.http.get(url).send().await {
+            Ok(r) => (r.status().as_u16(), r.json().await.unwrap_or(Value::Null)),
+            Err(e) => (0, json!({ "error": e.to_string() })),
+        }
+    }
+
+    async fn init(&self) -> u64 {
+        let r = self
+            .http
+            .post(self.url(1, "/init-peers"))
+            .send()
+            .await
+            .expect("init");
+        assert!(r.status().is_success(), "init: {:?}", r.text().await);
+        self.leader(1).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_write_anywhere_read_three_ways() {
+    let t = Instant::now();
+    let c = Cluster::start("three", 3, &[]).await;
+    let leader = c.init().await;
+    let follower = (1..=3).find(|&i| i != leader).expect("a follower");
+
+    // A write sent to a follower is forwarded to the leader.
+    let (status, resp) = c.put(follower, "greeting", "hello").await;
+    assert_eq!(status, 200, "{resp}");
+    assert!(resp["log_id"]["index"].as_u64().is_some(), "{resp}");
+    for i in 1..=3 {
+        let (s, _) = c.put(i, &format!("from-{i}"), &i.to_string()).await;
+        assert_eq!(s, 200);
+    }
+
+    // Linearizable and read-index reads see every acknowledged write, on
+    // every node, right away.
+    for i in 1..=3 {
+        for mode in ["linearizable", "read_index"] {
+            for (k, v) in [("greeting", "hello"), ("from-3", "3")] {
+                let (s, r) = c.read(i, k, mode).await;
+                assert_eq!(s, 200, "{r}");
+                assert_eq!(r["value"], v, "node {i} {mode}: {r}");
+            }
+            let (_, r) = c.read(i, "greeting", mode).await;
+            let by = r["served_by"].as_u64().expect("served_by");
+            if mode == "linearizable" {
+                assert_eq!(by, leader);
+            } else {
+                assert_eq!(by, i);
+            }
+        }
+    }
+    // A stale read is served locally and sees the write eventually.
+    for i in 1..=3 {
+        let t = Instant::now();
+        loop {
+            let (s, r) = c.read(i, "from-1", "stale").await;
+            assert_eq!(s, 200);
+            assert_eq!(r["served_by"], i);
+            if r["value"] == "1" {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "{r}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let (_, r) = c.read(follower, "absent", "read_index").await;
+    assert_eq!(r["value"], Value::Null);
+
+    // Malformed and hostile requests get a 4xx answer, and the node lives.
+    let bad = [
+        ("/write", "{\"Put\":"),
+        ("/write", "{\"Nope\":1}"),
+        ("/raft/append", "[1,2]"),
+        ("/raft/vote", "null"),
+        ("/init", "{\"x\":1}"),
+        ("/change-membership", "\"all\""),
+    ];
+    for (path, body) in bad {
+        let r = c
+            .http
+            .post(c.url(follower, path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("answer");
+        assert!(
+            r.status().is_client_error(),
+            "{path} {body}: {}",
+            r.status()
+        );
+    }
+    for body in [
+        &b"\x00\x00\x00\x05{\"a\""[..],
+        b"\xff\xff\xff\xffxx",
+        b"\x00",
+    ] {
+        let r = c
+            .http
+            .post(c.url(follower, "/raft/snapshot"))
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("answer");
+        assert!(r.status().is_client_error(), "snapshot: {}", r.status());
+    }
+    let (s, _) = c.read(follower, "greeting", "sideways").await;
+    assert_eq!(s, 400);
+    let (s, r) = c.put(follower, "after", "garbage").await;
+    assert_eq!(s, 200, "{r}");
+
+    drop(c);
+    eprintln!("three processes: {:?}", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_node_catches_up_from_a_streamed_snapshot() {
+    // Four processes; the cluster is three of them, logs purged right
+    // behind each snapshot, so the fourth can only catch up by snapshot.
+    let c = Cluster::start("snap", 4, &["--keep-logs", "0"]).await;
+    let members: serde_json::Map<String, Value> = c.procs[..3]
+        .iter()
+        .map(|p| (p.id.to_string(), json!({ "addr": p.addr })))
+        .collect();
+    let (s, r) = c.post(1, "/init", &Value::Object(members)).await;
+    assert_eq!(s, 200, "{r}");
+    let leader = c.leader(1).await;
+    // 3 MiB-ish of data: the snapshot spans several 1 MiB chunks.
+    for start in (0..60_000).step_by(20_000) {
+        let cmd = json!({ "Fill": { "prefix": "k", "start": start, "count": 20_000 } });
+        let (s, r) = c.post(leader, "/write", &cmd).await;
+        assert_eq!(s, 200, "{r}");
+    }
+    let (s, _) = c.post(leader, "/snapshot", &Value::Null).await;
+    assert_eq!(s, 200);
+    let t = Instant::now();
+    while c.metrics(leader).await.expect("metrics")["purged"].is_null() {
+        assert!(t.elapsed() < Duration::from_secs(20), "no purge");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let addr = c.procs[3].addr.clone();
+    let (s, r) = c
+        .post(leader, "/add-learner", &json!({ "id": 4, "addr": addr }))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let t = Instant::now();
+    loop {
+        let (s, r) = c.read(4, "k0000059999", "stale").await;
+        assert_eq!(s, 200);
+        if r["value"] == "value-59999" {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "{r}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let m = c.metrics(4).await.expect("metrics");
+    assert!(
+        !m["snapshot"].is_null(),
+        "node 4 installed no snapshot: {m}"
+    );
+    // The learner becomes a voter and serves read-index reads.
+    let (s, r) = c.post(4, "/change-membership", &json!([1, 2, 3, 4])).await;
+    assert_eq!(s, 421, "a follower does not change membership: {r}");
+    assert_eq!(r["leader_id"], leader);
+    let (s, r) = c
+        .post(leader, "/change-membership", &json!([1, 2, 3, 4]))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let (s, r) = c.put(4, "late", "yes").await;
+    assert_eq!(s, 200, "{r}");
+    let (_, r) = c.read(4, "late", "read_index").await;
+    assert_eq!(r["value"], "yes");
+}
