@@ -25,6 +25,8 @@
 //!   snapshots, provided the application's apply function is deterministic:
 //!   see `docs/RAFT.md` for the rules.
 //!
+//! [`DurableLogStore`] is a durable [`RaftLogStorage`] (a pandodb database
+//! directory in `Durability::Sync`: one fdatasync per appended batch).
 //! [`MemLogStore`] (an in-memory [`RaftLogStorage`]) and [`Router`] (an
 //! in-process network that can cut nodes off) are for tests and examples.
 //! With the feature `http`, [`HttpNetwork`] is a network over HTTP and
@@ -66,6 +68,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod durable_log;
 mod log_store;
 mod meta;
 #[cfg(feature = "http")]
@@ -75,6 +78,7 @@ mod router;
 mod server;
 mod state_machine;
 
+pub use durable_log::DurableLogStore;
 pub use log_store::MemLogStore;
 pub use meta::{MetaTable, RaftMeta, register_meta};
 #[cfg(feature = "http")]

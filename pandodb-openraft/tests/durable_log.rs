@@ -1,0 +1,119 @@
+//! The durable log store: openraft's storage conformance suite
+//! (`openraft::testing::Suite`) against `DurableLogStore`, and what it
+//! finds again after a reopen (entries, vote, committed, purge, truncate).
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::{Cfg, Rng, Sm, fresh, random_log, runtime};
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::{RaftLogReader, StorageError, Vote};
+use pandodb_openraft::DurableLogStore;
+
+/// A fresh directory under the system's temporary directory, removed when
+/// dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "pandodb-raft-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Builder;
+
+impl StoreBuilder<Cfg, DurableLogStore<Cfg>, Sm, TempDir> for Builder {
+    async fn build(&self) -> Result<(TempDir, DurableLogStore<Cfg>, Sm), StorageError<u64>> {
+        let dir = TempDir::new("suite");
+        let log = DurableLogStore::open(&dir.0).expect("open the log");
+        Ok((dir, log, fresh()))
+    }
+}
+
+#[test]
+fn openraft_storage_suite_durable_log() {
+    if let Err(e) = Suite::test_all(Builder) {
+        panic!("the openraft storage suite failed: {e}");
+    }
+}
+
+#[test]
+fn reopen_finds_entries_vote_committed_purge_and_truncate() {
+    let dir = TempDir::new("reopen");
+    let rt = runtime();
+    let log = random_log(&mut Rng(7), 300);
+    rt.block_on(async {
+        let mut s = DurableLogStore::<Cfg>::open(&dir.0).unwrap();
+        // Appended in batches of various sizes.
+        for chunk in log.chunks(37) {
+            append(&mut s, chunk.to_vec()).await;
+        }
+        s.save_vote(&Vote::new_committed(3, 2)).await.unwrap();
+        s.save_committed(Some(log[250].log_id)).await.unwrap();
+        s.purge(log[99].log_id).await.unwrap();
+        s.truncate(log[280].log_id).await.unwrap();
+        // A purge to an older id is a no-op.
+        s.purge(log[10].log_id).await.unwrap();
+        assert_eq!(s.len(), 180);
+    });
+    rt.block_on(async {
+        let mut s = DurableLogStore::<Cfg>::open(&dir.0).unwrap();
+        assert_eq!(
+            s.read_vote().await.unwrap(),
+            Some(Vote::new_committed(3, 2))
+        );
+        assert_eq!(s.read_committed().await.unwrap(), Some(log[250].log_id));
+        let st = s.get_log_state().await.unwrap();
+        assert_eq!(st.last_purged_log_id, Some(log[99].log_id));
+        assert_eq!(st.last_log_id, Some(log[279].log_id));
+        let got = s.try_get_log_entries(0..u64::MAX).await.unwrap();
+        assert_eq!(got, log[100..280].to_vec());
+        let got = s.try_get_log_entries(150..=160).await.unwrap();
+        assert_eq!(got, log[150..=160].to_vec());
+        // Purging everything keeps the last purged id as the last log id.
+        s.purge(log[279].log_id).await.unwrap();
+        assert!(s.is_empty());
+    });
+    rt.block_on(async {
+        let mut s = DurableLogStore::<Cfg>::open(&dir.0).unwrap();
+        let st = s.get_log_state().await.unwrap();
+        assert_eq!(st.last_purged_log_id, Some(log[279].log_id));
+        assert_eq!(st.last_log_id, Some(log[279].log_id));
+        assert_eq!(s.last_purged().unwrap(), Some(log[279].log_id));
+    });
+}
+
+#[test]
+fn a_second_open_of_the_directory_is_refused() {
+    let dir = TempDir::new("twice");
+    let a = DurableLogStore::<Cfg>::open(&dir.0).unwrap();
+    let b = DurableLogStore::<Cfg>::open(&dir.0);
+    assert!(
+        matches!(b, Err(pandodb::Error::AlreadyOpen(_))),
+        "{:?}",
+        b.map(|_| ())
+    );
+    drop(a);
+    DurableLogStore::<Cfg>::open(&dir.0).unwrap();
+}
+
+async fn append(s: &mut DurableLogStore<Cfg>, entries: Vec<openraft::Entry<Cfg>>) {
+    // Waits for the `LogFlushed` callback.
+    s.blocking_append(entries).await.unwrap();
+}
