@@ -8,9 +8,15 @@
 //! ```
 //!
 //! Options: `--log mem` (the default: an in-memory Raft log, lost with
-//! the process), `--snapshot-every N` (build a snapshot every N entries,
-//! default 5000), `--keep-logs N` (entries kept behind a snapshot, default
-//! 1000). `POST /init` with `{}` initializes the cluster with `--peers`.
+//! the process) or `--log durable` (a [`DurableLogStore`] in `DIR/log`,
+//! every appended batch fsynced), `--snapshot-every N` (build a snapshot
+//! every N entries, default 5000; 0: never), `--keep-logs N` (entries kept
+//! behind a snapshot, default 1000). The database itself is in memory: a
+//! restarted node rebuilds it by re-applying its log (and from the
+//! leader), so a durable node that must survive restarts runs with
+//! `--snapshot-every 0` until snapshots are persisted too (a purged log
+//! cannot be re-applied). `POST /init-peers` initializes the cluster with
+//! `--peers`.
 //! Commands (`POST /write`): `{"Put":{"key":"k","value":"v"}}`,
 //! `{"Delete":"k"}`, `{"Fill":{"prefix":"p","start":0,"count":1000}}`
 //! (writes `count` generated objects in one entry: for load tests).
@@ -24,8 +30,8 @@ use std::sync::Arc;
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use pandodb::{Db, Indexer, Query, Schema, WriteTxn};
 use pandodb_openraft::{
-    Applied, HttpNetwork, HttpNode, MemLogStore, PandoStateMachine, Reader, raft_routes,
-    register_meta,
+    Applied, DurableLogStore, HttpNetwork, HttpNode, MemLogStore, PandoStateMachine, Reader,
+    raft_routes, register_meta,
 };
 use serde::{Deserialize, Serialize};
 
@@ -81,7 +87,7 @@ struct Args {
 fn usage(msg: &str) -> ! {
     eprintln!(
         "raft_node: {msg}\nusage: raft_node --id N --addr 127.0.0.1:PORT --dir DIR \
-         [--peers 1=ADDR,2=ADDR,..] [--log mem] [--snapshot-every N] [--keep-logs N]"
+         [--peers 1=ADDR,2=ADDR,..] [--log mem|durable] [--snapshot-every N] [--keep-logs N]"
     );
     std::process::exit(2)
 }
@@ -205,7 +211,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         heartbeat_interval: 100,
         election_timeout_min: 1000,
         election_timeout_max: 2000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(args.snapshot_every),
+        snapshot_policy: match args.snapshot_every {
+            0 => SnapshotPolicy::Never,
+            n => SnapshotPolicy::LogsSinceLast(n),
+        },
         max_in_snapshot_log_to_keep: args.keep_logs,
         purge_batch_size: 1,
         ..Config::default()
@@ -217,7 +226,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     });
     let raft = match args.log.as_str() {
         "mem" => Raft::new(args.id, config, HttpNetwork::new(), MemLogStore::new(), sm).await?,
-        other => usage(&format!("--log {other}: expected mem")),
+        "durable" => {
+            let log = DurableLogStore::open(args.dir.join("log"))?;
+            Raft::new(args.id, config, HttpNetwork::new(), log, sm).await?
+        }
+        other => usage(&format!("--log {other}: expected mem or durable")),
     };
     let node = HttpNode::new(args.id, raft.clone(), db, reader);
     let peers = args.peers.clone();
