@@ -76,6 +76,7 @@ pub mod net;
 mod router;
 #[cfg(feature = "http")]
 mod server;
+mod snapshot_dir;
 mod state_machine;
 
 pub use durable_log::DurableLogStore;

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::io::Cursor;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
@@ -16,6 +17,7 @@ use openraft::{
 use pandodb::{Db, ReadTxn, WriteTxn};
 
 use crate::meta::{MetaTable, RaftMeta};
+use crate::snapshot_dir::SnapshotDir;
 
 /// What the application's apply function decided about its writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,14 +76,38 @@ fn lock<C: RaftTypeConfig>(c: &Current<C>) -> MutexGuard<'_, Option<StoredSnapsh
     c.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Keeps `new` as the current snapshot unless the current one is newer.
-fn offer<C: RaftTypeConfig>(current: &Current<C>, new: StoredSnapshot<C>) {
+/// Keeps `new` as the current snapshot unless the current one is newer;
+/// with a snapshot directory, writes it there durably first (under the
+/// lock, so that files are written in the order of their snapshots).
+fn offer<C: RaftTypeConfig>(
+    current: &Current<C>,
+    dir: Option<&SnapshotDir>,
+    new: StoredSnapshot<C>,
+) -> pandodb::Result<()> {
     let mut cur = lock(current);
     if cur
         .as_ref()
         .is_none_or(|c| c.meta.last_log_id <= new.meta.last_log_id)
     {
+        if let Some(dir) = dir {
+            dir.save::<C>(&new.meta, &new.bytes)?;
+        }
         *cur = Some(new);
+    }
+    Ok(())
+}
+
+/// Runs `f` on a blocking thread when there is a Tokio runtime (file I/O
+/// and serialization are not for the runtime's workers), else inline.
+async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> pandodb::Result<T> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => match rt.spawn_blocking(f).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+        Err(_) => f().map_err(|e| e.to_string()),
     }
 }
 
@@ -111,6 +137,8 @@ pub struct PandoStateMachine<C: RaftTypeConfig, A> {
     /// applied or installed.
     revision: u64,
     current: Current<C>,
+    /// Where snapshots are persisted ([`PandoStateMachine::open_persisted`]).
+    dir: Option<Arc<SnapshotDir>>,
 }
 
 impl<C: RaftTypeConfig, A> fmt::Debug for PandoStateMachine<C, A> {
@@ -139,7 +167,65 @@ impl<C: RaftTypeConfig, A: Apply<C>> PandoStateMachine<C, A> {
             membership: m.membership,
             revision,
             current: Arc::default(),
+            dir: None,
         })
+    }
+
+    /// A state machine whose snapshots are persisted in `snapshot_dir` (a
+    /// directory of its own, created if missing): every snapshot built or
+    /// installed is written there durably (temporary file, fsync, rename,
+    /// directory fsync) before openraft hears of it, so openraft, which
+    /// purges the log only up to its last snapshot, never purges past what
+    /// is on disk, whatever the database's durability.
+    ///
+    /// On open, the newest snapshot of the directory becomes the current
+    /// one (what `get_current_snapshot` returns); when it is ahead of `db`
+    /// (a [`Db::new`], or a database opened in a durability that lost
+    /// entries), it is installed into `db` first, and openraft replays the
+    /// log from there. A database ahead of it (opened in
+    /// `Durability::Sync`) is kept as it is. Leftover temporary files are
+    /// removed. A damaged snapshot file is
+    /// [`pandodb::Error::Corrupt`], never a panic; one whose data does not
+    /// match its metadata is `Corrupt` too.
+    ///
+    /// `docs/RAFT.md` lists the supported combinations of database
+    /// durability, log store and snapshots, and what each costs.
+    pub fn open_persisted(
+        db: Db,
+        meta: MetaTable<C>,
+        app: A,
+        snapshot_dir: impl AsRef<Path>,
+    ) -> pandodb::Result<Self> {
+        let dir = SnapshotDir::open(snapshot_dir.as_ref())?;
+        let loaded = dir.load::<C>()?;
+        let mut sm = Self::new(db, meta, app)?;
+        sm.dir = Some(Arc::new(dir));
+        let Some((smeta, bytes)) = loaded else {
+            return Ok(sm);
+        };
+        let index = |l: &Option<LogId<C::NodeId>>| l.as_ref().map(|l| l.index);
+        if index(&smeta.last_log_id) > index(&sm.last_applied) {
+            let revision = sm.db.install_snapshot(&bytes[..])?;
+            let (m, _) = sm.meta.read(&sm.db.read())?;
+            if m.last_applied != smeta.last_log_id {
+                return Err(pandodb::Error::Corrupt {
+                    file: snapshot_dir.as_ref().display().to_string(),
+                    offset: 0,
+                    detail: format!(
+                        "the snapshot's data was applied up to {:?}, its metadata says {:?}",
+                        m.last_applied, smeta.last_log_id
+                    ),
+                });
+            }
+            sm.revision = revision;
+            sm.last_applied = m.last_applied;
+            sm.membership = m.membership;
+        }
+        *lock(&sm.current) = Some(StoredSnapshot {
+            meta: smeta,
+            bytes: Arc::new(bytes),
+        });
+        Ok(sm)
     }
 
     /// The database (a cheap handle: clone it to read).
@@ -258,6 +344,7 @@ where
             view: self.db.read(),
             meta: self.meta.clone(),
             current: self.current.clone(),
+            dir: self.dir.clone(),
         }
     }
 
@@ -293,14 +380,16 @@ where
         if mismatch {
             return Err(snap_err(&msg));
         }
-        offer(
-            &self.current,
-            StoredSnapshot {
-                meta: meta.clone(),
-                bytes: Arc::new(bytes),
-            },
-        );
-        Ok(())
+        let (current, dir) = (self.current.clone(), self.dir.clone());
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            bytes: Arc::new(bytes),
+        };
+        off_runtime(move || offer(&current, dir.as_deref(), stored))
+            .await
+            .map_err(|e| {
+                StorageIOError::write_snapshot(Some(meta.signature()), AnyError::error(e)).into()
+            })
     }
 
     async fn get_current_snapshot(
@@ -320,6 +409,7 @@ pub struct PandoSnapshotBuilder<C: RaftTypeConfig> {
     view: ReadTxn,
     meta: MetaTable<C>,
     current: Current<C>,
+    dir: Option<Arc<SnapshotDir>>,
 }
 
 impl<C: RaftTypeConfig> PandoSnapshotBuilder<C> {
@@ -335,21 +425,6 @@ where
 {
     async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError<C::NodeId>> {
         let (m, _) = self.meta.read(&self.view).map_err(read_err)?;
-        let view = self.view.clone();
-        let write = move || -> pandodb::Result<Vec<u8>> {
-            let mut bytes = Vec::new();
-            view.snapshot_to(&mut bytes)?;
-            Ok(bytes)
-        };
-        // Serializing a large database is CPU work: keep it off the
-        // runtime's worker threads when there is a Tokio runtime.
-        let bytes = match tokio::runtime::Handle::try_current() {
-            Ok(rt) => rt.spawn_blocking(write).await.map_err(|e| {
-                StorageIOError::write_snapshot(None, AnyError::error(e.to_string()))
-            })?,
-            Err(_) => write(),
-        }
-        .map_err(|e| StorageIOError::write_snapshot(None, AnyError::error(e.to_string())))?;
         let snapshot_id = match &m.last_applied {
             Some(l) => format!("{}-{}-r{}", l.leader_id, l.index, self.view.revision()),
             None => format!("none-r{}", self.view.revision()),
@@ -359,14 +434,23 @@ where
             last_membership: m.membership,
             snapshot_id,
         };
-        let bytes = Arc::new(bytes);
-        offer(
-            &self.current,
-            StoredSnapshot {
-                meta: meta.clone(),
+        let (view, current, dir) = (self.view.clone(), self.current.clone(), self.dir.clone());
+        let stored_meta = meta.clone();
+        // Serializing a large database is CPU work, persisting it I/O:
+        // both off the runtime's worker threads.
+        let bytes = off_runtime(move || -> pandodb::Result<Arc<Vec<u8>>> {
+            let mut bytes = Vec::new();
+            view.snapshot_to(&mut bytes)?;
+            let bytes = Arc::new(bytes);
+            let stored = StoredSnapshot {
+                meta: stored_meta,
                 bytes: bytes.clone(),
-            },
-        );
+            };
+            offer(&current, dir.as_deref(), stored)?;
+            Ok(bytes)
+        })
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(None, AnyError::error(e)))?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes.as_ref().clone())),

@@ -1,48 +1,27 @@
 //! The durable log store: openraft's storage conformance suite
-//! (`openraft::testing::Suite`) against `DurableLogStore`, and what it
-//! finds again after a reopen (entries, vote, committed, purge, truncate).
+//! (`openraft::testing::Suite`) against `DurableLogStore` and a state
+//! machine with persisted snapshots, and what the log finds again after a
+//! reopen (entries, vote, committed, purge, truncate).
 
 mod common;
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use common::{Cfg, Rng, Sm, fresh, random_log, runtime};
+use common::{Cfg, Rng, Sm, TempDir, random_log, runtime, schema};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{RaftLogReader, StorageError, Vote};
 use pandodb_openraft::DurableLogStore;
-
-/// A fresh directory under the system's temporary directory, removed when
-/// dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "pandodb-raft-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 struct Builder;
 
 impl StoreBuilder<Cfg, DurableLogStore<Cfg>, Sm, TempDir> for Builder {
     async fn build(&self) -> Result<(TempDir, DurableLogStore<Cfg>, Sm), StorageError<u64>> {
         let dir = TempDir::new("suite");
-        let log = DurableLogStore::open(&dir.0).expect("open the log");
-        Ok((dir, log, fresh()))
+        let log = DurableLogStore::open(dir.0.join("log")).expect("open the log");
+        // With persisted snapshots, as a production node runs it.
+        let (s, meta, app) = schema();
+        let sm = Sm::open_persisted(pandodb::Db::new(s), meta, app, dir.0.join("snap"))
+            .expect("open the state machine");
+        Ok((dir, log, sm))
     }
 }
 
