@@ -389,7 +389,17 @@ async fn sigkill_mid_write_loses_no_acknowledged_write() {
     // PANDODB_CRASH_LOG=mem shows that the test catches a log that
     // forgets: it fails with the in-memory log.
     let log = std::env::var("PANDODB_CRASH_LOG").unwrap_or_else(|_| "durable".into());
-    let mut c = Cluster::start("crash", 3, &["--log", &log, "--snapshot-every", "0"]).await;
+    // Snapshots every 500 entries and a short log behind them: restarts
+    // go through persisted snapshots, log replay and snapshot transfers.
+    let args = [
+        "--log",
+        &log,
+        "--snapshot-every",
+        "500",
+        "--keep-logs",
+        "100",
+    ];
+    let mut c = Cluster::start("crash", 3, &args).await;
     c.init().await;
 
     let c_http = c.http.clone();
@@ -490,6 +500,17 @@ async fn sigkill_mid_write_loses_no_acknowledged_write() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    // Snapshots were built, persisted and served along the way.
+    let mut snapshots = Vec::new();
+    for i in 1..=3 {
+        let m = c.metrics(i).await.expect("metrics");
+        snapshots.push(m["snapshot"]["index"].as_u64());
+        let dir = c.procs[i as usize - 1].dir.join("snapshots");
+        let files = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        if target > 1000 {
+            assert!(files > 0, "node {i}: no persisted snapshot in {dir:?}");
+        }
+    }
     // ... and holds every acknowledged write.
     for i in 1..=3 {
         for &k in &acked {
@@ -505,7 +526,8 @@ async fn sigkill_mid_write_loses_no_acknowledged_write() {
     eprintln!(
         "crash test: {kills} kills ({cluster_kills} of all 3 nodes at once, {leader_kills} \
          leaders killed), {} writes acknowledged, \
-         {failed} failed or unknown, all present on 3 nodes; {:?}",
+         {failed} failed or unknown, all present on 3 nodes; last entry {target}, \
+         snapshots at {snapshots:?}; {:?}",
         acked.len(),
         t0.elapsed()
     );

@@ -11,12 +11,11 @@
 //! the process) or `--log durable` (a [`DurableLogStore`] in `DIR/log`,
 //! every appended batch fsynced), `--snapshot-every N` (build a snapshot
 //! every N entries, default 5000; 0: never), `--keep-logs N` (entries kept
-//! behind a snapshot, default 1000). The database itself is in memory: a
-//! restarted node rebuilds it by re-applying its log (and from the
-//! leader), so a durable node that must survive restarts runs with
-//! `--snapshot-every 0` until snapshots are persisted too (a purged log
-//! cannot be re-applied). `POST /init-peers` initializes the cluster with
-//! `--peers`.
+//! behind a snapshot, default 1000). The database itself is in memory;
+//! with `--log durable` snapshots are persisted in `DIR/snapshots`
+//! ([`PandoStateMachine::open_persisted`]), and a restarted node installs
+//! the newest one and re-applies its log after it. `POST /init-peers`
+//! initializes the cluster with `--peers`.
 //! Commands (`POST /write`): `{"Put":{"key":"k","value":"v"}}`,
 //! `{"Delete":"k"}`, `{"Fill":{"prefix":"p","start":0,"count":1000}}`
 //! (writes `count` generated objects in one entry: for load tests).
@@ -205,7 +204,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             }),
         }
     };
-    let sm = PandoStateMachine::<Kvs, _>::new(db.clone(), meta, apply)?;
+    // With the durable log, snapshots are persisted in DIR/snapshots: a
+    // restarted node installs the newest one and replays the log after it.
+    let sm = if args.log == "durable" {
+        PandoStateMachine::<Kvs, _>::open_persisted(
+            db.clone(),
+            meta,
+            apply,
+            args.dir.join("snapshots"),
+        )?
+    } else {
+        PandoStateMachine::<Kvs, _>::new(db.clone(), meta, apply)?
+    };
     let config = Config {
         cluster_name: "pandodb-kv".into(),
         heartbeat_interval: 100,
