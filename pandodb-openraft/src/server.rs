@@ -166,7 +166,15 @@ type Node<C> = State<Arc<HttpNode<C>>>;
 /// | `POST /snapshot` | builds a snapshot now |
 /// | `GET /metrics` | openraft's `RaftMetrics` |
 ///
-/// A malformed body gets a 4xx answer; errors are an [`ApiError`].
+/// A malformed body or query gets a 4xx answer; errors are an
+/// [`ApiError`]. For `/write`: 200 is committed and applied; 421 (only for
+/// a forwarded request, or when retries ran out) is "not the leader" and
+/// nothing was written (openraft answers `ForwardToLeader` only for an
+/// entry it never proposed or truncated); any other error, 504 (the
+/// forwarded request's answer was lost) and 503 included, leaves the
+/// outcome unknown: a client retrying it must make its command idempotent.
+/// There is no authentication: serve it on a trusted network (the node
+/// binary binds where it is told, 127.0.0.1 in the tests).
 pub fn raft_routes<C: HttpTypeConfig>(node: HttpNode<C>) -> axum::Router
 where
     C::D: Clone,
@@ -274,8 +282,13 @@ where
                 }
                 last = ApiError::not_leader(&f);
                 if let Some(addr) = leader_of(&f) {
-                    match forward::<C::D, ClientWriteResponse<C>, C>(&n, &addr, "/write", &cmd)
-                        .await
+                    match forward::<C::D, ClientWriteResponse<C>, C>(
+                        &n,
+                        &addr,
+                        "/write",
+                        Some(&cmd),
+                    )
+                    .await
                     {
                         Forwarded::Done(r) => return r.map(Json),
                         Forwarded::Retry(e) => last = e,
@@ -296,21 +309,20 @@ enum Forwarded<T> {
     Retry(ApiError),
 }
 
-/// Sends `body` to the leader at `addr` (a POST, or a GET of `path` as is
-/// when `body` is `()`), marked as forwarded. A failure to connect or a
+/// Sends the request to the leader at `addr` (a POST of `body`, or a GET
+/// of `path` when there is none), marked as forwarded. A failure to connect or a
 /// "not the leader" answer may be retried; anything else is final (a
 /// write whose answer was lost may have been applied).
 async fn forward<B: Serialize, T: serde::de::DeserializeOwned, C: HttpTypeConfig>(
     n: &HttpNode<C>,
     addr: &str,
     path: &str,
-    body: &B,
+    body: Option<&B>,
 ) -> Forwarded<T> {
     let url = format!("http://{addr}{path}");
-    let req = if std::mem::size_of::<B>() == 0 {
-        n.client.get(url)
-    } else {
-        n.client.post(url).json(body)
+    let req = match body {
+        Some(b) => n.client.post(url).json(b),
+        None => n.client.get(url),
     };
     let resp = match req.header(FORWARDED, n.id.to_string()).send().await {
         Ok(r) => r,
@@ -387,7 +399,7 @@ async fn read<C: HttpTypeConfig>(
         last = ApiError::not_leader(&f);
         if let Some(addr) = leader_of(&f) {
             let path = format!("/read?key={}&mode=linearizable", urlencode(&q.key));
-            match forward::<(), ReadResponse, C>(&n, &addr, &path, &()).await {
+            match forward::<(), ReadResponse, C>(&n, &addr, &path, None).await {
                 Forwarded::Done(r) => return r.map(Json),
                 Forwarded::Retry(e) => last = e,
             }
@@ -408,7 +420,8 @@ async fn read_index_of<C: HttpTypeConfig>(
         Err(e) => match e.forward_to_leader().cloned() {
             Some(f) if !forwarded => match leader_of(&f) {
                 Some(addr) => {
-                    match forward::<(), Option<LogId<u64>>, C>(n, &addr, "/read-index", &()).await {
+                    match forward::<(), Option<LogId<u64>>, C>(n, &addr, "/read-index", None).await
+                    {
                         Forwarded::Done(r) => r.map(|l| l.map(|l| l.index)),
                         Forwarded::Retry(e) => Err(e),
                     }
