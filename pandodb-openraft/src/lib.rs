@@ -68,6 +68,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod dedup;
 mod durable_log;
 mod log_store;
 mod meta;
@@ -79,9 +80,10 @@ mod server;
 mod snapshot_dir;
 mod state_machine;
 
+pub use dedup::{ClientRow, DEDUP_TABLE, Dedup, DedupTable, Idempotent, RequestId, register_dedup};
 pub use durable_log::DurableLogStore;
 pub use log_store::MemLogStore;
-pub use meta::{MetaTable, RaftMeta, register_meta};
+pub use meta::{META_TABLE, MetaTable, RaftMeta, register_meta};
 #[cfg(feature = "http")]
 pub use net::{HttpNetwork, HttpPeer, HttpTypeConfig};
 pub use router::{NodeNetwork, Router, RouterClient};

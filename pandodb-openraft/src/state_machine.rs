@@ -47,6 +47,15 @@ pub trait Apply<C: RaftTypeConfig>: Send + Sync + 'static {
     /// The response for an entry that carries no command: blank and
     /// membership entries, and entries skipped as already applied.
     fn empty_response(&self) -> C::R;
+
+    /// Called after `apply` returned [`Applied::Rollback`], in the fresh
+    /// write transaction that records the entry as applied (the rolled
+    /// back writes are gone): what is written here is committed with the
+    /// entry. Does nothing by default; [`Dedup`](crate::Dedup) records the
+    /// request's response here. The determinism rules of `apply` hold.
+    fn rolled_back(&self, txn: &mut WriteTxn, command: &C::D, response: &C::R) {
+        let _ = (txn, command, response);
+    }
 }
 
 impl<C, F> Apply<C> for F
@@ -287,6 +296,7 @@ impl<C: RaftTypeConfig, A: Apply<C>> PandoStateMachine<C, A> {
                 Applied::Rollback(r) => {
                     drop(w);
                     w = self.db.write_all();
+                    self.app.rolled_back(&mut w, cmd, &r);
                     r
                 }
             },

@@ -3,11 +3,16 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::Cursor;
 
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Membership};
 use pandodb::{Db, Error, Index, Indexer, Query, Schema, Table, WriteTxn};
-use pandodb_openraft::{Applied, Apply, MetaTable, PandoStateMachine, register_meta};
+use pandodb_openraft::{
+    Applied, Apply, Dedup, Idempotent, MetaTable, PandoStateMachine, RequestId, register_dedup,
+    register_meta,
+};
 use serde::{Deserialize, Serialize};
 
 /// A row.
@@ -35,6 +40,20 @@ pub enum Cmd {
     Batch(Vec<Kv>),
     /// Delete every row with this tag.
     DeleteTag(String),
+    /// A command with a client request id (deduplicated by `Dedup`).
+    Tagged {
+        id: RequestId,
+        cmd: Box<Cmd>,
+    },
+}
+
+impl Idempotent for Cmd {
+    fn request_id(&self) -> Option<RequestId> {
+        match self {
+            Cmd::Tagged { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
 }
 
 /// A response.
@@ -118,6 +137,7 @@ impl Apply<Cfg> for KvApp {
                     w.delete_all(&self.by_tag, t.as_str())?;
                     Applied::Commit(Resp::Ok)
                 }
+                Cmd::Tagged { cmd, .. } => self.apply(w, cmd),
             })
         })();
         r.unwrap_or(Applied::Rollback(Resp::Failed))
@@ -140,6 +160,23 @@ pub fn schema() -> (Schema, MetaTable<Cfg>, KvApp) {
     t.serde();
     let kv = s.add(t).unwrap();
     (s.build().unwrap(), meta, KvApp { kv, by_key, by_tag })
+}
+
+/// The application with request deduplication.
+pub type DedupApp = Dedup<Cfg, KvApp>;
+
+/// The schema with the deduplication table too.
+pub fn schema_dedup() -> (Schema, MetaTable<Cfg>, DedupApp) {
+    let mut s = Schema::builder();
+    let meta = register_meta::<Cfg>(&mut s).unwrap();
+    let dedup = register_dedup::<Cfg>(&mut s).unwrap();
+    let mut t = s.table::<Kv>("kv");
+    let by_key = t.primary("key", Indexer::string(|r: &Kv| r.key.as_str()));
+    let by_tag = t.index("tag", Indexer::string(|r: &Kv| r.tag.as_str()));
+    t.serde();
+    let kv = s.add(t).unwrap();
+    let app = KvApp { kv, by_key, by_tag };
+    (s.build().unwrap(), meta, Dedup::new(dedup, app))
 }
 
 /// A fresh replica.
