@@ -320,17 +320,14 @@ async fn new_node_catches_up_from_a_streamed_snapshot() {
     loop {
         let (s, r) = c.read(4, "k0000059999", "stale").await;
         assert_eq!(s, 200);
-        if r["value"] == "value-59999" {
+        // The metrics follow the install a moment later.
+        let m = c.metrics(4).await.expect("metrics");
+        if r["value"] == "value-59999" && !m["snapshot"].is_null() {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(30), "{r}");
+        assert!(t.elapsed() < Duration::from_secs(30), "{r} {m}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let m = c.metrics(4).await.expect("metrics");
-    assert!(
-        !m["snapshot"].is_null(),
-        "node 4 installed no snapshot: {m}"
-    );
     // The learner becomes a voter and serves read-index reads.
     let (s, r) = c.post(4, "/change-membership", &json!([1, 2, 3, 4])).await;
     assert_eq!(s, 421, "a follower does not change membership: {r}");
@@ -368,7 +365,9 @@ fn env_u64(name: &str, default: u64) -> u64 {
 /// SIGKILLs a node at random moments while clients write (to every node:
 /// followers forward), restarts it on the same durable log, and checks
 /// that every write a client saw acknowledged is on every node once they
-/// caught up. One kill in five kills all three nodes at once.
+/// caught up, and that increments retried with request ids (until
+/// acknowledged) applied exactly once. One kill in five kills all three
+/// nodes at once.
 /// `PANDODB_CRASH_KILLS` (default 20) sets the number of kills.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_write_loses_no_acknowledged_write() {
@@ -406,9 +405,50 @@ async fn sigkill_mid_write_loses_no_acknowledged_write() {
     let urls: Arc<Vec<String>> = Arc::new((1..=3).map(|i| c.url(i, "/write")).collect());
     let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicU64::new(0));
+    // Writers 0 and 2 put fresh keys and remember the acknowledged ones;
+    // writers 1 and 3 increment a counter of their own with request ids,
+    // retrying a write whose outcome they did not learn (to any node) until
+    // it is acknowledged: each increment must apply exactly once.
     let mut writers = Vec::new();
+    let mut counters = Vec::new();
     for w in 0..4u64 {
         let (http, urls, stop, next) = (c_http.clone(), urls.clone(), stop.clone(), next.clone());
+        if w % 2 == 1 {
+            let client = seed.rotate_left(w as u32 * 16) ^ w;
+            counters.push(tokio::spawn(async move {
+                let key = format!("ctr{w}");
+                let (mut seq, mut failed, mut k, mut bad) = (1u64, 0u64, w, Vec::new());
+                let mut pending = false;
+                while pending || !stop.load(Ordering::Relaxed) {
+                    let cmd =
+                        json!({ "Incr": { "key": key, "req": { "client": client, "seq": seq } } });
+                    k += 1;
+                    let r = http
+                        .post(&urls[(k % 3) as usize])
+                        .timeout(Duration::from_secs(5))
+                        .json(&cmd)
+                        .send()
+                        .await;
+                    let v = match r {
+                        Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
+                        _ => Value::Null,
+                    };
+                    if v["data"]["error"].is_null() && !v["data"]["value"].is_null() {
+                        if v["data"]["value"].as_str().and_then(|s| s.parse().ok()) != Some(seq) {
+                            bad.push(format!("{key} seq {seq} answered {}", v["data"]));
+                        }
+                        seq += 1;
+                        pending = false;
+                    } else {
+                        failed += 1;
+                        pending = true;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                (key, seq - 1, failed, bad)
+            }));
+            continue;
+        }
         writers.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             let mut failed = 0u64;
@@ -475,6 +515,16 @@ async fn sigkill_mid_write_loses_no_acknowledged_write() {
         acked.extend(a);
         failed += f;
     }
+    let mut incrs = Vec::new();
+    for w in counters {
+        let (key, n, f, bad) = w.await.expect("counter writer");
+        assert!(
+            bad.is_empty(),
+            "an increment applied twice or lost: {bad:?}"
+        );
+        failed += f;
+        incrs.push((key, n));
+    }
     assert!(
         acked.len() > 100,
         "only {} writes acknowledged",
@@ -522,11 +572,20 @@ async fn sigkill_mid_write_loses_no_acknowledged_write() {
                 "node {i} lost acknowledged write w{k}"
             );
         }
+        for (key, n) in &incrs {
+            let (s, r) = c.read(i, key, "stale").await;
+            assert_eq!(s, 200, "{r}");
+            assert_eq!(
+                r["value"],
+                n.to_string(),
+                "node {i}: {key} after {n} increments"
+            );
+        }
     }
     eprintln!(
         "crash test: {kills} kills ({cluster_kills} of all 3 nodes at once, {leader_kills} \
-         leaders killed), {} writes acknowledged, \
-         {failed} failed or unknown, all present on 3 nodes; last entry {target}, \
+         leaders killed), {} puts acknowledged, increments {incrs:?} each applied once, \
+         {failed} attempts failed or unknown, all present on 3 nodes; last entry {target}, \
          snapshots at {snapshots:?}; {:?}",
         acked.len(),
         t0.elapsed()

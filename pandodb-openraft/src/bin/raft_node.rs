@@ -17,8 +17,11 @@
 //! the newest one and re-applies its log after it. `POST /init-peers`
 //! initializes the cluster with `--peers`.
 //! Commands (`POST /write`): `{"Put":{"key":"k","value":"v"}}`,
-//! `{"Delete":"k"}`, `{"Fill":{"prefix":"p","start":0,"count":1000}}`
-//! (writes `count` generated objects in one entry: for load tests).
+//! `{"Delete":{"key":"k"}}`, `{"Incr":{"key":"k"}}` (answers the new
+//! count), each with an optional request id
+//! `"req":{"client":C,"seq":S}` that makes a retry apply once, and
+//! `{"Fill":{"prefix":"p","start":0,"count":1000}}` (writes `count`
+//! generated objects in one entry: for load tests).
 //! Reads: `GET /read?key=k&mode=linearizable|read_index|stale`.
 //! See docs/RAFT.md.
 
@@ -29,8 +32,8 @@ use std::sync::Arc;
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use pandodb::{Db, Indexer, Query, Schema, WriteTxn};
 use pandodb_openraft::{
-    Applied, DurableLogStore, HttpNetwork, HttpNode, MemLogStore, PandoStateMachine, Reader,
-    raft_routes, register_meta,
+    Applied, Dedup, DurableLogStore, HttpNetwork, HttpNode, Idempotent, MemLogStore,
+    PandoStateMachine, Reader, RequestId, raft_routes, register_dedup, register_meta,
 };
 use serde::{Deserialize, Serialize};
 
@@ -41,13 +44,32 @@ struct Kv {
     value: String,
 }
 
-/// The store's commands.
+/// The store's commands. `req` (optional) is a request id: a command
+/// retried with the same id is applied once (the node deduplicates with
+/// [`Dedup`]), so a client may resend a write whose outcome it does not
+/// know.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Cmd {
     /// Insert or replace a pair.
-    Put { key: String, value: String },
+    Put {
+        key: String,
+        value: String,
+        #[serde(default)]
+        req: Option<RequestId>,
+    },
     /// Remove a key.
-    Delete(String),
+    Delete {
+        key: String,
+        #[serde(default)]
+        req: Option<RequestId>,
+    },
+    /// Add one to the number stored at `key` (absent: 0); answers the new
+    /// value.
+    Incr {
+        key: String,
+        #[serde(default)]
+        req: Option<RequestId>,
+    },
     /// Insert `count` pairs `{prefix}{i:010}` = `value-{i}` for `i` from
     /// `start`: bulk data for load tests, in one entry.
     Fill {
@@ -57,12 +79,23 @@ enum Cmd {
     },
 }
 
+impl Idempotent for Cmd {
+    fn request_id(&self) -> Option<RequestId> {
+        match self {
+            Cmd::Put { req, .. } | Cmd::Delete { req, .. } | Cmd::Incr { req, .. } => *req,
+            Cmd::Fill { .. } => None,
+        }
+    }
+}
+
 /// The answer to a command: the revision it was written as (0 when it
-/// failed and wrote nothing).
+/// failed and wrote nothing, or for a duplicate of an older request), and
+/// the new value of an `Incr`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Resp {
     revision: u64,
     error: Option<String>,
+    value: Option<String>,
 }
 
 openraft::declare_raft_types!(
@@ -159,51 +192,51 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&args.dir)?;
     let mut s = Schema::builder();
     let meta = register_meta::<Kvs>(&mut s)?;
+    let dedup = register_dedup::<Kvs>(&mut s)?;
     let mut t = s.table::<Kv>("kv");
     let by_key = t.primary("key", Indexer::string(|kv: &Kv| kv.key.as_str()));
     t.serde();
-    let kv = s.add(t)?;
+    let kv_table = s.add(t)?;
     let db = Db::new(s.build()?);
     let reader_key = by_key.clone();
     let apply = move |w: &mut WriteTxn, cmd: &Cmd| {
         let revision = w.base_revision() + 1;
+        let put = |w: &mut WriteTxn, key: &str, value: String| {
+            let kv = Kv {
+                key: key.to_string(),
+                value,
+            };
+            w.insert(&kv_table, kv).map(|_| ())
+        };
         let res = match cmd {
-            Cmd::Put { key, value } => w
-                .insert(
-                    &kv,
-                    Kv {
-                        key: key.clone(),
-                        value: value.clone(),
-                    },
-                )
-                .map(|_| ()),
-            Cmd::Delete(key) => w.delete_all(&by_key, key.as_str()).map(|_| ()),
+            Cmd::Put { key, value, .. } => put(w, key, value.clone()).map(|()| None),
+            Cmd::Delete { key, .. } => w.delete_all(&by_key, key.as_str()).map(|_| None),
+            Cmd::Incr { key, .. } => w.get(&by_key, key.as_str()).and_then(|cur| {
+                let n = cur.and_then(|kv| kv.value.parse::<u64>().ok()).unwrap_or(0) + 1;
+                put(w, key, n.to_string()).map(|()| Some(n.to_string()))
+            }),
             Cmd::Fill {
                 prefix,
                 start,
                 count,
-            } => (*start..start.saturating_add(*count)).try_for_each(|i| {
-                w.insert(
-                    &kv,
-                    Kv {
-                        key: format!("{prefix}{i:010}"),
-                        value: format!("value-{i}"),
-                    },
-                )
-                .map(|_| ())
-            }),
+            } => (*start..start.saturating_add(*count))
+                .try_for_each(|i| put(w, &format!("{prefix}{i:010}"), format!("value-{i}")))
+                .map(|()| None),
         };
         match res {
-            Ok(()) => Applied::Commit(Resp {
+            Ok(value) => Applied::Commit(Resp {
                 revision,
                 error: None,
+                value,
             }),
             Err(e) => Applied::Rollback(Resp {
                 revision: 0,
                 error: Some(e.to_string()),
+                value: None,
             }),
         }
     };
+    let apply = Dedup::new(dedup, apply);
     // With the durable log, snapshots are persisted in DIR/snapshots: a
     // restarted node installs the newest one and replays the log after it.
     let sm = if args.log == "durable" {
