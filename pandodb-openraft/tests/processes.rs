@@ -56,8 +56,14 @@ struct Cluster {
 struct TempDir(PathBuf);
 
 impl Drop for TempDir {
+    /// Removes the nodes' directories, unless the test failed: then their
+    /// logs (`nN.log`) and data are kept for a look.
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if std::thread::panicking() {
+            eprintln!("kept the nodes' directories and logs in {:?}", self.0);
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
