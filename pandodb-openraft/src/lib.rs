@@ -90,5 +90,6 @@ pub use router::{NodeNetwork, Router, RouterClient};
 #[cfg(feature = "http")]
 pub use server::{
     AddLearner, ApiError, FORWARDED, HttpNode, ReadMode, ReadResponse, Reader, raft_routes,
+    require_token,
 };
 pub use state_machine::{Applied, Apply, PandoSnapshotBuilder, PandoStateMachine};

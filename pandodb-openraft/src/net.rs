@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::io::Cursor;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -79,6 +80,7 @@ pub(crate) struct SnapshotHeader<C: RaftTypeConfig> {
 #[derive(Clone, Debug)]
 pub struct HttpNetwork {
     client: reqwest::Client,
+    token: Option<Arc<str>>,
 }
 
 impl Default for HttpNetwork {
@@ -92,7 +94,28 @@ impl HttpNetwork {
     pub fn new() -> Self {
         HttpNetwork {
             client: http_client(),
+            token: None,
         }
+    }
+
+    /// Sends `token` as `Authorization: Bearer <token>` with every RPC, for
+    /// peers whose endpoints require it ([`HttpNode::with_token`]).
+    ///
+    /// [`HttpNode::with_token`]: crate::HttpNode::with_token
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into().into());
+        self
+    }
+}
+
+/// Adds the bearer token, if any, to a request.
+pub(crate) fn authorize(
+    req: reqwest::RequestBuilder,
+    token: Option<&str>,
+) -> reqwest::RequestBuilder {
+    match token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
     }
 }
 
@@ -111,6 +134,7 @@ impl<C: HttpTypeConfig> RaftNetworkFactory<C> for HttpNetwork {
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> HttpPeer {
         HttpPeer {
             client: self.client.clone(),
+            token: self.token.clone(),
             target,
             base: format!("http://{}", node.addr),
         }
@@ -121,6 +145,7 @@ impl<C: HttpTypeConfig> RaftNetworkFactory<C> for HttpNetwork {
 #[derive(Clone, Debug)]
 pub struct HttpPeer {
     client: reqwest::Client,
+    token: Option<Arc<str>>,
     target: u64,
     base: String,
 }
@@ -151,9 +176,8 @@ impl HttpPeer {
             Ok(n) => RPCError::Network(n),
             Err(u) => RPCError::Unreachable(u),
         };
-        let resp = self
-            .client
-            .post(format!("{}{path}", self.base))
+        let post = self.client.post(format!("{}{path}", self.base));
+        let resp = authorize(post, self.token.as_deref())
             .timeout(ttl)
             .json(req)
             .send()
@@ -228,9 +252,8 @@ impl<C: HttpTypeConfig> RaftNetwork<C> for HttpPeer {
         let stream =
             futures_util::stream::iter(std::iter::once(Ok(Bytes::from(first))).chain(chunks));
         let send = async {
-            let resp = self
-                .client
-                .post(format!("{}/raft/snapshot", self.base))
+            let req = self.client.post(format!("{}/raft/snapshot", self.base));
+            let resp = authorize(req, self.token.as_deref())
                 .timeout(SNAPSHOT_TIMEOUT)
                 .body(reqwest::Body::wrap_stream(stream))
                 .send()

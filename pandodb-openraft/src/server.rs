@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
@@ -21,7 +23,7 @@ use openraft::{BasicNode, LogId, Raft, Snapshot};
 use pandodb::{Db, ReadTxn};
 use serde::{Deserialize, Serialize};
 
-use crate::net::{HttpTypeConfig, SnapshotHeader, http_client};
+use crate::net::{HttpTypeConfig, SnapshotHeader, authorize, http_client};
 
 /// The header that marks a request forwarded by another node: it is not
 /// forwarded again (one hop).
@@ -134,6 +136,7 @@ pub struct HttpNode<C: HttpTypeConfig> {
     /// Reads a key for `GET /read`.
     pub reader: Reader,
     client: reqwest::Client,
+    token: Option<String>,
 }
 
 impl<C: HttpTypeConfig> HttpNode<C> {
@@ -145,7 +148,49 @@ impl<C: HttpTypeConfig> HttpNode<C> {
             db,
             reader,
             client: http_client(),
+            token: None,
         }
+    }
+
+    /// Requires `Authorization: Bearer <token>` on every endpoint (401
+    /// otherwise), and sends it with the requests this node forwards to
+    /// the leader. Give the same token to every node and to its
+    /// [`HttpNetwork::with_token`](crate::HttpNetwork::with_token).
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+}
+
+/// Requires `Authorization: Bearer <token>` on every route of `router`
+/// (401 otherwise): for routes an application adds beside
+/// [`raft_routes`] (which protects its own with [`HttpNode::with_token`]).
+pub fn require_token(router: axum::Router, token: &str) -> axum::Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        Arc::<str>::from(token),
+        check_token,
+    ))
+}
+
+/// Answers 401 unless the request carries the node's bearer token
+/// (compared in constant time).
+async fn check_token(State(token): State<Arc<str>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        next.run(req).await
+    } else {
+        ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response()
     }
 }
 
@@ -161,7 +206,7 @@ type Node<C> = State<Arc<HttpNode<C>>>;
 /// | `GET /read?key=K&mode=linearizable\|read_index\|stale` | a [`ReadResponse`] |
 /// | `GET /read-index` | the leader's read log id, after confirming its leadership |
 /// | `POST /init` | `{"1": {"addr": "127.0.0.1:7001"}, ..}`: initializes the cluster |
-/// | `POST /add-learner` | `{"id": 4, "addr": ".."}`: adds a learner and waits until it caught up |
+/// | `POST /add-learner` | `{"id": 4, "addr": ".."}`: adds a learner (it catches up in the background: watch its `/metrics`) |
 /// | `POST /change-membership` | `[1, 2, 3]`: the new voters |
 /// | `POST /snapshot` | builds a snapshot now |
 /// | `GET /metrics` | openraft's `RaftMetrics` |
@@ -173,13 +218,15 @@ type Node<C> = State<Arc<HttpNode<C>>>;
 /// entry it never proposed or truncated); any other error, 504 (the
 /// forwarded request's answer was lost) and 503 included, leaves the
 /// outcome unknown: a client retrying it must make its command idempotent.
-/// There is no authentication: serve it on a trusted network (the node
-/// binary binds where it is told, 127.0.0.1 in the tests).
+/// Without [`HttpNode::with_token`] there is no authentication: serve it
+/// on a trusted network (the node binary binds where it is told, 127.0.0.1
+/// in the tests). The token authenticates, it does not encrypt (plain
+/// HTTP).
 pub fn raft_routes<C: HttpTypeConfig>(node: HttpNode<C>) -> axum::Router
 where
     C::D: Clone,
 {
-    axum::Router::new()
+    let router = axum::Router::new()
         .route("/raft/append", post(append::<C>))
         .route("/raft/vote", post(vote::<C>))
         .route("/raft/snapshot", post(snapshot::<C>))
@@ -190,9 +237,15 @@ where
         .route("/add-learner", post(add_learner::<C>))
         .route("/change-membership", post(change_membership::<C>))
         .route("/snapshot", post(trigger_snapshot::<C>))
-        .route("/metrics", get(metrics::<C>))
+        .route("/metrics", get(metrics::<C>));
+    let token = node.token.clone();
+    let router = router
         .layer(DefaultBodyLimit::max(MAX_JSON))
-        .with_state(Arc::new(node))
+        .with_state(Arc::new(node));
+    match token {
+        Some(t) => require_token(router, &t),
+        None => router,
+    }
 }
 
 async fn append<C: HttpTypeConfig>(
@@ -324,6 +377,7 @@ async fn forward<B: Serialize, T: serde::de::DeserializeOwned, C: HttpTypeConfig
         Some(b) => n.client.post(url).json(b),
         None => n.client.get(url),
     };
+    let req = authorize(req, n.token.as_deref());
     let resp = match req.header(FORWARDED, n.id.to_string()).send().await {
         Ok(r) => r,
         Err(e) if e.is_connect() => {

@@ -13,6 +13,7 @@ struct Proc {
     addr: String,
     dir: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -25,6 +26,7 @@ impl Proc {
             .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_raft_node"))
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -75,6 +77,12 @@ fn free_port() -> u16 {
 impl Cluster {
     /// Starts `n` nodes (ids 1..=n) with `extra` options each.
     async fn start(name: &str, n: u64, extra: &[&str]) -> Cluster {
+        Self::start_with_token(name, n, extra, None).await
+    }
+
+    /// Starts `n` nodes that require `token` (when given); the test's
+    /// client sends it.
+    async fn start_with_token(name: &str, n: u64, extra: &[&str], token: Option<&str>) -> Cluster {
         let tmp = std::env::temp_dir().join(format!("pandodb-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).expect("tmp dir");
@@ -109,6 +117,9 @@ impl Cluster {
                 addr: addr.clone(),
                 dir,
                 args,
+                env: token
+                    .map(|t| vec![("PANDODB_RAFT_TOKEN".to_string(), t.to_string())])
+                    .unwrap_or_default(),
                 child: None,
             };
             p.start();
@@ -116,10 +127,18 @@ impl Cluster {
         }
         let c = Cluster {
             procs,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .expect("client"),
+            http: {
+                let mut headers = reqwest::header::HeaderMap::new();
+                if let Some(t) = token {
+                    let v = format!("Bearer {t}").parse().expect("header value");
+                    headers.insert(reqwest::header::AUTHORIZATION, v);
+                }
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(20))
+                    .default_headers(headers)
+                    .build()
+                    .expect("client")
+            },
             _tmp: TempDir(tmp),
         };
         for p in &c.procs {
@@ -599,4 +618,40 @@ async fn sigkill_mid_write_loses_no_acknowledged_write() {
     for p in &mut c.procs {
         p.kill();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_keeps_strangers_out() {
+    let c = Cluster::start_with_token("token", 3, &[], Some("s3cret")).await;
+    let leader = c.init().await;
+    let follower = (1..=3).find(|&i| i != leader).expect("a follower");
+    // The nodes talk to each other (elections, forwarding) with the token.
+    let (s, r) = c.put(follower, "k", "v").await;
+    assert_eq!(s, 200, "{r}");
+    for mode in ["linearizable", "read_index"] {
+        let (s, r) = c.read(follower, "k", mode).await;
+        assert_eq!((s, &r["value"]), (200, &json!("v")), "{mode}: {r}");
+    }
+    // Without it, or with a wrong one, every endpoint answers 401.
+    let stranger = reqwest::Client::new();
+    for (path, token) in [
+        ("/raft/vote", None),
+        ("/raft/append", Some("s3creT")),
+        ("/raft/snapshot", Some("")),
+        ("/write", None),
+        ("/init-peers", Some("s3cret0")),
+    ] {
+        let mut req = stranger.post(c.url(follower, path)).body("{}");
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("answer");
+        assert_eq!(r.status().as_u16(), 401, "{path}");
+    }
+    let r = stranger
+        .get(c.url(leader, "/read?key=k&mode=stale"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status().as_u16(), 401);
 }

@@ -23,6 +23,8 @@
 //! `{"Fill":{"prefix":"p","start":0,"count":1000}}` (writes `count`
 //! generated objects in one entry: for load tests).
 //! Reads: `GET /read?key=k&mode=linearizable|read_index|stale`.
+//! With `PANDODB_RAFT_TOKEN` set (the same on every node), every endpoint
+//! requires `Authorization: Bearer <token>`.
 //! See docs/RAFT.md.
 
 use std::collections::BTreeMap;
@@ -40,6 +42,7 @@ use pandodb::{Db, Indexer, Query, Schema, WriteTxn};
 use pandodb_openraft::{
     Applied, Dedup, DurableLogStore, HttpNetwork, HttpNode, Idempotent, MemLogStore,
     PandoStateMachine, Reader, RequestId, raft_routes, register_dedup, register_meta,
+    require_token,
 };
 use serde::{Deserialize, Serialize};
 
@@ -368,20 +371,33 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let got = r.get(&reader_key, key).map_err(|e| e.to_string())?;
         Ok(got.map(|kv| serde_json::Value::String(kv.value.clone())))
     });
+    let network = match std::env::var("PANDODB_RAFT_TOKEN") {
+        Ok(t) if !t.is_empty() => HttpNetwork::new().with_token(t),
+        _ => HttpNetwork::new(),
+    };
     let raft = match args.log.as_str() {
-        "mem" => Raft::new(args.id, config, HttpNetwork::new(), MemLogStore::new(), sm).await?,
+        "mem" => Raft::new(args.id, config, network.clone(), MemLogStore::new(), sm).await?,
         "durable" => {
             let log = GuardedLog {
                 log: DurableLogStore::open(args.dir.join("log"))?,
                 snapshots: args.dir.join("snapshots"),
             };
-            Raft::new(args.id, config, HttpNetwork::new(), log, sm).await?
+            Raft::new(args.id, config, network.clone(), log, sm).await?
         }
         other => usage(&format!("--log {other}: expected mem or durable")),
     };
-    let node = HttpNode::new(args.id, raft.clone(), db, reader);
+    // PANDODB_RAFT_TOKEN (an environment variable, not an argument, so that
+    // it does not show in `ps`): every endpoint requires it as a bearer
+    // token, and the node sends it to its peers.
+    let token = std::env::var("PANDODB_RAFT_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let mut node = HttpNode::new(args.id, raft.clone(), db, reader);
+    if let Some(t) = &token {
+        node = node.with_token(t.clone());
+    }
     let peers = args.peers.clone();
-    let app = raft_routes(node).route(
+    let init = axum::Router::new().route(
         "/init-peers",
         axum::routing::post(move || {
             let raft = raft.clone();
@@ -394,6 +410,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             }
         }),
     );
+    let init = match &token {
+        Some(t) => require_token(init, t),
+        None => init,
+    };
+    let app = raft_routes(node).merge(init);
     let listener = tokio::net::TcpListener::bind(&args.addr).await?;
     eprintln!(
         "raft_node {} listening on {}",
