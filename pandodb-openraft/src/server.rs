@@ -206,7 +206,7 @@ type Node<C> = State<Arc<HttpNode<C>>>;
 /// | `GET /read?key=K&mode=linearizable\|read_index\|stale` | a [`ReadResponse`] |
 /// | `GET /read-index` | the leader's read log id, after confirming its leadership |
 /// | `POST /init` | `{"1": {"addr": "127.0.0.1:7001"}, ..}`: initializes the cluster |
-/// | `POST /add-learner` | `{"id": 4, "addr": ".."}`: adds a learner (it catches up in the background: watch its `/metrics`) |
+/// | `POST /add-learner` | `{"id": 4, "addr": ".."}`: adds a learner; answers once it is within openraft's `replication_lag_threshold` entries of the leader (watch its `/metrics` for the rest) |
 /// | `POST /change-membership` | `[1, 2, 3]`: the new voters |
 /// | `POST /snapshot` | builds a snapshot now |
 /// | `GET /metrics` | openraft's `RaftMetrics` |
