@@ -4,15 +4,17 @@
 //!
 //! ```sh
 //! cargo build --release -p pandodb-openraft --features http --bin raft_node --example raft_bench
-//! target/release/examples/raft_bench [--secs 10] [--clients 1,32] [--objects 1000000] [--logs mem,durable]
+//! target/release/examples/raft_bench [--secs 10] [--clients 1,32] [--objects 1000000] [--logs mem,durable] [--via leader,follower]
 //! ```
 //!
 //! For each log kind: starts three `raft_node` processes on ephemeral
 //! 127.0.0.1 ports, then for each client count runs that many concurrent
 //! clients for `--secs` seconds, each sending `Put`s of a 16-byte key and
-//! a 64-byte value to the leader and waiting for the answer (commit on a
-//! quorum and apply on the leader). Prints writes/s and the p50/p99/max
-//! latency the clients saw. Then, on a fresh cluster of that log kind,
+//! a 64-byte value to the leader (`--via follower`: to a follower, which
+//! forwards it) and waiting for the answer (commit on a quorum and apply
+//! on the leader). Prints writes/s and the p50/p99/max
+//! latency the clients saw. Then (unless `--objects 0`), on a fresh
+//! cluster of that log kind,
 //! loads `--objects` objects (`Fill` entries of 100,000), builds a
 //! snapshot on the leader (the log is purged behind it), adds a fourth
 //! process as a learner and times until it has applied the leader's last
@@ -34,6 +36,7 @@ struct Opts {
     clients: Vec<usize>,
     objects: u64,
     logs: Vec<String>,
+    via: Vec<String>,
     node: PathBuf,
 }
 
@@ -43,6 +46,7 @@ fn opts() -> Opts {
         clients: vec![1, 32],
         objects: 1_000_000,
         logs: vec!["mem".into(), "durable".into()],
+        via: vec!["leader".into()],
         node: std::env::current_exe()
             .ok()
             .and_then(|p| Some(p.parent()?.parent()?.join("raft_node")))
@@ -60,6 +64,7 @@ fn opts() -> Opts {
             }
             "--objects" => o.objects = v.parse().expect("--objects N"),
             "--logs" => o.logs = v.split(',').map(String::from).collect(),
+            "--via" => o.via = v.split(',').map(String::from).collect(),
             "--node" => o.node = v.into(),
             _ => panic!("unknown option {k}"),
         }
@@ -178,11 +183,15 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-async fn throughput(o: &Opts, log: &str, clients: usize) {
+async fn throughput(o: &Opts, log: &str, via: &str, clients: usize) {
     let c = Cluster::start(o, &format!("w{log}{clients}"), 3, &["--log", log]).await;
     let leader = c.init().await;
     let stop = Arc::new(AtomicBool::new(false));
-    let url = c.url(leader, "/write");
+    let target = match via {
+        "leader" => leader,
+        _ => (leader + 1) % 3,
+    };
+    let url = c.url(target, "/write");
     let mut tasks = Vec::new();
     for w in 0..clients {
         let (http, url, stop) = (c.http.clone(), url.clone(), stop.clone());
@@ -214,7 +223,7 @@ async fn throughput(o: &Opts, log: &str, clients: usize) {
     let secs = t.elapsed().as_secs_f64();
     lat.sort();
     println!(
-        "| {log} | {clients} | {:.0} | {:.2} | {:.2} | {:.2} |",
+        "| {log} | {via} | {clients} | {:.0} | {:.2} | {:.2} | {:.2} |",
         lat.len() as f64 / secs,
         pct(&lat, 0.50).as_secs_f64() * 1e3,
         pct(&lat, 0.99).as_secs_f64() * 1e3,
@@ -293,12 +302,17 @@ async fn catch_up(o: &Opts, log: &str) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let o = opts();
-    println!("| log | clients | writes/s | p50 ms | p99 ms | max ms |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| log | sent to | clients | writes/s | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
     for log in &o.logs {
-        for &clients in &o.clients {
-            throughput(&o, log, clients).await;
+        for via in &o.via {
+            for &clients in &o.clients {
+                throughput(&o, log, via, clients).await;
+            }
         }
+    }
+    if o.objects == 0 {
+        return;
     }
     println!();
     println!(
