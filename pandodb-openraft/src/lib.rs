@@ -29,6 +29,9 @@
 //! directory in `Durability::Sync`: one fdatasync per appended batch).
 //! [`MemLogStore`] (an in-memory [`RaftLogStorage`]) and [`Router`] (an
 //! in-process network that can cut nodes off) are for tests and examples.
+//! With the feature `http`, [`HttpNetwork`] is a network over HTTP and
+//! [`raft_routes`] serves a node's Raft and client endpoints; the
+//! `raft_node` binary runs one node as a process (see `docs/RAFT.md`).
 //!
 //! ```
 //! use pandodb::{Db, Indexer, Schema, WriteTxn};
@@ -69,7 +72,11 @@ mod dedup;
 mod durable_log;
 mod log_store;
 mod meta;
+#[cfg(feature = "http")]
+pub mod net;
 mod router;
+#[cfg(feature = "http")]
+mod server;
 mod snapshot_dir;
 mod state_machine;
 
@@ -77,5 +84,12 @@ pub use dedup::{ClientRow, DEDUP_TABLE, Dedup, DedupTable, Idempotent, RequestId
 pub use durable_log::DurableLogStore;
 pub use log_store::MemLogStore;
 pub use meta::{META_TABLE, MetaTable, RaftMeta, register_meta};
+#[cfg(feature = "http")]
+pub use net::{HttpNetwork, HttpPeer, HttpTypeConfig};
 pub use router::{NodeNetwork, Router, RouterClient};
+#[cfg(feature = "http")]
+pub use server::{
+    AddLearner, ApiError, FORWARDED, HttpNode, ReadMode, ReadResponse, Reader, raft_routes,
+    require_token,
+};
 pub use state_machine::{Applied, Apply, PandoSnapshotBuilder, PandoStateMachine};
