@@ -4,6 +4,7 @@
 // openraft's traits fix the error type (`StorageError`, ~190 bytes).
 #![allow(clippy::result_large_err)]
 
+use crate::purge_guard::PurgeGuard;
 use std::fmt::{self, Debug};
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
@@ -61,6 +62,11 @@ impl<C: RaftTypeConfig> Clone for LogStateRow<C> {
     }
 }
 
+/// How long a purge held by [`DurableLogStore::hold_purges_until_persisted`]
+/// waits for a persisted snapshot that covers it before it keeps the
+/// entries.
+pub const PURGE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
 struct Inner<C: RaftTypeConfig> {
     db: Db,
     dir: PathBuf,
@@ -68,6 +74,8 @@ struct Inner<C: RaftTypeConfig> {
     by_index: Index<LogRow<C>, u64>,
     state: Table<LogStateRow<C>>,
     state_by_key: Index<LogStateRow<C>, str>,
+    /// Set by [`DurableLogStore::hold_purges_until_persisted`].
+    guard: std::sync::OnceLock<PurgeGuard>,
 }
 
 /// A durable Raft log: entries, vote, committed log id and last purged log
@@ -167,8 +175,30 @@ impl<C: RaftTypeConfig> DurableLogStore<C> {
                 by_index,
                 state,
                 state_by_key,
+                guard: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Holds every purge of this log (and of its clones) until a snapshot
+    /// persisted by the state machine covers it (see [`PurgeGuard`]: openraft
+    /// 0.9 may purge up to a received snapshot before the state machine has
+    /// written it to disk). A purge no persisted snapshot covers within
+    /// [`PURGE_PATIENCE`] keeps the entries instead: keeping more log is
+    /// always safe. Returns `false` (and changes nothing) when a guard was
+    /// already given.
+    ///
+    /// ```no_run
+    /// # fn demo<C: openraft::RaftTypeConfig, A: pandodb_openraft::Apply<C>>(
+    /// #     log: pandodb_openraft::DurableLogStore<C>,
+    /// #     sm: &pandodb_openraft::PandoStateMachine<C, A>) {
+    /// if let Some(guard) = sm.purge_guard() {
+    ///     log.hold_purges_until_persisted(guard);
+    /// }
+    /// # }
+    /// ```
+    pub fn hold_purges_until_persisted(&self, guard: PurgeGuard) -> bool {
+        self.inner.guard.set(guard).is_ok()
     }
 
     /// The directory.
@@ -351,6 +381,11 @@ where
     }
 
     async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        if let Some(g) = self.inner.guard.get()
+            && !g.wait_for(log_id.index, PURGE_PATIENCE).await
+        {
+            return Ok(()); // nothing on disk covers it yet: the entries stay
+        }
         self.purge_rows(log_id)
             .map_err(|e| StorageIOError::write_logs(&e).into())
     }

@@ -74,6 +74,7 @@ mod log_store;
 mod meta;
 #[cfg(feature = "http")]
 pub mod net;
+mod purge_guard;
 mod router;
 #[cfg(feature = "http")]
 mod server;
@@ -81,11 +82,12 @@ mod snapshot_dir;
 mod state_machine;
 
 pub use dedup::{ClientRow, DEDUP_TABLE, Dedup, DedupTable, Idempotent, RequestId, register_dedup};
-pub use durable_log::DurableLogStore;
+pub use durable_log::{DurableLogStore, PURGE_PATIENCE};
 pub use log_store::MemLogStore;
 pub use meta::{META_TABLE, MetaTable, RaftMeta, register_meta};
 #[cfg(feature = "http")]
 pub use net::{HttpNetwork, HttpPeer, HttpTypeConfig};
+pub use purge_guard::PurgeGuard;
 pub use router::{NodeNetwork, Router, RouterClient};
 #[cfg(feature = "http")]
 pub use server::{

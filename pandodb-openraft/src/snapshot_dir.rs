@@ -16,6 +16,7 @@
 //! Named `snapshot-<last applied index + 1, 20 digits>.raft` (0: a snapshot
 //! of nothing applied), so the newest sorts last. Only the newest is kept.
 
+use crate::purge_guard::PurgeGuard;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -71,6 +72,8 @@ pub(crate) type Loaded<C> = (
 #[derive(Debug)]
 pub(crate) struct SnapshotDir {
     dir: PathBuf,
+    /// How far the snapshots on disk cover the log.
+    guard: PurgeGuard,
 }
 
 impl SnapshotDir {
@@ -86,6 +89,7 @@ impl SnapshotDir {
         }
         Ok(SnapshotDir {
             dir: dir.to_path_buf(),
+            guard: PurgeGuard::default(),
         })
     }
 
@@ -119,7 +123,16 @@ impl SnapshotDir {
         File::open(&path)
             .and_then(|mut f| f.read_to_end(&mut bytes))
             .map_err(|e| io(format!("reading {}", path.display()), &e))?;
-        decode::<C>(&path, bytes).map(Some)
+        let loaded = decode::<C>(&path, bytes)?;
+        if let Some(l) = &loaded.0.last_log_id {
+            self.guard.persisted(l.index);
+        }
+        Ok(Some(loaded))
+    }
+
+    /// How far the snapshots on disk cover the log.
+    pub(crate) fn guard(&self) -> &PurgeGuard {
+        &self.guard
     }
 
     /// Writes the snapshot durably (temporary file, fsync, rename,
@@ -145,6 +158,9 @@ impl SnapshotDir {
         write().map_err(|e| io(format!("writing {}", tmp.display()), &e))?;
         fs::rename(&tmp, &path).map_err(|e| io(format!("renaming {}", tmp.display()), &e))?;
         sync_dir(&self.dir)?;
+        if let Some(l) = &meta.last_log_id {
+            self.guard.persisted(l.index);
+        }
         for old in Self::names(&self.dir)? {
             if old != name && parse_name(&old).is_some() {
                 let p = self.dir.join(&old);

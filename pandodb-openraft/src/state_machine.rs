@@ -17,6 +17,7 @@ use openraft::{
 use pandodb::{Db, ReadTxn, WriteTxn};
 
 use crate::meta::{MetaTable, RaftMeta};
+use crate::purge_guard::PurgeGuard;
 use crate::snapshot_dir::SnapshotDir;
 
 /// What the application's apply function decided about its writes.
@@ -235,6 +236,14 @@ impl<C: RaftTypeConfig, A: Apply<C>> PandoStateMachine<C, A> {
             bytes: Arc::new(bytes),
         });
         Ok(sm)
+    }
+
+    /// How far the snapshots this state machine persisted cover the log
+    /// (`None` without a snapshot directory): give it to
+    /// [`DurableLogStore::hold_purges_until_persisted`](crate::DurableLogStore::hold_purges_until_persisted)
+    /// so that the log is never purged past what is on disk.
+    pub fn purge_guard(&self) -> Option<PurgeGuard> {
+        self.dir.as_ref().map(|d| d.guard().clone())
     }
 
     /// The database (a cheap handle: clone it to read).

@@ -6,9 +6,9 @@
 mod common;
 
 use common::{Cfg, Rng, Sm, TempDir, random_log, runtime, schema};
-use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite};
-use openraft::{RaftLogReader, StorageError, Vote};
+use openraft::{RaftLogReader, RaftSnapshotBuilder, StorageError, Vote};
 use pandodb_openraft::DurableLogStore;
 
 struct Builder;
@@ -90,6 +90,56 @@ fn a_second_open_of_the_directory_is_refused() {
     );
     drop(a);
     DurableLogStore::<Cfg>::open(&dir.0).unwrap();
+}
+
+/// openraft 0.9 may purge up to a received snapshot before the state
+/// machine has persisted it: a log holding purges for the state machine's
+/// guard waits until a snapshot on disk covers the purge.
+#[test]
+fn a_guarded_purge_waits_for_a_persisted_snapshot() {
+    let dir = TempDir::new("guard");
+    let rt = runtime();
+    let log = random_log(&mut Rng(11), 40);
+    rt.block_on(async {
+        let mut s = DurableLogStore::<Cfg>::open(dir.0.join("log")).unwrap();
+        let (sch, meta, app) = schema();
+        let mut sm =
+            Sm::open_persisted(pandodb::Db::new(sch), meta, app, dir.0.join("snap")).unwrap();
+        let guard = sm
+            .purge_guard()
+            .expect("a persisted state machine has a guard");
+        assert!(s.hold_purges_until_persisted(guard.clone()));
+        assert!(
+            !s.hold_purges_until_persisted(guard.clone()),
+            "one guard only"
+        );
+        append(&mut s, log.clone()).await;
+        // No snapshot on disk: the purge waits, and nothing is purged.
+        let pending = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            s.purge(log[29].log_id),
+        )
+        .await;
+        assert!(pending.is_err(), "the purge ran ahead of every snapshot");
+        assert_eq!(s.len(), 40);
+        // A snapshot of the first 30 entries is persisted: the purge goes.
+        sm.apply(log[..30].to_vec()).await.unwrap();
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(snap.meta.last_log_id, Some(log[29].log_id));
+        assert_eq!(guard.covered(), Some(log[29].log_id.index));
+        s.purge(log[29].log_id).await.unwrap();
+        assert_eq!(s.len(), 10);
+        // Reopened, the guard knows the snapshot on disk again.
+        drop(sm);
+        let (sch, meta, app) = schema();
+        let sm = Sm::open_persisted(pandodb::Db::new(sch), meta, app, dir.0.join("snap")).unwrap();
+        assert!(sm.purge_guard().unwrap().covers(log[29].log_id.index));
+    });
 }
 
 async fn append(s: &mut DurableLogStore<Cfg>, entries: Vec<openraft::Entry<Cfg>>) {

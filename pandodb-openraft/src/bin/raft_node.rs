@@ -28,16 +28,10 @@
 //! See docs/RAFT.md.
 
 use std::collections::BTreeMap;
-use std::fmt::Debug;
-use std::ops::RangeBounds;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{
-    BasicNode, Config, Entry, LogId, OptionalSend, Raft, RaftLogReader, SnapshotPolicy,
-    StorageError, Vote,
-};
+use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use pandodb::{Db, Indexer, Query, Schema, WriteTxn};
 use pandodb_openraft::{
     Applied, Dedup, DurableLogStore, HttpNetwork, HttpNode, Idempotent, MemLogStore,
@@ -184,101 +178,6 @@ fn parse_args() -> Args {
     a
 }
 
-/// The durable log, with purges held back until a persisted snapshot
-/// covers them.
-///
-/// openraft 0.9.25 (`FollowingHandler::install_full_snapshot`) issues the
-/// log purge up to a received snapshot right after it hands the snapshot
-/// to the state machine, without waiting for the install, which is where
-/// `PandoStateMachine::open_persisted` writes the snapshot to disk. A
-/// SIGKILL between the two (the crash test found it) left a log purged
-/// past the newest persisted snapshot, and the node could not restart
-/// ("Failed to get log entries"). This wrapper waits, before a purge up to
-/// index `i`, until `DIR/snapshots` holds a snapshot of index `i` or later
-/// (its files are named `snapshot-<last applied index + 1>.raft`); after a
-/// minute it keeps the entries instead (keeping more log is always safe).
-struct GuardedLog {
-    log: DurableLogStore<Kvs>,
-    snapshots: PathBuf,
-}
-
-impl GuardedLog {
-    /// Whether a persisted snapshot covers index `index`.
-    fn covered(&self, index: u64) -> bool {
-        let Ok(dir) = std::fs::read_dir(&self.snapshots) else {
-            return false;
-        };
-        dir.filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let n = name.strip_prefix("snapshot-")?.strip_suffix(".raft")?;
-                n.parse::<u64>().ok()
-            })
-            .any(|next| next > index)
-    }
-}
-
-impl RaftLogReader<Kvs> for GuardedLog {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<Entry<Kvs>>, StorageError<u64>> {
-        self.log.try_get_log_entries(range).await
-    }
-}
-
-impl RaftLogStorage<Kvs> for GuardedLog {
-    type LogReader = DurableLogStore<Kvs>;
-
-    async fn get_log_state(&mut self) -> Result<LogState<Kvs>, StorageError<u64>> {
-        self.log.get_log_state().await
-    }
-
-    async fn get_log_reader(&mut self) -> Self::LogReader {
-        self.log.get_log_reader().await
-    }
-
-    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
-        self.log.save_vote(vote).await
-    }
-
-    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
-        self.log.read_vote().await
-    }
-
-    async fn save_committed(&mut self, c: Option<LogId<u64>>) -> Result<(), StorageError<u64>> {
-        self.log.save_committed(c).await
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
-        self.log.read_committed().await
-    }
-
-    async fn append<I>(&mut self, entries: I, cb: LogFlushed<Kvs>) -> Result<(), StorageError<u64>>
-    where
-        I: IntoIterator<Item = Entry<Kvs>> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
-        self.log.append(entries, cb).await
-    }
-
-    async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        self.log.truncate(log_id).await
-    }
-
-    async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        let t = std::time::Instant::now();
-        while !self.covered(log_id.index) {
-            if t.elapsed() > std::time::Duration::from_secs(60) {
-                eprintln!("raft_node: no persisted snapshot covers {log_id}: log kept");
-                return Ok(());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        self.log.purge(log_id).await
-    }
-}
-
 fn main() {
     let args = parse_args();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -378,10 +277,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let raft = match args.log.as_str() {
         "mem" => Raft::new(args.id, config, network.clone(), MemLogStore::new(), sm).await?,
         "durable" => {
-            let log = GuardedLog {
-                log: DurableLogStore::open(args.dir.join("log"))?,
-                snapshots: args.dir.join("snapshots"),
-            };
+            let log = DurableLogStore::open(args.dir.join("log"))?;
+            // openraft 0.9 may purge up to a received snapshot before the
+            // state machine has written it to disk: hold purges until a
+            // persisted snapshot covers them (the crash test found a node
+            // that could not restart without this).
+            if let Some(guard) = sm.purge_guard() {
+                log.hold_purges_until_persisted(guard);
+            }
             Raft::new(args.id, config, network.clone(), log, sm).await?
         }
         other => usage(&format!("--log {other}: expected mem or durable")),
