@@ -83,13 +83,19 @@ impl Cache {
     }
 
     /// Keeps `block` of class `c`; `false` when the cache is full.
+    ///
+    /// # Safety
+    /// `block` must be a live block of class `c` (`c * 8` bytes, 8-aligned)
+    /// from the global allocator that nothing uses any more; when this
+    /// returns `true`, the cache owns it.
     #[inline]
-    fn push(&mut self, c: usize, block: *mut u8) -> bool {
+    unsafe fn push(&mut self, c: usize, block: *mut u8) -> bool {
         if !self.armed || self.lens[c] >= MAX_PER_SIZE || self.bytes + c * ALIGN > MAX_BYTES {
             return false;
         }
-        // SAFETY: the caller gives up `block`, a live allocation of class
-        // `c` (at least 8 bytes, 8-aligned): its first word is ours.
+        // SAFETY: the caller's contract: `block` is a live, unused
+        // allocation of class `c` (at least 8 bytes, 8-aligned), so its
+        // first word is ours to write.
         unsafe { block.cast::<*mut u8>().write(self.heads[c]) };
         self.heads[c] = block;
         self.lens[c] += 1;
@@ -163,8 +169,13 @@ pub(crate) unsafe fn allocate(lay: Layout) -> *mut u8 {
 #[inline]
 pub(crate) unsafe fn free(block: *mut u8, lay: Layout) {
     if let Some(c) = class(lay)
-        && CACHE.try_with(|cache| cache.try_borrow_mut().is_ok_and(|mut k| k.push(c, block)))
-            == Ok(true)
+        && CACHE.try_with(|cache| {
+            cache.try_borrow_mut().is_ok_and(|mut k| {
+                // SAFETY: the caller's contract: `block` is live, unused
+                // and of layout `lay`, i.e. of class `c`.
+                unsafe { k.push(c, block) }
+            })
+        }) == Ok(true)
     {
         return;
     }
