@@ -380,6 +380,21 @@ impl Rng {
     }
 }
 
+/// Posts `cmd` to `url` (5 s timeout): the answer's JSON, or `Null` when
+/// the request failed or was refused (the write's outcome is then unknown).
+async fn send(http: &reqwest::Client, url: &str, cmd: &Value) -> Value {
+    match http
+        .post(url)
+        .timeout(Duration::from_secs(5))
+        .json(cmd)
+        .send()
+        .await
+    {
+        Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
+        _ => Value::Null,
+    }
+}
+
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -448,16 +463,7 @@ async fn sigkill_mid_write_loses_no_acknowledged_write() {
                     let cmd =
                         json!({ "Incr": { "key": key, "req": { "client": client, "seq": seq } } });
                     k += 1;
-                    let r = http
-                        .post(&urls[(k % 3) as usize])
-                        .timeout(Duration::from_secs(5))
-                        .json(&cmd)
-                        .send()
-                        .await;
-                    let v = match r {
-                        Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
-                        _ => Value::Null,
-                    };
+                    let v = send(&http, &urls[(k % 3) as usize], &cmd).await;
                     if v["data"]["error"].is_null() && !v["data"]["value"].is_null() {
                         if v["data"]["value"].as_str().and_then(|s| s.parse().ok()) != Some(seq) {
                             bad.push(format!("{key} seq {seq} answered {}", v["data"]));
@@ -482,19 +488,8 @@ async fn sigkill_mid_write_loses_no_acknowledged_write() {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let cmd = json!({ "Put": { "key": format!("w{i}"), "value": format!("v{i}") } });
                 k += 1;
-                let r = http
-                    .post(&urls[(k % 3) as usize])
-                    .timeout(Duration::from_secs(5))
-                    .json(&cmd)
-                    .send()
-                    .await;
-                let ok = match r {
-                    Ok(r) if r.status().is_success() => {
-                        let v: Value = r.json().await.unwrap_or(Value::Null);
-                        v["data"]["error"].is_null() && v["data"]["revision"].as_u64() > Some(0)
-                    }
-                    _ => false,
-                };
+                let v = send(&http, &urls[(k % 3) as usize], &cmd).await;
+                let ok = v["data"]["error"].is_null() && v["data"]["revision"].as_u64() > Some(0);
                 if ok {
                     acked.push(i);
                 } else {
