@@ -58,6 +58,33 @@ impl<V> Ledger<V> {
         }
     }
 
+    /// A ledger for a transaction of a [`VersionedTree`](super::VersionedTree)
+    /// making revision `revision` (its generation: the nodes and leaves it
+    /// makes are born there) from a version whose root is at `base_root`.
+    pub(crate) fn line(revision: u64, base_root: usize) -> Self {
+        Ledger {
+            generation: revision,
+            base_root,
+            lent: Vec::new(),
+            deferred: Vec::new(),
+        }
+    }
+
+    /// Ends the transaction without settling: the lent nodes (with whether
+    /// each is the base root) and the deferred handles, for a versioned
+    /// tree to retire (`versioned.rs`). Their counts stay as they are: each
+    /// lent node is freed later without its slots, each deferred handle is
+    /// released later.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn into_parts(
+        mut self,
+    ) -> (Vec<(std::mem::ManuallyDrop<Inner<V>>, bool)>, Vec<Slot<V>>) {
+        (
+            std::mem::take(&mut self.lent),
+            std::mem::take(&mut self.deferred),
+        )
+    }
+
     /// Whether the transaction may lend the children of `node`, a node it
     /// reached and did not make: the base version holds the only count on
     /// it (for the base root: the base's and the transaction's own).

@@ -42,9 +42,11 @@ mod ledger;
 mod lookup;
 mod node;
 mod pool;
+mod reclaim;
 mod refcount;
 mod slot;
 mod txn;
+mod versioned;
 mod write;
 
 pub(crate) use ahead::ReadAhead;
@@ -57,6 +59,10 @@ pub(crate) use node::prefetch;
 use node::{Inner, Leaf, common_len};
 use slot::{Entry, EntryMut, EntryRef, Slot};
 pub use txn::TreeTxn;
+pub use versioned::{Version, VersionTxn, VersionedTree, View};
+#[cfg(loom)]
+#[doc(hidden)]
+pub use reclaim::{Garbage, Registry, reclaim as reclaim_unpinned};
 
 /// Hands the blocks of freed nodes that the calling thread keeps for reuse
 /// (at most 256 KiB per thread) back to the global allocator, for tests
@@ -273,7 +279,7 @@ impl<V: Clone> Tree<V> {
                 return match &mut head.terminal {
                     Some(t) => Some(replace_value(t, value, ledger.as_deref_mut())),
                     None => {
-                        head.terminal = Some(Leaf::new(key, value));
+                        head.terminal = Some(Leaf::new(key, value, generation));
                         None
                     }
                 };
@@ -285,7 +291,7 @@ impl<V: Clone> Tree<V> {
             let found = body.header().layout.find(b);
             let Some(i) = found.filter(|&i| body.slice_mut().get(i).is_some_and(Option::is_some))
             else {
-                node.add_child(b, Slot::from(Leaf::new(key, value)), ledger.as_deref_mut());
+                node.add_child(b, Slot::from(Leaf::new(key, value, generation)), ledger.as_deref_mut());
                 return None;
             };
             // (A second, owned, access: the borrow checker does not let the
@@ -319,7 +325,7 @@ impl<V: Clone> Tree<V> {
                     place(
                         &mut split,
                         at + c,
-                        Leaf::new(key, value),
+                        Leaf::new(key, value, generation),
                         ledger.as_deref_mut(),
                     );
                     split
@@ -337,7 +343,7 @@ impl<V: Clone> Tree<V> {
                     place(
                         &mut split,
                         at + c,
-                        Leaf::new(key, value),
+                        Leaf::new(key, value, generation),
                         ledger.as_deref_mut(),
                     );
                     split
@@ -436,7 +442,7 @@ fn replace_value<V: Clone>(l: &mut Leaf<V>, value: V, lg: Option<&mut Ledger<V>>
         None => l.replace_value(value),
         Some(lg) => {
             let old = l.value().clone();
-            let new = Leaf::new(l.key(), value);
+            let new = Leaf::new(l.key(), value, lg.generation);
             lg.defer(Slot::from(std::mem::replace(l, new)));
             old
         }

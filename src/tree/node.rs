@@ -164,6 +164,21 @@ impl<V> Inner<V> {
         ))
     }
 
+    /// A second handle on this node that holds no count of its own,
+    /// wrapped so that dropping it does nothing.
+    ///
+    /// # Safety
+    /// The caller must not use the alias once the node may have been freed
+    /// (a versioned tree pins the version it reads first), and must not
+    /// drop it as a counted handle (take it out of the `ManuallyDrop`).
+    #[allow(unsafe_code)]
+    #[inline]
+    pub(super) unsafe fn alias(&self) -> std::mem::ManuallyDrop<Inner<V>> {
+        // SAFETY: a bitwise copy of a one-pointer handle; the caller's
+        // contract keeps it from outliving the node or being counted.
+        std::mem::ManuallyDrop::new(Inner(unsafe { std::ptr::read(&self.0) }))
+    }
+
     /// Whether `self` and `other` are the same node.
     #[inline]
     pub(crate) fn ptr_eq(&self, other: &Self) -> bool {

@@ -1,0 +1,476 @@
+//! [`VersionedTree`]: a single-writer line of versions whose replaced nodes
+//! are reclaimed by version interval, and [`Version`], a read-only version
+//! of it, pinned while held.
+//!
+//! A write transaction copies the nodes of its base version the way a
+//! lending [`Ledger`] does: a copy duplicates its slot array bit for bit
+//! and no child's reference count changes. Its commit does not settle the
+//! ledger: every node it copied (lent) and every handle it let go of
+//! (replaced leaves, removed subtrees) is *retired* with the revision of
+//! the commit, and freed later, by a later writer, once no pinned version
+//! can reach it (the rule of `reclaim.rs`):
+//! - a copied node is freed alone: its slots' handles live on in the copy;
+//! - a let-go handle is released; a node it was the last handle of is
+//!   freed alone, and its entries are retired in turn, each checked against
+//!   its own birth (an entry can be older than the node that held it, and
+//!   reachable from older versions through older nodes).
+//!
+//! Only the nodes a commit replaced are visited, never their children, and
+//! nothing is freed inside the commit. An aborted transaction restores the
+//! counts as a lending transaction's abort does, then frees what it made.
+//!
+//! Versions cannot fork: [`Version`] has no write access and gives out no
+//! counted handle (no owning iterator, no [`Tree`]), since a node replaced
+//! in two lines of versions would be retired twice.
+
+use std::mem::ManuallyDrop;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+
+use super::Tree;
+use super::iter::Iter;
+use super::ledger::Ledger;
+use super::node::Inner;
+use super::reclaim::{self, Garbage, Registry};
+use super::slot::{Entry, EntryRef, Slot};
+use crate::sync::{Mutex, lock};
+
+/// How many pieces of garbage a write transaction frees, at most, before
+/// it starts: the freeing is spread over the writers that follow, a
+/// bounded batch each.
+pub(crate) const RECLAIM_BATCH: usize = 1024;
+
+/// A node or a handle a commit replaced (see the module documentation).
+/// Wrapped so that dropping one by mistake leaks rather than frees.
+enum Piece<V> {
+    /// A node copied by the commit: freed alone.
+    Node(ManuallyDrop<Inner<V>>),
+    /// A handle the commit let go of: released.
+    Handle(ManuallyDrop<Slot<V>>),
+}
+
+impl<V> Piece<V> {
+    fn handle(s: Slot<V>) -> Self {
+        Piece::Handle(ManuallyDrop::new(s))
+    }
+}
+
+impl<V> Garbage for Piece<V> {
+    fn born(&self) -> u64 {
+        match self {
+            Piece::Node(n) => n.generation,
+            Piece::Handle(s) => match s.get() {
+                EntryRef::Leaf(l) => l.born(),
+                EntryRef::Inner(n) => n.generation,
+            },
+        }
+    }
+
+    fn free(self, more: &mut Vec<Self>) {
+        match self {
+            // Its slots' counts passed to the copy's duplicates; its
+            // terminal was cloned into the copy, so the header's own count
+            // on it goes with the header.
+            Piece::Node(n) => ManuallyDrop::into_inner(n).free_without_slots(),
+            Piece::Handle(s) => match ManuallyDrop::into_inner(s).into_entry() {
+                Entry::Leaf(l) => drop(l),
+                Entry::Inner(mut n) => {
+                    if let Some(body) = n.get_mut() {
+                        // The last handle: the node goes alone, and each of
+                        // its entries is garbage from the same commit on.
+                        if let Some(t) = body.header_mut().terminal.take() {
+                            more.push(Piece::handle(Slot::from(t)));
+                        }
+                        more.extend(body.slice_mut().iter_mut().filter_map(Option::take).map(Piece::handle));
+                    }
+                    // Empty now (freed), or shared (one count less).
+                    drop(n);
+                }
+            },
+        }
+    }
+}
+
+/// What the line and its versions share: the pins and the garbage.
+struct Shared<V> {
+    registry: Mutex<Registry<Piece<V>>>,
+}
+
+impl<V> Drop for Shared<V> {
+    /// The line and every version are gone: nothing can be read any more.
+    fn drop(&mut self) {
+        reclaim::reclaim_all(&mut lock(&self.registry));
+    }
+}
+
+/// A persistent ordered map from byte keys to values with one writer and
+/// any number of readers, each reading a [`Version`] that stays exactly as
+/// it was when taken.
+///
+/// Unlike [`Tree`], whose clones are independent and counted node by node,
+/// a `VersionedTree` is one line of versions: a write transaction
+/// ([`VersionedTree::txn`]) makes the next revision, copying a node of the
+/// current version without touching its children's counts, and the nodes
+/// a commit replaced are freed later, alone, once no held [`Version`] can
+/// reach them. One long-held version keeps only what it can read: the
+/// nodes of the versions after it that no version held reaches are freed.
+///
+/// ```
+/// use pandodb::tree::VersionedTree;
+///
+/// let mut line = VersionedTree::new();
+/// let mut txn = line.txn();
+/// txn.insert(b"user-1", 1);
+/// txn.insert(b"user-2", 2);
+/// assert_eq!(txn.commit(), 1);
+/// let v1 = line.version(); // pins revision 1
+/// let mut txn = line.txn();
+/// txn.insert(b"user-3", 3);
+/// txn.remove(b"user-1");
+/// txn.commit();
+/// assert_eq!(v1.view().get(b"user-1"), Some(&1));
+/// assert_eq!(line.view().get(b"user-1"), None);
+/// let keys: Vec<&[u8]> = line.view().iter().map(|(k, _)| k).collect();
+/// assert_eq!(keys, [&b"user-2"[..], b"user-3"]);
+/// drop(v1);
+/// line.reclaim(); // what only revision 1 reached is freed
+/// assert_eq!(line.waiting_garbage(), 0);
+/// ```
+pub struct VersionedTree<V> {
+    /// The current version. Its root handle is the line's own: retired,
+    /// never dropped as a plain tree.
+    current: ManuallyDrop<Tree<V>>,
+    revision: u64,
+    shared: Arc<Shared<V>>,
+}
+
+impl<V> Default for VersionedTree<V> {
+    fn default() -> Self {
+        VersionedTree::new()
+    }
+}
+
+impl<V> VersionedTree<V> {
+    /// An empty line at revision 0. Does not allocate a node.
+    pub fn new() -> Self {
+        VersionedTree {
+            current: ManuallyDrop::new(Tree::new()),
+            revision: 0,
+            shared: Arc::new(Shared {
+                registry: Mutex::new(Registry::default()),
+            }),
+        }
+    }
+
+    /// The revision of the current version: how many transactions have
+    /// committed.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The current version, read in place (no pin: the borrow of `self`
+    /// keeps the writer away).
+    pub fn view(&self) -> View<'_, V> {
+        View {
+            tree: &self.current,
+        }
+    }
+
+    /// The current version, pinned: it reads the same whatever commits
+    /// after, until dropped. May be sent to and read from other threads.
+    pub fn version(&self) -> Version<V> {
+        lock(&self.shared.registry).pin(self.revision);
+        Version {
+            tree: alias_tree(&self.current),
+            revision: self.revision,
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Frees every piece of garbage no held version can reach; returns how
+    /// many were freed. Write transactions do this in bounded batches
+    /// ([`VersionedTree::txn`]); this call is for an idle writer, or a test.
+    pub fn reclaim(&mut self) -> usize {
+        reclaim::reclaim(&self.shared.registry, usize::MAX)
+    }
+
+    /// How many replaced nodes and leaves wait to be freed (held by a
+    /// version, or not reclaimed yet).
+    pub fn waiting_garbage(&self) -> usize {
+        lock(&self.shared.registry).waiting()
+    }
+
+    /// How many distinct revisions held [`Version`]s pin.
+    pub fn pinned_revisions(&self) -> usize {
+        lock(&self.shared.registry).pinned()
+    }
+}
+
+impl<V: Clone> VersionedTree<V> {
+    /// Starts the transaction that makes the next revision. First frees a
+    /// bounded batch of the garbage no held version reaches.
+    pub fn txn(&mut self) -> VersionTxn<'_, V> {
+        reclaim::reclaim(&self.shared.registry, RECLAIM_BATCH);
+        let revision = self.revision + 1;
+        let base = self.current.root.as_ref().map_or(0, Inner::addr);
+        let tree = Tree {
+            ledger: Some(Box::new(Ledger::line(revision, base))),
+            // A counted handle on the base root, as a lending transaction
+            // holds one: copying the root lends it (`Ledger::lent_from`).
+            root: self.current.root.clone(),
+        };
+        VersionTxn { line: self, tree }
+    }
+}
+
+impl<V> Drop for VersionedTree<V> {
+    /// The current version is retired for good: what no held version
+    /// reaches is freed now, the rest when the last version goes.
+    fn drop(&mut self) {
+        if let Some(root) = self.current.root.take() {
+            lock(&self.shared.registry).retire([Piece::handle(Slot::from(root))], u64::MAX);
+        }
+        reclaim::reclaim(&self.shared.registry, usize::MAX);
+    }
+}
+
+impl<V: Clone, K: AsRef<[u8]>> FromIterator<(K, V)> for VersionedTree<V> {
+    /// A line whose revision 1 holds the pairs (the last value of a key
+    /// counts).
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut line = VersionedTree::new();
+        let mut txn = line.txn();
+        for (k, v) in iter {
+            txn.insert(k.as_ref(), v);
+        }
+        txn.commit();
+        line
+    }
+}
+
+impl<V: std::fmt::Debug> std::fmt::Debug for VersionedTree<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VersionedTree")
+            .field("revision", &self.revision)
+            .field("current", &*self.current)
+            .finish()
+    }
+}
+
+/// A plain tree reading the same nodes as `tree`, holding no count.
+fn alias_tree<V>(tree: &Tree<V>) -> ManuallyDrop<Tree<V>> {
+    ManuallyDrop::new(Tree {
+        ledger: None,
+        // SAFETY: the alias is only read through `Version`, whose pin keeps
+        // every node of its version alive (garbage is freed only once no
+        // pin lies in its interval) for as long as it is held, and it is
+        // never dropped (`ManuallyDrop`, here and around the tree).
+        #[allow(unsafe_code)]
+        root: tree
+            .root
+            .as_ref()
+            .map(|r| ManuallyDrop::into_inner(unsafe { r.alias() })),
+    })
+}
+
+/// The transaction that makes the next revision of a [`VersionedTree`].
+///
+/// Reads ([`VersionTxn::view`]) see its own writes. [`VersionTxn::commit`]
+/// makes it the current version; dropping it without a commit aborts it
+/// (what it made is freed, the line stays as it was).
+pub struct VersionTxn<'a, V: Clone> {
+    line: &'a mut VersionedTree<V>,
+    /// The new version, with the ledger of what it lent and let go of.
+    tree: Tree<V>,
+}
+
+impl<V: Clone> VersionTxn<'_, V> {
+    /// Inserts `value` under `key`, returning the value it replaced.
+    pub fn insert(&mut self, key: &[u8], value: V) -> Option<V> {
+        self.tree.insert(key, value)
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &[u8]) -> Option<V> {
+        self.tree.remove(key)
+    }
+
+    /// Removes every key starting with `prefix`; returns how many.
+    pub fn remove_prefix(&mut self, prefix: &[u8]) -> usize {
+        self.tree.remove_prefix(prefix)
+    }
+
+    /// The transaction's version, with its writes so far.
+    pub fn view(&self) -> View<'_, V> {
+        View { tree: &self.tree }
+    }
+
+    /// The revision this transaction makes.
+    pub fn revision(&self) -> u64 {
+        self.line.revision + 1
+    }
+
+    /// Makes this transaction's version the current one; returns its
+    /// revision. What it replaced is retired, not freed: a later writer
+    /// frees it once no held version reaches it.
+    pub fn commit(mut self) -> u64 {
+        let revision = self.line.revision + 1;
+        let Some(ledger) = self.tree.ledger.take() else {
+            unreachable!("a versioned transaction has a ledger")
+        };
+        let (lent, deferred) = ledger.into_parts();
+        let root_lent = lent.iter().any(|(_, root)| *root);
+        let old = std::mem::replace(&mut self.line.current.root, self.tree.root.take());
+        if root_lent {
+            // The retired copy of the root stands for the line's handle.
+            std::mem::forget(old);
+        } else {
+            // The transaction's own counted handle (unchanged root) or a
+            // retired one (removed root) keeps the node.
+            drop(old);
+        }
+        self.line.revision = revision;
+        let pieces = lent
+            .into_iter()
+            .map(|(n, _)| Piece::Node(n))
+            .chain(deferred.into_iter().map(Piece::handle));
+        lock(&self.line.shared.registry).retire(pieces, revision);
+        revision
+    }
+}
+
+/// A version of a [`VersionedTree`], pinned: it reads the same whatever the
+/// writer commits after, for as long as it is held. Cloning pins again.
+pub struct Version<V> {
+    /// The version's nodes, aliased (no counts): see `alias_tree`.
+    tree: ManuallyDrop<Tree<V>>,
+    revision: u64,
+    shared: Arc<Shared<V>>,
+}
+
+impl<V> Version<V> {
+    /// The revision of this version.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Reads this version.
+    pub fn view(&self) -> View<'_, V> {
+        View { tree: &self.tree }
+    }
+}
+
+impl<V> Clone for Version<V> {
+    fn clone(&self) -> Self {
+        lock(&self.shared.registry).pin(self.revision);
+        Version {
+            tree: alias_tree(&self.tree),
+            revision: self.revision,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<V> Drop for Version<V> {
+    fn drop(&mut self) {
+        lock(&self.shared.registry).unpin(self.revision);
+    }
+}
+
+impl<V: std::fmt::Debug> std::fmt::Debug for Version<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Version")
+            .field("revision", &self.revision)
+            .field("tree", &*self.tree)
+            .finish()
+    }
+}
+
+/// Read access to one version of a [`VersionedTree`]: the read methods of
+/// [`Tree`], borrowing.
+pub struct View<'a, V> {
+    tree: &'a Tree<V>,
+}
+
+impl<V> Clone for View<'_, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<V> Copy for View<'_, V> {}
+
+impl<'a, V> View<'a, V> {
+    /// Number of keys, in O(1).
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// Whether the version holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    /// The value stored under `key`.
+    pub fn get(&self, key: &[u8]) -> Option<&'a V> {
+        self.tree.get(key)
+    }
+
+    /// Whether `key` is stored.
+    pub fn contains_key(&self, key: &[u8]) -> bool {
+        self.tree.contains_key(key)
+    }
+
+    /// The smallest key and its value.
+    pub fn first(&self) -> Option<(&'a [u8], &'a V)> {
+        self.tree.first()
+    }
+
+    /// The largest key and its value.
+    pub fn last(&self) -> Option<(&'a [u8], &'a V)> {
+        self.tree.last()
+    }
+
+    /// Number of keys starting with `prefix`, in O(key length).
+    pub fn count_prefix(&self, prefix: &[u8]) -> usize {
+        self.tree.count_prefix(prefix)
+    }
+
+    /// The longest stored key that is a prefix of `key`, with its value.
+    pub fn longest_prefix(&self, key: &[u8]) -> Option<(&'a [u8], &'a V)> {
+        self.tree.longest_prefix(key)
+    }
+
+    /// Every key and value in key order.
+    pub fn iter(&self) -> Iter<'a, V> {
+        self.tree.iter()
+    }
+
+    /// The keys in `range`, in order.
+    pub fn range<'k>(&self, range: impl RangeBounds<&'k [u8]>) -> Iter<'a, V> {
+        self.tree.range(range)
+    }
+
+    /// The keys starting with `prefix`, in order.
+    pub fn prefix(&self, prefix: &[u8]) -> Iter<'a, V> {
+        self.tree.prefix(prefix)
+    }
+
+    /// The keys from `key` (included) on, in order.
+    pub fn lower_bound(&self, key: &[u8]) -> Iter<'a, V> {
+        self.tree.lower_bound(key)
+    }
+
+    /// Checks every structural invariant of the version (see
+    /// [`Tree::check_invariants`]); for tests and fuzzing.
+    ///
+    /// Compiled only for this crate's tests and with the `testing` feature.
+    #[cfg(any(test, feature = "testing"))]
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.tree.check_invariants()
+    }
+}
+
+#[cfg(test)]
+mod tests;
