@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use cap::Cap;
 use criterion::{Criterion, SamplingMode, Throughput};
 use imbl::OrdMap;
-use pandodb::tree::Tree;
+use pandodb::tree::{Tree, VersionedTree};
 
 #[global_allocator]
 static ALLOC: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);
@@ -516,6 +516,90 @@ fn insert_one_new_version(c: &mut Criterion, d: &Data) {
     assert_eq!(map.len(), d.n);
 }
 
+/// Updating one existing key (random) as a new version that replaces the
+/// previous one, the database's single-object commit: the cost of the
+/// copies *and* of freeing what they replaced, timed together.
+/// - `tree_into_txn`: `Tree::into_txn`, the lending transaction; its commit
+///   settles at once (the replaced path freed without touching children).
+/// - `tree_clone`: a plain clone and insert; the old version is dropped
+///   (every child of a copied node counted up, then down).
+/// - `versioned`: `VersionedTree`; the commit retires the replaced path,
+///   the next transaction frees it (no version is held).
+/// - `versioned_held`: the same with one `Version` of the start held
+///   throughout (what it reaches stays; the rest is freed).
+/// - `btreemap_inplace_ref`: one in-place insert into a `BTreeMap`
+///   (REFERENCE ONLY: a single version).
+fn update_one_new_version(c: &mut Criterion, d: &Data) {
+    let mut g = c.benchmark_group("update_one_new_version");
+    g.throughput(Throughput::Elements(1));
+    g.warm_up_time(Duration::from_secs(2));
+    g.measurement_time(Duration::from_secs(5));
+    let mut cur = 0;
+    // Each structure is built afresh: one sharing nodes with `d.tree`
+    // could not lend them, nor free them when its old version goes.
+    let fresh = || {
+        let mut txn = Tree::new().txn();
+        for k in &d.build_keys {
+            txn.insert(k, d.extra.clone());
+        }
+        txn.commit()
+    };
+    let mut tree = Some(fresh());
+    g.bench_function("tree_into_txn", |b| {
+        b.iter(|| {
+            let k = next_window(&d.lookups, &mut cur, 1);
+            let Some(v) = tree.take() else { unreachable!() };
+            let mut txn = v.into_txn();
+            txn.insert(&k[0], d.extra.clone());
+            tree = Some(txn.commit());
+        });
+    });
+    drop(tree);
+    let mut tree = fresh();
+    g.bench_function("tree_clone", |b| {
+        b.iter(|| {
+            let k = next_window(&d.lookups, &mut cur, 1);
+            let mut next = tree.clone();
+            next.insert(&k[0], d.extra.clone());
+            tree = next;
+        });
+    });
+    drop(tree);
+    let mut line = VersionedTree::new();
+    let mut txn = line.txn();
+    for k in &d.build_keys {
+        txn.insert(k, d.extra.clone());
+    }
+    txn.commit();
+    g.bench_function("versioned", |b| {
+        b.iter(|| {
+            let k = next_window(&d.lookups, &mut cur, 1);
+            let mut txn = line.txn();
+            txn.insert(&k[0], d.extra.clone());
+            txn.commit();
+        });
+    });
+    let held = line.version();
+    g.bench_function("versioned_held", |b| {
+        b.iter(|| {
+            let k = next_window(&d.lookups, &mut cur, 1);
+            let mut txn = line.txn();
+            txn.insert(&k[0], d.extra.clone());
+            txn.commit();
+        });
+    });
+    drop(held);
+    drop(line);
+    let mut map = d.btree.clone();
+    g.bench_function("btreemap_inplace_ref", |b| {
+        b.iter(|| {
+            let k = next_window(&d.lookups, &mut cur, 1);
+            black_box(map.insert(k[0].to_vec(), d.extra.clone()));
+        });
+    });
+    g.finish();
+}
+
 /// A group timing one full pass over `n` entries per iteration.
 fn full_iteration_group<'c>(
     c: &'c mut Criterion,
@@ -644,10 +728,11 @@ fn main() {
     let data = Data::new(n);
     let mut c = Criterion::default().configure_from_args();
     // Each group is one `BenchmarkGroup` with one function per structure.
-    let groups: [fn(&mut Criterion, &Data); 6] = [
+    let groups: [fn(&mut Criterion, &Data); 7] = [
         get_random,
         insert_one_txn_random,
         insert_one_new_version,
+        update_one_new_version,
         iter_full,
         iter_full_ascending_build,
         lower_bound_100,

@@ -11,7 +11,15 @@
 //!   snapshot can reach it; what only the intermediate versions reached is
 //!   freed).
 //!
-//! The two tests share one allocation counter, so they run one at a time.
+//! - The same two checks on `pandodb::tree::VersionedTree` alone, the
+//!   tree whose replaced nodes are reclaimed by version interval: versions
+//!   of random ages, read and dropped on another thread while the writer
+//!   commits, each read back exactly; memory back to a fresh tree's once
+//!   they are gone, every byte back once the tree is dropped; one version
+//!   held across 100,000 single-key updates keeps memory under twice the
+//!   tree's size.
+//!
+//! The tests share one allocation counter, so they run one at a time.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -286,4 +294,148 @@ fn one_snapshot_across_100k_updates_keeps_memory_under_twice_the_database() {
         size / N as usize,
         peak as f64 / size as f64
     );
+}
+
+// ---- The versioned tree alone ----------------------------------------------
+
+fn tree_key(i: u64) -> Vec<u8> {
+    format!("key-{i:08}").into_bytes()
+}
+
+/// An order-independent digest of a version's pairs.
+fn pair_digest<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a u64)>) -> (usize, u64) {
+    let mut n = 0;
+    let mut sum = 0u64;
+    for (k, v) in pairs {
+        let mut h = 0xcbf2_9ce4_8422_2325u64 ^ v.wrapping_mul(0x100_0000_01b3);
+        for &b in k {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        sum = sum.wrapping_add(h);
+        n += 1;
+    }
+    (n, sum)
+}
+
+#[test]
+fn versioned_tree_versions_of_random_ages_read_their_version_and_memory_returns() {
+    use pandodb::tree::{Version, VersionedTree};
+    use std::collections::BTreeMap;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    const N: u64 = 20_000;
+    const ROUNDS: u64 = 30_000;
+    let baseline = live();
+    let mut model: BTreeMap<Vec<u8>, u64> = (0..N).map(|i| (tree_key(i), i)).collect();
+    let mut line: VersionedTree<u64> = model.iter().map(|(k, v)| (k, *v)).collect();
+    let (tx, rx) = std::sync::mpsc::channel::<(Version<u64>, (usize, u64))>();
+    let reader = std::thread::spawn(move || {
+        let mut held: VecDeque<(Version<u64>, (usize, u64))> = VecDeque::new();
+        let mut rng = Rng(5);
+        let mut checked = 0;
+        let check = |(v, want): (Version<u64>, (usize, u64))| {
+            assert_eq!(
+                pair_digest(v.view().iter()),
+                want,
+                "version {} reads another version",
+                v.revision()
+            );
+        };
+        for got in rx {
+            held.push_back(got);
+            // Random ages: some go at once, some stay for long.
+            while held.len() > 48 || (!held.is_empty() && rng.below(3) == 0) {
+                let at = rng.below(held.len() as u64) as usize;
+                if let Some(h) = held.swap_remove_back(at) {
+                    check(h);
+                    checked += 1;
+                }
+            }
+        }
+        for h in held {
+            check(h);
+            checked += 1;
+        }
+        checked
+    });
+    let mut rng = Rng(17);
+    for round in 0..ROUNDS {
+        let mut txn = line.txn();
+        for _ in 0..=rng.below(3) {
+            let k = tree_key(rng.below(2 * N));
+            if rng.below(4) == 0 {
+                assert_eq!(txn.remove(&k), model.remove(&k));
+            } else {
+                assert_eq!(txn.insert(&k, round), model.insert(k, round));
+            }
+        }
+        if rng.below(10) == 0 {
+            drop(txn); // aborted: the model goes back too
+            model = line.view().iter().map(|(k, v)| (k.to_vec(), *v)).collect();
+        } else {
+            txn.commit();
+        }
+        if round % 10 == 0 {
+            let want = pair_digest(model.iter().map(|(k, v)| (&k[..], v)));
+            tx.send((line.version(), want)).unwrap();
+        }
+    }
+    drop(tx);
+    let checked = reader.join().unwrap();
+    assert_eq!(checked, ROUNDS as usize / 10);
+    line.reclaim();
+    assert_eq!(line.waiting_garbage(), 0);
+    assert_eq!(line.pinned_revisions(), 0);
+    drop(model);
+    let after = live() - baseline;
+
+    let fresh_base = live();
+    let fresh: VersionedTree<u64> = line.view().iter().map(|(k, v)| (k, *v)).collect();
+    let fresh_bytes = live() - fresh_base;
+    assert!(
+        (after as f64) < 1.3 * fresh_bytes as f64 && (after as f64) > 0.7 * fresh_bytes as f64,
+        "after the churn the tree takes {after} B; built afresh, {fresh_bytes} B"
+    );
+    eprintln!("after the churn: {after} B; the same keys built afresh: {fresh_bytes} B");
+    drop((fresh, line));
+    let left = live().saturating_sub(baseline);
+    assert!(left < 64 << 10, "{left} B left after dropping the trees");
+}
+
+#[test]
+fn versioned_tree_one_version_across_100k_updates_keeps_memory_under_twice_the_tree() {
+    use pandodb::tree::VersionedTree;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // As in the database's test above: 200,000 keys.
+    const N: u64 = 200_000;
+    const UPDATES: u64 = 100_000;
+    let baseline = live();
+    let mut line: VersionedTree<u64> = (0..N).map(|i| (tree_key(i), i)).collect();
+    let size = live() - baseline;
+    let held = line.version();
+    let mut rng = Rng(23);
+    let mut peak = 0;
+    for u in 0..UPDATES {
+        let mut txn = line.txn();
+        txn.insert(&tree_key(rng.below(N)), N + u);
+        txn.commit();
+        if u % 1_000 == 0 {
+            peak = peak.max(live() - baseline);
+        }
+    }
+    peak = peak.max(live() - baseline);
+    assert!(
+        peak < 2 * size,
+        "peak {peak} B with one version held; the tree is {size} B"
+    );
+    for i in (0..N).step_by(97) {
+        assert_eq!(held.view().get(&tree_key(i)), Some(&i));
+    }
+
+    eprintln!(
+        "tree {size} B; peak with one version held across {UPDATES} updates {peak} B ({:.2}x)",
+        peak as f64 / size as f64
+    );
+    drop(held);
+    line.reclaim();
+    assert_eq!(line.waiting_garbage(), 0);
 }

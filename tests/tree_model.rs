@@ -13,7 +13,7 @@ mod harness;
 
 use std::ops::Bound;
 
-use harness::{Harness, Op, OwnedKind, TxnOp};
+use harness::{Harness, LineOp, Op, OwnedKind, TxnOp, run_line};
 use pandodb::tree::Tree;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -417,4 +417,28 @@ fn bottom_up_edge_cases() {
             .unwrap_or_else(|e| panic!("{e} for {} keys", keys.len()));
     }
     assert!(Tree::from_sorted(none).unwrap().is_empty());
+}
+
+// ---- VersionedTree: a line of versions with pins --------------------------
+
+fn line_op() -> impl Strategy<Value = LineOp> {
+    prop_oneof![
+        6 => (vec(txn_op(), 0..24), prop::bool::weighted(0.8))
+            .prop_map(|(ops, commit)| LineOp::Txn(ops, commit)),
+        2 => Just(LineOp::Keep),
+        2 => any::<usize>().prop_map(LineOp::Drop),
+        1 => Just(LineOp::Reclaim),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Every kept version reads exactly the model of its revision while
+    /// later transactions commit, abort and reclaim; nothing waits once
+    /// no version is held.
+    #[test]
+    fn versioned_tree_matches_btreemap_versions(ops in vec(line_op(), 0..=MAX_OPS / 8)) {
+        run_line(&ops, FULL_CHECK_EVERY).map_err(TestCaseError::fail)?;
+    }
 }

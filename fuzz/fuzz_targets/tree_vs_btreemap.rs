@@ -17,6 +17,9 @@
 // and length are checked, kept older versions (up to eight) are read back
 // in full every few ops and at the end. Batches of odd length take the
 // version over (`Tree::into_txn`, which lends), some with a reader clone.
+// An input may instead drive a `VersionedTree` (`harness::run_line`):
+// transactions committed or aborted, versions kept and dropped, reclaims;
+// every kept version must read its revision's model.
 
 #![no_main]
 
@@ -29,7 +32,7 @@ use libfuzzer_sys::fuzz_target;
 #[allow(dead_code)]
 mod harness;
 
-use harness::{Harness, Op, OwnedKind, TxnOp};
+use harness::{Harness, LineOp, Op, OwnedKind, TxnOp, run_line};
 
 /// Most ops run for one input.
 const MAX_OPS: usize = 600;
@@ -126,6 +129,33 @@ enum FOp {
     Unfanout(FKey, u8, u8, u8, bool, bool),
 }
 
+#[derive(Arbitrary, Debug)]
+enum FLineOp {
+    Txn(Vec<FTxnOp>, bool),
+    Keep,
+    Drop(u8),
+    Reclaim,
+}
+
+/// One input: a `Tree` run or a `VersionedTree` run.
+#[derive(Arbitrary, Debug)]
+enum Input {
+    Tree(Vec<FOp>),
+    Line(Vec<FLineOp>),
+}
+
+fn txn_ops(ops: &[FTxnOp]) -> Vec<TxnOp> {
+    ops.iter()
+        .take(MAX_TXN)
+        .map(|o| match o {
+            FTxnOp::Insert(k, v) => TxnOp::Insert(k.bytes(), *v),
+            FTxnOp::Remove(k) => TxnOp::Remove(k.bytes()),
+            FTxnOp::RemovePrefix(k) => TxnOp::RemovePrefix(k.bytes()),
+            FTxnOp::Get(k) => TxnOp::Get(k.bytes()),
+        })
+        .collect()
+}
+
 fn steps(s: &[bool]) -> Vec<bool> {
     s[..s.len().min(MAX_STEPS)].to_vec()
 }
@@ -165,18 +195,7 @@ impl FOp {
             FOp::Keep(i) => Op::Keep(usize::from(*i)),
             FOp::DropKept(i) => Op::DropKept(usize::from(*i)),
             FOp::Checkout(i) => Op::Checkout(usize::from(*i)),
-            FOp::Txn(ops, commit) => Op::Txn(
-                ops.iter()
-                    .take(MAX_TXN)
-                    .map(|o| match o {
-                        FTxnOp::Insert(k, v) => TxnOp::Insert(k.bytes(), *v),
-                        FTxnOp::Remove(k) => TxnOp::Remove(k.bytes()),
-                        FTxnOp::RemovePrefix(k) => TxnOp::RemovePrefix(k.bytes()),
-                        FTxnOp::Get(k) => TxnOp::Get(k.bytes()),
-                    })
-                    .collect(),
-                *commit,
-            ),
+            FOp::Txn(ops, commit) => Op::Txn(txn_ops(ops), *commit),
             FOp::Fanout(p, lo, n, twice, value) => Op::Fanout {
                 prefix: short(p),
                 lo: *lo,
@@ -196,14 +215,33 @@ impl FOp {
     }
 }
 
-fuzz_target!(|ops: Vec<FOp>| {
-    let mut h = Harness::new(8);
-    for op in ops.iter().take(MAX_OPS) {
-        if let Err(e) = h.step(&op.get()) {
-            panic!("{e}");
+fuzz_target!(|input: Input| {
+    match input {
+        Input::Tree(ops) => {
+            let mut h = Harness::new(8);
+            for op in ops.iter().take(MAX_OPS) {
+                if let Err(e) = h.step(&op.get()) {
+                    panic!("{e}");
+                }
+            }
+            if let Err(e) = h.finish() {
+                panic!("{e}");
+            }
         }
-    }
-    if let Err(e) = h.finish() {
-        panic!("{e}");
+        Input::Line(ops) => {
+            let ops: Vec<LineOp> = ops
+                .iter()
+                .take(MAX_OPS / 4)
+                .map(|o| match o {
+                    FLineOp::Txn(w, commit) => LineOp::Txn(txn_ops(w), *commit),
+                    FLineOp::Keep => LineOp::Keep,
+                    FLineOp::Drop(i) => LineOp::Drop(usize::from(*i)),
+                    FLineOp::Reclaim => LineOp::Reclaim,
+                })
+                .collect();
+            if let Err(e) = run_line(&ops, 4) {
+                panic!("{e}");
+            }
+        }
     }
 });

@@ -57,12 +57,12 @@ pub(crate) use ledger::Ledger;
 use ledger::dispose;
 pub(crate) use node::prefetch;
 use node::{Inner, Leaf, common_len};
-use slot::{Entry, EntryMut, EntryRef, Slot};
-pub use txn::TreeTxn;
-pub use versioned::{Version, VersionTxn, VersionedTree, View};
 #[cfg(loom)]
 #[doc(hidden)]
 pub use reclaim::{Garbage, Registry, reclaim as reclaim_unpinned};
+use slot::{Entry, EntryMut, EntryRef, Slot};
+pub use txn::TreeTxn;
+pub use versioned::{Version, VersionTxn, VersionedTree, View};
 
 /// Hands the blocks of freed nodes that the calling thread keeps for reuse
 /// (at most 256 KiB per thread) back to the global allocator, for tests
@@ -291,7 +291,11 @@ impl<V: Clone> Tree<V> {
             let found = body.header().layout.find(b);
             let Some(i) = found.filter(|&i| body.slice_mut().get(i).is_some_and(Option::is_some))
             else {
-                node.add_child(b, Slot::from(Leaf::new(key, value, generation)), ledger.as_deref_mut());
+                node.add_child(
+                    b,
+                    Slot::from(Leaf::new(key, value, generation)),
+                    ledger.as_deref_mut(),
+                );
                 return None;
             };
             // (A second, owned, access: the borrow checker does not let the

@@ -32,15 +32,62 @@ pub trait Garbage: Sized {
     fn free(self, more: &mut Vec<Self>);
 }
 
+/// Pieces of garbage with the revision that retired each, stored as runs:
+/// consecutive pieces of one revision share one record of it, so a piece
+/// costs its own size (a word, for the tree's pieces) and a commit one
+/// record more.
+struct Runs<G> {
+    items: Vec<G>,
+    /// `(first index, revision)` of each run, in order.
+    runs: Vec<(usize, u64)>,
+}
+
+impl<G> Default for Runs<G> {
+    fn default() -> Self {
+        Runs {
+            items: Vec::new(),
+            runs: Vec::new(),
+        }
+    }
+}
+
+impl<G> Runs<G> {
+    fn push(&mut self, g: G, retired: u64) {
+        if self.runs.last().map(|&(_, r)| r) != Some(retired) {
+            self.runs.push((self.items.len(), retired));
+        }
+        self.items.push(g);
+    }
+
+    fn pop(&mut self) -> Option<(G, u64)> {
+        let g = self.items.pop()?;
+        let Some(&(start, retired)) = self.runs.last() else {
+            unreachable!("every piece belongs to a run")
+        };
+        if start == self.items.len() {
+            self.runs.pop();
+            if self.items.is_empty() && self.items.capacity() > 4096 {
+                // A burst is over: its room goes back.
+                *self = Runs::default();
+            }
+        }
+        Some((g, retired))
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
 /// The pins and the retired garbage of one line of versions.
 pub struct Registry<G> {
     /// Pinned revisions, with how many pins each has.
     pins: BTreeMap<u64, usize>,
     /// Garbage to check, with the revision that retired it.
-    ready: Vec<(G, u64)>,
+    ready: Runs<G>,
     /// Garbage a pin holds, filed under that pin: checked again when it
     /// goes (another pin may hold it too).
-    held: BTreeMap<u64, Vec<(G, u64)>>,
+    held: BTreeMap<u64, Runs<G>>,
     /// How many pieces of garbage wait (ready or held).
     waiting: usize,
     /// A deliberately broken variant for the loom model: free without
@@ -53,7 +100,7 @@ impl<G: Garbage> Default for Registry<G> {
     fn default() -> Self {
         Registry {
             pins: BTreeMap::new(),
-            ready: Vec::new(),
+            ready: Runs::default(),
             held: BTreeMap::new(),
             waiting: 0,
             #[cfg(loom)]
@@ -90,8 +137,10 @@ impl<G: Garbage> Registry<G> {
         *n -= 1;
         if *n == 0 {
             self.pins.remove(&revision);
-            if let Some(held) = self.held.remove(&revision) {
-                self.ready.extend(held);
+            if let Some(mut held) = self.held.remove(&revision) {
+                while let Some((g, retired)) = held.pop() {
+                    self.ready.push(g, retired);
+                }
             }
         }
     }
@@ -99,7 +148,9 @@ impl<G: Garbage> Registry<G> {
     /// Retires `items`, replaced by the commit of `revision`.
     pub fn retire(&mut self, items: impl IntoIterator<Item = G>, revision: u64) {
         let before = self.ready.len();
-        self.ready.extend(items.into_iter().map(|g| (g, revision)));
+        for g in items {
+            self.ready.push(g, revision);
+        }
         self.waiting += self.ready.len() - before;
     }
 
@@ -113,7 +164,7 @@ impl<G: Garbage> Registry<G> {
                 break;
             };
             match self.holder(g.born(), retired) {
-                Some(p) => self.held.entry(p).or_default().push((g, retired)),
+                Some(p) => self.held.entry(p).or_default().push(g, retired),
                 None => out.push((g, retired)),
             }
         }
@@ -145,9 +196,13 @@ impl<G: Garbage> Registry<G> {
     /// Takes every piece of garbage, pinned or not (the line and every pin
     /// are gone: nothing can reach any of it).
     fn take_all(&mut self) -> Vec<(G, u64)> {
-        let mut all = std::mem::take(&mut self.ready);
-        for (_, held) in std::mem::take(&mut self.held) {
-            all.extend(held);
+        let mut all = Vec::with_capacity(self.waiting);
+        for mut runs in std::iter::once(std::mem::take(&mut self.ready))
+            .chain(std::mem::take(&mut self.held).into_values())
+        {
+            while let Some(piece) = runs.pop() {
+                all.push(piece);
+            }
         }
         self.waiting = 0;
         all
@@ -176,7 +231,9 @@ pub fn reclaim<G: Garbage>(registry: &Mutex<Registry<G>>, budget: usize) -> usiz
         if !more.is_empty() {
             let mut reg = lock(registry);
             reg.waiting += more.len();
-            reg.ready.append(&mut more);
+            for (g, retired) in more.drain(..) {
+                reg.ready.push(g, retired);
+            }
         }
     }
     freed

@@ -105,6 +105,26 @@ impl<V> Slot<V> {
         }
     }
 
+    /// The slot's word, handed over with the handle it stands for (which
+    /// is not dropped): one word to keep a retired handle in.
+    #[inline]
+    pub(crate) fn into_raw(self) -> NonNull<u8> {
+        std::mem::ManuallyDrop::new(self).raw
+    }
+
+    /// The slot whose word is `raw`.
+    ///
+    /// # Safety
+    /// `raw` must come from [`Slot::into_raw`], and this must be the only
+    /// slot made from it (the handle is taken back once).
+    #[inline]
+    pub(crate) unsafe fn from_raw(raw: NonNull<u8>) -> Self {
+        Slot {
+            raw,
+            _owns: PhantomData,
+        }
+    }
+
     /// The slot's word, as a number (for tests).
     #[cfg(test)]
     pub(crate) fn word(&self) -> usize {

@@ -23,11 +23,14 @@
 //! counted handle (no owning iterator, no [`Tree`]), since a node replaced
 //! in two lines of versions would be retired twice.
 
+use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ops::RangeBounds;
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::Tree;
+use super::body::NodeArc;
 use super::iter::Iter;
 use super::ledger::Ledger;
 use super::node::Inner;
@@ -40,26 +43,89 @@ use crate::sync::{Mutex, lock};
 /// bounded batch each.
 pub(crate) const RECLAIM_BATCH: usize = 1024;
 
-/// A node or a handle a commit replaced (see the module documentation).
-/// Wrapped so that dropping one by mistake leaks rather than frees.
-enum Piece<V> {
+/// A node or a handle a commit replaced (see the module documentation), in
+/// one word: a slot's word for a let-go handle (an inner node's even
+/// address, or a leaf's address plus one), an inner node's address plus
+/// [`NODE`] for a copied node. Both kinds of block are 8-aligned, so bit 1
+/// of a slot's word is free. Dropping a piece by mistake leaks, never frees.
+struct Piece<V> {
+    word: NonNull<u8>,
+    _owns: PhantomData<Slot<V>>,
+}
+
+/// Bit 1 of a piece's word: a copied node (freed alone), not a handle.
+const NODE: usize = 2;
+
+// SAFETY: a piece owns a node or a handle as a `Slot` does, and is sent
+// with the registry when the last holder of a line frees it on its thread:
+// `Send` and `Sync` when a slot is (`V: Send + Sync`).
+#[allow(unsafe_code)]
+unsafe impl<V: Send + Sync> Send for Piece<V> {}
+// SAFETY: as above; a piece is only read through `&mut` registry access.
+#[allow(unsafe_code)]
+unsafe impl<V: Send + Sync> Sync for Piece<V> {}
+
+/// A piece, taken apart.
+enum Kind<V> {
     /// A node copied by the commit: freed alone.
     Node(ManuallyDrop<Inner<V>>),
     /// A handle the commit let go of: released.
     Handle(ManuallyDrop<Slot<V>>),
 }
 
+#[allow(unsafe_code)]
 impl<V> Piece<V> {
+    /// A node the commit copied (lent): the piece stands for its handle.
+    fn node(n: ManuallyDrop<Inner<V>>) -> Self {
+        let word = n.0.ptr().cast_mut();
+        debug_assert_eq!(word.addr() & (NODE | 1), 0, "inner nodes are 8-aligned");
+        let Some(word) = NonNull::new(word.map_addr(|a| a | NODE)) else {
+            unreachable!("a node's address is not null")
+        };
+        Piece {
+            word,
+            _owns: PhantomData,
+        }
+    }
+
+    /// A handle the commit let go of.
     fn handle(s: Slot<V>) -> Self {
-        Piece::Handle(ManuallyDrop::new(s))
+        let word = s.into_raw();
+        debug_assert_eq!(word.as_ptr().addr() & NODE, 0, "blocks are 8-aligned");
+        Piece {
+            word,
+            _owns: PhantomData,
+        }
+    }
+
+    /// The node or handle, borrowed: wrapped so that it is never dropped.
+    fn peek(&self) -> Kind<V> {
+        let w = self.word.as_ptr();
+        if w.addr() & NODE != 0 {
+            let Some(p) = NonNull::new(w.map_addr(|a| a & !NODE)) else {
+                unreachable!("a node's address is not null")
+            };
+            // SAFETY: the word is a node handle's pointer plus `NODE`
+            // (`Piece::node`); the copy is wrapped, never dropped, and the
+            // caller reads it while the piece, which owns it, lives.
+            Kind::Node(ManuallyDrop::new(Inner(unsafe { NodeArc::from_raw(p) })))
+        } else {
+            // SAFETY: the word is a slot's (`Piece::handle`); as above.
+            Kind::Handle(ManuallyDrop::new(unsafe { Slot::from_raw(self.word) }))
+        }
+    }
+
+    /// The node or handle, taken back (once: `self` is consumed).
+    fn into_kind(self) -> Kind<V> {
+        self.peek()
     }
 }
 
 impl<V> Garbage for Piece<V> {
     fn born(&self) -> u64 {
-        match self {
-            Piece::Node(n) => n.generation,
-            Piece::Handle(s) => match s.get() {
+        match self.peek() {
+            Kind::Node(n) => n.generation,
+            Kind::Handle(s) => match s.get() {
                 EntryRef::Leaf(l) => l.born(),
                 EntryRef::Inner(n) => n.generation,
             },
@@ -67,12 +133,12 @@ impl<V> Garbage for Piece<V> {
     }
 
     fn free(self, more: &mut Vec<Self>) {
-        match self {
+        match self.into_kind() {
             // Its slots' counts passed to the copy's duplicates; its
             // terminal was cloned into the copy, so the header's own count
             // on it goes with the header.
-            Piece::Node(n) => ManuallyDrop::into_inner(n).free_without_slots(),
-            Piece::Handle(s) => match ManuallyDrop::into_inner(s).into_entry() {
+            Kind::Node(n) => ManuallyDrop::into_inner(n).free_without_slots(),
+            Kind::Handle(s) => match ManuallyDrop::into_inner(s).into_entry() {
                 Entry::Leaf(l) => drop(l),
                 Entry::Inner(mut n) => {
                     if let Some(body) = n.get_mut() {
@@ -81,7 +147,12 @@ impl<V> Garbage for Piece<V> {
                         if let Some(t) = body.header_mut().terminal.take() {
                             more.push(Piece::handle(Slot::from(t)));
                         }
-                        more.extend(body.slice_mut().iter_mut().filter_map(Option::take).map(Piece::handle));
+                        more.extend(
+                            body.slice_mut()
+                                .iter_mut()
+                                .filter_map(Option::take)
+                                .map(Piece::handle),
+                        );
                     }
                     // Empty now (freed), or shared (one count less).
                     drop(n);
@@ -332,7 +403,7 @@ impl<V: Clone> VersionTxn<'_, V> {
         self.line.revision = revision;
         let pieces = lent
             .into_iter()
-            .map(|(n, _)| Piece::Node(n))
+            .map(|(n, _)| Piece::node(n))
             .chain(deferred.into_iter().map(Piece::handle));
         lock(&self.line.shared.registry).retire(pieces, revision);
         revision

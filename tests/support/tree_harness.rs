@@ -637,3 +637,110 @@ impl Harness {
         Ok(())
     }
 }
+
+// ---- VersionedTree: a line of versions with pins --------------------------
+
+/// An operation on a `VersionedTree` and the versions it keeps.
+#[derive(Debug, Clone)]
+pub enum LineOp {
+    /// A transaction of these writes, committed or aborted.
+    Txn(Vec<TxnOp>, bool),
+    /// Take a version of the current revision (kept up to 8).
+    Keep,
+    /// Drop the kept version at this index (modulo their number).
+    Drop(usize),
+    /// Free what no kept version reaches.
+    Reclaim,
+}
+
+pub type LineModel = std::collections::BTreeMap<Vec<u8>, u32>;
+
+pub fn same(view: pandodb::tree::View<'_, u32>, model: &LineModel) -> Result<(), String> {
+    view.check_invariants()?;
+    let got: Vec<(&[u8], &u32)> = view.iter().collect();
+    let want: Vec<(&[u8], &u32)> = model.iter().map(|(k, v)| (&k[..], v)).collect();
+    if got != want {
+        return Err(format!("read {got:?}, the model holds {want:?}"));
+    }
+    Ok(())
+}
+
+/// Runs `ops` on a `VersionedTree` against a model of every kept version;
+/// kept versions are read back in full every `full_check_every` steps and
+/// at the end, and nothing may wait once none is held.
+pub fn run_line(ops: &[LineOp], full_check_every: usize) -> Result<(), String> {
+    use pandodb::tree::{Version, VersionedTree};
+    let mut line: VersionedTree<u32> = VersionedTree::new();
+    let mut model = LineModel::new();
+    let mut kept: Vec<(Version<u32>, LineModel)> = Vec::new();
+    for (step, op) in ops.iter().enumerate() {
+        match op {
+            LineOp::Txn(writes, commit) => {
+                let mut txn = line.txn();
+                let mut next = model.clone();
+                for w in writes {
+                    match w {
+                        TxnOp::Insert(k, v) => {
+                            if txn.insert(k, *v) != next.insert(k.clone(), *v) {
+                                return Err(format!("insert {k:?}: wrong old value"));
+                            }
+                        }
+                        TxnOp::Remove(k) => {
+                            if txn.remove(k) != next.remove(k) {
+                                return Err(format!("remove {k:?}: wrong old value"));
+                            }
+                        }
+                        TxnOp::RemovePrefix(p) => {
+                            let before = next.len();
+                            next.retain(|k, _| !k.starts_with(p));
+                            if txn.remove_prefix(p) != before - next.len() {
+                                return Err(format!("remove_prefix {p:?}: wrong count"));
+                            }
+                        }
+                        TxnOp::Get(k) => {
+                            if txn.view().get(k) != next.get(k) {
+                                return Err(format!("get {k:?} in the transaction"));
+                            }
+                        }
+                    }
+                }
+                same(txn.view(), &next)?;
+                if *commit {
+                    txn.commit();
+                    model = next;
+                }
+            }
+            LineOp::Keep => {
+                if kept.len() < 8 {
+                    kept.push((line.version(), model.clone()));
+                }
+            }
+            LineOp::Drop(i) => {
+                if !kept.is_empty() {
+                    kept.swap_remove(i % kept.len());
+                }
+            }
+            LineOp::Reclaim => {
+                line.reclaim();
+            }
+        }
+        same(line.view(), &model)?;
+        if step % full_check_every.max(1) == 0 {
+            for (v, m) in &kept {
+                same(v.view(), m).map_err(|e| format!("version {}: {e}", v.revision()))?;
+            }
+        }
+    }
+    for (v, m) in &kept {
+        same(v.view(), m).map_err(|e| format!("version {}: {e}", v.revision()))?;
+    }
+    drop(kept);
+    line.reclaim();
+    if line.waiting_garbage() != 0 || line.pinned_revisions() != 0 {
+        return Err(format!(
+            "{} pieces of garbage wait with no version held",
+            line.waiting_garbage()
+        ));
+    }
+    Ok(())
+}

@@ -31,7 +31,9 @@ fn key(i: u32) -> Vec<u8> {
 
 /// A cheap deterministic sequence.
 fn lcg(state: &mut u64) -> u32 {
-    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (*state >> 33) as u32
 }
 
@@ -48,7 +50,7 @@ fn miri_versions_read_their_revision_while_the_writer_goes_on() {
         for _ in 0..(lcg(&mut seed) % 5 + 1) {
             let i = lcg(&mut seed) % 60;
             match lcg(&mut seed) % 5 {
-                0 | 1 | 2 => {
+                0..=2 => {
                     txn.insert(&key(i), round);
                     next.insert(key(i), round);
                 }
@@ -65,17 +67,17 @@ fn miri_versions_read_their_revision_while_the_writer_goes_on() {
             }
         }
         assert_reads(txn.view(), &next);
-        if lcg(&mut seed) % 4 == 0 {
+        if lcg(&mut seed).is_multiple_of(4) {
             drop(txn); // abort
         } else {
             assert_eq!(txn.commit(), line.revision());
             model = next;
         }
         assert_reads(line.view(), &model);
-        if lcg(&mut seed) % 3 == 0 {
+        if lcg(&mut seed).is_multiple_of(3) {
             kept.push((line.version(), model.clone()));
         }
-        if !kept.is_empty() && lcg(&mut seed) % 3 == 0 {
+        if !kept.is_empty() && lcg(&mut seed).is_multiple_of(3) {
             let at = lcg(&mut seed) as usize % kept.len();
             kept.swap_remove(at);
         }
@@ -160,7 +162,9 @@ fn miri_versions_are_read_and_dropped_on_other_threads() {
 
 #[test]
 fn garbage_waits_only_for_the_versions_that_reach_it() {
-    let mut line: VersionedTree<u32> = (0..200).map(|i| (format!("{i:05}").into_bytes(), i)).collect();
+    let mut line: VersionedTree<u32> = (0..200)
+        .map(|i| (format!("{i:05}").into_bytes(), i))
+        .collect();
     let held = line.version();
     for round in 0..50 {
         let mut txn = line.txn();
