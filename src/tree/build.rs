@@ -137,7 +137,7 @@ impl<V> TreeBuilder<V> {
         let Some(done) = self.done.take() else {
             let root = open_node(0, &mut self.spare);
             self.open.push(root);
-            self.done = Some(Done::Leaf(Leaf::new(key, value, 0)));
+            self.done = Some(Done::Leaf(Leaf::new(key, value)));
             self.last.clear();
             self.last.extend_from_slice(key);
             self.pushed = 1;
@@ -178,7 +178,7 @@ impl<V> TreeBuilder<V> {
                 self.open.push(node);
             }
         }
-        self.done = Some(Done::Leaf(Leaf::new(key, value, 0)));
+        self.done = Some(Done::Leaf(Leaf::new(key, value)));
         self.last.clear();
         self.last.extend_from_slice(key);
         self.pushed += 1;

@@ -1,12 +1,9 @@
 //! The leaf of the tree: one stored key and its value in a single,
 //! reference-counted allocation addressed by a thin pointer.
 //!
-//! Layout: `[count: u32][key length: u32][born: u64][value: V][key bytes]`.
-//! Packing the count and the length into one word keeps the header small
-//! while the pointer stays one word. `born` is the revision of the
-//! [`VersionedTree`](super::VersionedTree) transaction that made the leaf
-//! (0 outside one): a replaced leaf is reachable from the versions
-//! `[born, replaced)` only, which decides when it may be freed. Measured with
+//! Layout: `[count: u32][key length: u32][value: V][key bytes]`. Packing the
+//! count and the length into one word keeps a leaf as small as a fat `Arc`
+//! of the same data while the pointer stays one word. Measured with
 //! `cargo bench --bench tree` (memory table, N = 1M `user-{i:08}` keys):
 //! 65.8 B/key with `triomphe::ThinArc` leaves (a `usize` length in the
 //! allocation), against BTreeMap's 63.5; see `docs/PERFORMANCE.md`.
@@ -31,7 +28,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 struct Header<V> {
     count: AtomicU32,
     len: u32,
-    born: u64,
     value: V,
 }
 
@@ -77,12 +73,11 @@ fn layout<V>(len: usize) -> (Layout, usize) {
 
 #[allow(unsafe_code)]
 impl<V> Leaf<V> {
-    /// A new leaf holding `key` and `value`, made at revision `born` (0
-    /// outside a versioned tree).
+    /// A new leaf holding `key` and `value`.
     ///
     /// # Panics
     /// When `key` is longer than `u32::MAX` bytes (4 GiB).
-    pub(crate) fn new(key: &[u8], value: V, born: u64) -> Self {
+    pub(crate) fn new(key: &[u8], value: V) -> Self {
         let len = match u32::try_from(key.len()) {
             Ok(l) => l,
             Err(_) => panic!("tree keys are limited to 4 GiB"),
@@ -99,7 +94,6 @@ impl<V> Leaf<V> {
             raw.cast::<Header<V>>().write(Header {
                 count: AtomicU32::new(1),
                 len,
-                born,
                 value,
             });
             std::ptr::copy_nonoverlapping(key.as_ptr(), raw.add(offset), key.len());
@@ -147,12 +141,6 @@ impl<V> Leaf<V> {
         self.raw().cast::<u8>().cast_const()
     }
 
-    /// The revision that made this leaf (0 outside a versioned tree).
-    #[inline]
-    pub(crate) fn born(&self) -> u64 {
-        self.header().born
-    }
-
     /// The value.
     #[inline]
     pub(crate) fn value(&self) -> &V {
@@ -175,7 +163,7 @@ impl<V> Leaf<V> {
             return std::mem::replace(slot, value);
         }
         let old = self.value().clone();
-        *self = Leaf::new(self.key(), value, self.born());
+        *self = Leaf::new(self.key(), value);
         old
     }
 }

@@ -62,7 +62,7 @@ use node::{Inner, Leaf, common_len};
 pub use reclaim::{Garbage, Registry, reclaim as reclaim_unpinned};
 use slot::{Entry, EntryMut, EntryRef, Slot};
 pub use txn::TreeTxn;
-pub use versioned::{Version, VersionTxn, VersionedTree, View};
+pub use versioned::{Version, VersionTxn, VersionedTree, View, ViewIter};
 
 /// Hands the blocks of freed nodes that the calling thread keeps for reuse
 /// (at most 256 KiB per thread) back to the global allocator, for tests
@@ -279,7 +279,7 @@ impl<V: Clone> Tree<V> {
                 return match &mut head.terminal {
                     Some(t) => Some(replace_value(t, value, ledger.as_deref_mut())),
                     None => {
-                        head.terminal = Some(Leaf::new(key, value, generation));
+                        head.terminal = Some(Leaf::new(key, value));
                         None
                     }
                 };
@@ -291,11 +291,7 @@ impl<V: Clone> Tree<V> {
             let found = body.header().layout.find(b);
             let Some(i) = found.filter(|&i| body.slice_mut().get(i).is_some_and(Option::is_some))
             else {
-                node.add_child(
-                    b,
-                    Slot::from(Leaf::new(key, value, generation)),
-                    ledger.as_deref_mut(),
-                );
+                node.add_child(b, Slot::from(Leaf::new(key, value)), ledger.as_deref_mut());
                 return None;
             };
             // (A second, owned, access: the borrow checker does not let the
@@ -329,7 +325,7 @@ impl<V: Clone> Tree<V> {
                     place(
                         &mut split,
                         at + c,
-                        Leaf::new(key, value, generation),
+                        Leaf::new(key, value),
                         ledger.as_deref_mut(),
                     );
                     split
@@ -347,7 +343,7 @@ impl<V: Clone> Tree<V> {
                     place(
                         &mut split,
                         at + c,
-                        Leaf::new(key, value, generation),
+                        Leaf::new(key, value),
                         ledger.as_deref_mut(),
                     );
                     split
@@ -446,7 +442,7 @@ fn replace_value<V: Clone>(l: &mut Leaf<V>, value: V, lg: Option<&mut Ledger<V>>
         None => l.replace_value(value),
         Some(lg) => {
             let old = l.value().clone();
-            let new = Leaf::new(l.key(), value, lg.generation);
+            let new = Leaf::new(l.key(), value);
             lg.defer(Slot::from(std::mem::replace(l, new)));
             old
         }

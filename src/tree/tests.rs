@@ -724,7 +724,7 @@ fn miri_slot_words_are_the_handles() {
     }
     drop(slot);
 
-    let leaf = Leaf::new(b"key", 7u32, 0);
+    let leaf = Leaf::new(b"key", 7u32);
     let kept = leaf.clone();
     let slot = Slot::from(leaf);
     assert!(slot.is_leaf());

@@ -43,11 +43,35 @@ use crate::sync::{Mutex, lock};
 /// bounded batch each.
 pub(crate) const RECLAIM_BATCH: usize = 1024;
 
+/// What a leaf's value tells of the revision that made the leaf: a
+/// replaced leaf is reachable from `[born, replaced)` only. (Inner nodes
+/// record theirs in their header; a leaf's lives in its value, so that
+/// trees that do not need it pay nothing for it.)
+pub(crate) trait Born {
+    /// The revision of the transaction that made the leaf holding this
+    /// value, or an earlier one.
+    fn born(&self) -> u64;
+}
+
+/// A value of a [`VersionedTree`] with the revision that stored it.
+#[derive(Clone)]
+pub(crate) struct Stamped<V> {
+    born: u64,
+    value: V,
+}
+
+impl<V> Born for Stamped<V> {
+    fn born(&self) -> u64 {
+        self.born
+    }
+}
+
 /// A node or a handle a commit replaced (see the module documentation), in
 /// one word: a slot's word for a let-go handle (an inner node's even
 /// address, or a leaf's address plus one), an inner node's address plus
-/// [`NODE`] for a copied node. Both kinds of block are 8-aligned, so bit 1
-/// of a slot's word is free. Dropping a piece by mistake leaks, never frees.
+/// [`NODE`] for a copied node. An inner node is 8-aligned and a leaf
+/// 4-aligned (its header starts with a `u32`), so bit 1 of a slot's word is
+/// free. Dropping a piece by mistake leaks, never frees.
 struct Piece<V> {
     word: NonNull<u8>,
     _owns: PhantomData<Slot<V>>,
@@ -91,7 +115,7 @@ impl<V> Piece<V> {
     /// A handle the commit let go of.
     fn handle(s: Slot<V>) -> Self {
         let word = s.into_raw();
-        debug_assert_eq!(word.as_ptr().addr() & NODE, 0, "blocks are 8-aligned");
+        debug_assert_eq!(word.as_ptr().addr() & NODE, 0, "blocks are 4-aligned");
         Piece {
             word,
             _owns: PhantomData,
@@ -121,12 +145,12 @@ impl<V> Piece<V> {
     }
 }
 
-impl<V> Garbage for Piece<V> {
+impl<V: Born> Garbage for Piece<V> {
     fn born(&self) -> u64 {
         match self.peek() {
             Kind::Node(n) => n.generation,
             Kind::Handle(s) => match s.get() {
-                EntryRef::Leaf(l) => l.born(),
+                EntryRef::Leaf(l) => l.value().born(),
                 EntryRef::Inner(n) => n.generation,
             },
         }
@@ -164,7 +188,7 @@ impl<V> Garbage for Piece<V> {
 
 /// What the line and its versions share: the pins and the garbage.
 struct Shared<V> {
-    registry: Mutex<Registry<Piece<V>>>,
+    registry: Mutex<Registry<Piece<Stamped<V>>>>,
 }
 
 impl<V> Drop for Shared<V> {
@@ -210,7 +234,7 @@ impl<V> Drop for Shared<V> {
 pub struct VersionedTree<V> {
     /// The current version. Its root handle is the line's own: retired,
     /// never dropped as a plain tree.
-    current: ManuallyDrop<Tree<V>>,
+    current: ManuallyDrop<Tree<Stamped<V>>>,
     revision: u64,
     shared: Arc<Shared<V>>,
 }
@@ -323,7 +347,7 @@ impl<V: std::fmt::Debug> std::fmt::Debug for VersionedTree<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VersionedTree")
             .field("revision", &self.revision)
-            .field("current", &*self.current)
+            .field("current", &self.view())
             .finish()
     }
 }
@@ -352,18 +376,21 @@ fn alias_tree<V>(tree: &Tree<V>) -> ManuallyDrop<Tree<V>> {
 pub struct VersionTxn<'a, V: Clone> {
     line: &'a mut VersionedTree<V>,
     /// The new version, with the ledger of what it lent and let go of.
-    tree: Tree<V>,
+    tree: Tree<Stamped<V>>,
 }
 
 impl<V: Clone> VersionTxn<'_, V> {
     /// Inserts `value` under `key`, returning the value it replaced.
     pub fn insert(&mut self, key: &[u8], value: V) -> Option<V> {
-        self.tree.insert(key, value)
+        let born = self.revision();
+        self.tree
+            .insert(key, Stamped { born, value })
+            .map(|s| s.value)
     }
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &[u8]) -> Option<V> {
-        self.tree.remove(key)
+        self.tree.remove(key).map(|s| s.value)
     }
 
     /// Removes every key starting with `prefix`; returns how many.
@@ -414,7 +441,7 @@ impl<V: Clone> VersionTxn<'_, V> {
 /// writer commits after, for as long as it is held. Cloning pins again.
 pub struct Version<V> {
     /// The version's nodes, aliased (no counts): see `alias_tree`.
-    tree: ManuallyDrop<Tree<V>>,
+    tree: ManuallyDrop<Tree<Stamped<V>>>,
     revision: u64,
     shared: Arc<Shared<V>>,
 }
@@ -452,7 +479,7 @@ impl<V: std::fmt::Debug> std::fmt::Debug for Version<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Version")
             .field("revision", &self.revision)
-            .field("tree", &*self.tree)
+            .field("tree", &self.view())
             .finish()
     }
 }
@@ -460,7 +487,7 @@ impl<V: std::fmt::Debug> std::fmt::Debug for Version<V> {
 /// Read access to one version of a [`VersionedTree`]: the read methods of
 /// [`Tree`], borrowing.
 pub struct View<'a, V> {
-    tree: &'a Tree<V>,
+    tree: &'a Tree<Stamped<V>>,
 }
 
 impl<V> Clone for View<'_, V> {
@@ -470,6 +497,19 @@ impl<V> Clone for View<'_, V> {
 }
 
 impl<V> Copy for View<'_, V> {}
+
+impl<V: std::fmt::Debug> std::fmt::Debug for View<'_, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|(k, v)| (String::from_utf8_lossy(k), v)))
+            .finish()
+    }
+}
+
+/// A stored pair, without its stamp.
+fn pair<'a, V>((k, s): (&'a [u8], &'a Stamped<V>)) -> (&'a [u8], &'a V) {
+    (k, &s.value)
+}
 
 impl<'a, V> View<'a, V> {
     /// Number of keys, in O(1).
@@ -484,7 +524,7 @@ impl<'a, V> View<'a, V> {
 
     /// The value stored under `key`.
     pub fn get(&self, key: &[u8]) -> Option<&'a V> {
-        self.tree.get(key)
+        self.tree.get(key).map(|s| &s.value)
     }
 
     /// Whether `key` is stored.
@@ -494,12 +534,12 @@ impl<'a, V> View<'a, V> {
 
     /// The smallest key and its value.
     pub fn first(&self) -> Option<(&'a [u8], &'a V)> {
-        self.tree.first()
+        self.tree.first().map(pair)
     }
 
     /// The largest key and its value.
     pub fn last(&self) -> Option<(&'a [u8], &'a V)> {
-        self.tree.last()
+        self.tree.last().map(pair)
     }
 
     /// Number of keys starting with `prefix`, in O(key length).
@@ -509,27 +549,27 @@ impl<'a, V> View<'a, V> {
 
     /// The longest stored key that is a prefix of `key`, with its value.
     pub fn longest_prefix(&self, key: &[u8]) -> Option<(&'a [u8], &'a V)> {
-        self.tree.longest_prefix(key)
+        self.tree.longest_prefix(key).map(pair)
     }
 
     /// Every key and value in key order.
-    pub fn iter(&self) -> Iter<'a, V> {
-        self.tree.iter()
+    pub fn iter(&self) -> ViewIter<'a, V> {
+        ViewIter(self.tree.iter())
     }
 
     /// The keys in `range`, in order.
-    pub fn range<'k>(&self, range: impl RangeBounds<&'k [u8]>) -> Iter<'a, V> {
-        self.tree.range(range)
+    pub fn range<'k>(&self, range: impl RangeBounds<&'k [u8]>) -> ViewIter<'a, V> {
+        ViewIter(self.tree.range(range))
     }
 
     /// The keys starting with `prefix`, in order.
-    pub fn prefix(&self, prefix: &[u8]) -> Iter<'a, V> {
-        self.tree.prefix(prefix)
+    pub fn prefix(&self, prefix: &[u8]) -> ViewIter<'a, V> {
+        ViewIter(self.tree.prefix(prefix))
     }
 
     /// The keys from `key` (included) on, in order.
-    pub fn lower_bound(&self, key: &[u8]) -> Iter<'a, V> {
-        self.tree.lower_bound(key)
+    pub fn lower_bound(&self, key: &[u8]) -> ViewIter<'a, V> {
+        ViewIter(self.tree.lower_bound(key))
     }
 
     /// Checks every structural invariant of the version (see
@@ -542,6 +582,33 @@ impl<'a, V> View<'a, V> {
         self.tree.check_invariants()
     }
 }
+
+/// The pairs of a [`View`] in key order (or a range of them): borrowing,
+/// double-ended and of exact size, like [`Iter`].
+pub struct ViewIter<'a, V>(Iter<'a, Stamped<V>>);
+
+impl<'a, V> Iterator for ViewIter<'a, V> {
+    type Item = (&'a [u8], &'a V);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(pair)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl<V> DoubleEndedIterator for ViewIter<'_, V> {
+    #[inline]
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.0.next_back().map(pair)
+    }
+}
+
+impl<V> ExactSizeIterator for ViewIter<'_, V> {}
+impl<V> std::iter::FusedIterator for ViewIter<'_, V> {}
 
 #[cfg(test)]
 mod tests;
