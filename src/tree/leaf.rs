@@ -141,6 +141,12 @@ impl<V> Leaf<V> {
         self.raw().cast::<u8>().cast_const()
     }
 
+    /// The reference count (for tests that check counts balance).
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> u32 {
+        self.header().count.load(Ordering::Acquire)
+    }
+
     /// The value.
     #[inline]
     pub(crate) fn value(&self) -> &V {

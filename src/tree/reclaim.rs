@@ -77,6 +77,23 @@ impl<G> Runs<G> {
     fn len(&self) -> usize {
         self.items.len()
     }
+
+    /// Moves every piece of `other` here, keeping its runs: one copy of
+    /// the pieces, not one push each.
+    fn append(&mut self, mut other: Runs<G>) {
+        if self.items.is_empty() {
+            *self = other;
+            return;
+        }
+        let offset = self.items.len();
+        for (start, retired) in other.runs.drain(..) {
+            if start == 0 && self.runs.last().map(|&(_, r)| r) == Some(retired) {
+                continue; // continues the last run here
+            }
+            self.runs.push((start + offset, retired));
+        }
+        self.items.append(&mut other.items);
+    }
 }
 
 /// The pins and the retired garbage of one line of versions.
@@ -137,10 +154,8 @@ impl<G: Garbage> Registry<G> {
         *n -= 1;
         if *n == 0 {
             self.pins.remove(&revision);
-            if let Some(mut held) = self.held.remove(&revision) {
-                while let Some((g, retired)) = held.pop() {
-                    self.ready.push(g, retired);
-                }
+            if let Some(held) = self.held.remove(&revision) {
+                self.ready.append(held);
             }
         }
     }
@@ -347,6 +362,30 @@ mod tests {
         lock(&reg).unpin(4);
         assert_eq!(reclaim(&reg, usize::MAX), 1);
         assert_eq!(lock(&reg).pinned(), 0);
+    }
+
+    #[test]
+    fn runs_keep_each_piece_with_its_revision_across_appends() {
+        let mut a: Runs<u32> = Runs::default();
+        a.push(1, 10);
+        a.push(2, 10);
+        a.push(3, 11);
+        let mut b: Runs<u32> = Runs::default();
+        b.push(4, 11);
+        b.push(5, 12);
+        a.append(b);
+        a.append(Runs::default());
+        let mut empty: Runs<u32> = Runs::default();
+        let mut c: Runs<u32> = Runs::default();
+        c.push(6, 13);
+        empty.append(c);
+        assert_eq!(empty.pop(), Some((6, 13)));
+        let mut got = Vec::new();
+        while let Some(p) = a.pop() {
+            got.push(p);
+        }
+        assert_eq!(got, [(5, 12), (4, 11), (3, 11), (2, 10), (1, 10)]);
+        assert!(a.runs.is_empty());
     }
 
     #[test]

@@ -38,9 +38,11 @@ use super::reclaim::{self, Garbage, Registry};
 use super::slot::{Entry, EntryRef, Slot};
 use crate::sync::{Mutex, lock};
 
-/// How many pieces of garbage a write transaction frees, at most, before
-/// it starts: the freeing is spread over the writers that follow, a
-/// bounded batch each.
+/// How many pieces of garbage a write transaction frees, at least when
+/// there are that many, before it starts: the freeing is spread over the
+/// writers that follow, a bounded batch each. A batch is also at least
+/// twice what the last commit retired, so a line of large transactions
+/// frees faster than it retires.
 pub(crate) const RECLAIM_BATCH: usize = 1024;
 
 /// What a leaf's value tells of the revision that made the leaf: a
@@ -236,6 +238,8 @@ pub struct VersionedTree<V> {
     /// never dropped as a plain tree.
     current: ManuallyDrop<Tree<Stamped<V>>>,
     revision: u64,
+    /// How many pieces the last commit retired (see [`RECLAIM_BATCH`]).
+    retired_last: usize,
     shared: Arc<Shared<V>>,
 }
 
@@ -251,6 +255,7 @@ impl<V> VersionedTree<V> {
         VersionedTree {
             current: ManuallyDrop::new(Tree::new()),
             revision: 0,
+            retired_last: 0,
             shared: Arc::new(Shared {
                 registry: Mutex::new(Registry::default()),
             }),
@@ -305,7 +310,8 @@ impl<V: Clone> VersionedTree<V> {
     /// Starts the transaction that makes the next revision. First frees a
     /// bounded batch of the garbage no held version reaches.
     pub fn txn(&mut self) -> VersionTxn<'_, V> {
-        reclaim::reclaim(&self.shared.registry, RECLAIM_BATCH);
+        let batch = RECLAIM_BATCH.max(self.retired_last.saturating_mul(2));
+        reclaim::reclaim(&self.shared.registry, batch);
         let revision = self.revision + 1;
         let base = self.current.root.as_ref().map_or(0, Inner::addr);
         let tree = Tree {
@@ -432,7 +438,10 @@ impl<V: Clone> VersionTxn<'_, V> {
             .into_iter()
             .map(|(n, _)| Piece::node(n))
             .chain(deferred.into_iter().map(Piece::handle));
-        lock(&self.line.shared.registry).retire(pieces, revision);
+        let mut registry = lock(&self.line.shared.registry);
+        let before = registry.waiting();
+        registry.retire(pieces, revision);
+        self.line.retired_last = registry.waiting() - before;
         revision
     }
 }

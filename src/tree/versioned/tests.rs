@@ -181,3 +181,6 @@ fn garbage_waits_only_for_the_versions_that_reach_it() {
     line.reclaim();
     assert_eq!(line.waiting_garbage(), 0);
 }
+
+#[path = "life.rs"]
+mod life;
