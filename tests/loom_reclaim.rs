@@ -18,7 +18,7 @@
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use pandodb::tree::{Garbage, Registry, reclaim_unpinned};
+use pandodb::tree::{Garbage, Registry, Scratch, reclaim_unpinned};
 
 /// What a freed stand-in node holds.
 const FREED: u64 = u64::MAX;
@@ -81,10 +81,10 @@ fn run(registry: fn() -> Registry<Node>) {
             }],
             3,
         );
-        reclaim_unpinned(&reg, usize::MAX);
+        reclaim_unpinned(&reg, usize::MAX, &mut Scratch::default());
         assert_eq!(young.read(), FREED, "the interval rule frees it at once");
         reader.join().unwrap();
-        reclaim_unpinned(&reg, usize::MAX);
+        reclaim_unpinned(&reg, usize::MAX, &mut Scratch::default());
         assert_eq!(old.read(), FREED, "no pin left: freed");
         assert_eq!(reg.lock().unwrap().waiting(), 0);
     });

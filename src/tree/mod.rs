@@ -59,7 +59,7 @@ pub(crate) use node::prefetch;
 use node::{Inner, Leaf, common_len};
 #[cfg(loom)]
 #[doc(hidden)]
-pub use reclaim::{Garbage, Registry, reclaim as reclaim_unpinned};
+pub use reclaim::{Garbage, Registry, Scratch, reclaim as reclaim_unpinned};
 use slot::{Entry, EntryMut, EntryRef, Slot};
 pub use txn::TreeTxn;
 pub use versioned::{Version, VersionTxn, VersionedTree, View, ViewIter};

@@ -34,7 +34,7 @@ use super::body::NodeArc;
 use super::iter::Iter;
 use super::ledger::Ledger;
 use super::node::Inner;
-use super::reclaim::{self, Garbage, Registry};
+use super::reclaim::{self, Garbage, Registry, Scratch};
 use super::slot::{Entry, EntryRef, Slot};
 use crate::sync::{Mutex, lock};
 
@@ -240,6 +240,8 @@ pub struct VersionedTree<V> {
     revision: u64,
     /// How many pieces the last commit retired (see [`RECLAIM_BATCH`]).
     retired_last: usize,
+    /// The reclaimer's buffers, kept between transactions.
+    scratch: Scratch<Piece<Stamped<V>>>,
     shared: Arc<Shared<V>>,
 }
 
@@ -256,6 +258,7 @@ impl<V> VersionedTree<V> {
             current: ManuallyDrop::new(Tree::new()),
             revision: 0,
             retired_last: 0,
+            scratch: Scratch::default(),
             shared: Arc::new(Shared {
                 registry: Mutex::new(Registry::default()),
             }),
@@ -291,7 +294,7 @@ impl<V> VersionedTree<V> {
     /// many were freed. Write transactions do this in bounded batches
     /// ([`VersionedTree::txn`]); this call is for an idle writer, or a test.
     pub fn reclaim(&mut self) -> usize {
-        reclaim::reclaim(&self.shared.registry, usize::MAX)
+        reclaim::reclaim(&self.shared.registry, usize::MAX, &mut self.scratch)
     }
 
     /// How many replaced nodes and leaves wait to be freed (held by a
@@ -311,7 +314,7 @@ impl<V: Clone> VersionedTree<V> {
     /// bounded batch of the garbage no held version reaches.
     pub fn txn(&mut self) -> VersionTxn<'_, V> {
         let batch = RECLAIM_BATCH.max(self.retired_last.saturating_mul(2));
-        reclaim::reclaim(&self.shared.registry, batch);
+        reclaim::reclaim(&self.shared.registry, batch, &mut self.scratch);
         let revision = self.revision + 1;
         let base = self.current.root.as_ref().map_or(0, Inner::addr);
         let tree = Tree {
@@ -331,7 +334,7 @@ impl<V> Drop for VersionedTree<V> {
         if let Some(root) = self.current.root.take() {
             lock(&self.shared.registry).retire([Piece::handle(Slot::from(root))], u64::MAX);
         }
-        reclaim::reclaim(&self.shared.registry, usize::MAX);
+        reclaim::reclaim(&self.shared.registry, usize::MAX, &mut self.scratch);
     }
 }
 
