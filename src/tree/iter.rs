@@ -4,10 +4,8 @@
 //! cursors (front and back). The interval comes from subtree counts, so the
 //! exact length is known up front and the two ends can never cross. A cursor
 //! is a stack of (node, position) frames and is generic over how it holds
-//! nodes: borrowed (`&Inner`, for [`Iter`]) or as uncounted aliases (for
-//! [`IntoIter`] and [`Values`], which keep their version alive by holding
-//! a counted handle on its root: every node below a counted root stays
-//! alive and unchanged, so the cursors touch no count as they descend).
+//! nodes: borrowed (`&Inner`, for [`Iter`]) or owned (a counted node handle, for
+//! [`IntoIter`], which pins its version for as long as it lives).
 
 use std::iter::FusedIterator;
 use std::ops::{Bound, Deref};
@@ -58,10 +56,7 @@ impl<V> Handle<V> for Owned<V> {
     #[inline]
     fn child(&self, pos: u16) -> Self {
         match self.entry(pos) {
-            // SAFETY: the child belongs to the version the iterator keeps
-            // alive (see `Owned`).
-            #[allow(unsafe_code)]
-            EntryRef::Inner(n) => Owned(unsafe { n.alias() }),
+            EntryRef::Inner(n) => Owned(n.clone()),
             EntryRef::Leaf(_) => unreachable!("child() at a leaf position"),
         }
     }
@@ -85,34 +80,15 @@ const ITER_PREFETCH_LINES: usize = 4;
 /// memory system).
 const SEEK_PREFETCH_SIBLINGS: usize = 16;
 
-/// A node handle for the cursors of [`IntoIter`] and [`Values`]: an
-/// uncounted alias (`Inner::alias`), never dropped. The iterator holding
-/// it keeps the node's version alive ([`Keep`]) for as long as the alias
-/// exists, which is the alias's safety contract.
-pub(crate) struct Owned<V>(std::mem::ManuallyDrop<Inner<V>>);
+/// An owned node handle for the cursors of [`IntoIter`]: it pins the node
+/// (and so the version) while the cursor stands on it.
+pub(crate) struct Owned<V>(Inner<V>);
 
 impl<V> Clone for Owned<V> {
     #[inline]
     fn clone(&self) -> Self {
-        // SAFETY: the same node, under the same iterator's keepalive.
-        #[allow(unsafe_code)]
-        Owned(unsafe { self.0.alias() })
+        Owned(self.0.clone())
     }
-}
-
-/// What keeps the version an owning iterator reads alive: a counted
-/// handle on its root (a version with a counted handle on its root is
-/// never changed and none of its nodes is freed).
-struct Keep<V>(#[allow(dead_code)] Option<Inner<V>>);
-
-/// The alias of `root` for a cursor, and the keepalive that makes it safe.
-fn kept<V>(root: Option<Inner<V>>) -> (Option<Owned<V>>, Keep<V>) {
-    // SAFETY: the alias is read only through the iterator that also holds
-    // the returned keepalive (declared after its cursors, so dropped after
-    // them), which holds a count on the root.
-    #[allow(unsafe_code)]
-    let alias = root.as_ref().map(|r| Owned(unsafe { r.alias() }));
-    (alias, Keep(root))
 }
 
 impl<V> Deref for Owned<V> {
@@ -617,16 +593,12 @@ impl<V> std::fmt::Debug for Key<V> {
 /// ```
 pub struct IntoIter<V> {
     raw: Raw<Owned<V>>,
-    /// Declared after `raw`: the aliases go first.
-    keep: Keep<V>,
 }
 
 impl<V> IntoIter<V> {
     pub(crate) fn new(root: Option<Inner<V>>, start: usize, end: usize) -> Self {
-        let (root, keep) = kept(root);
         IntoIter {
-            raw: Raw::new(root, start, end),
-            keep,
+            raw: Raw::new(root.map(Owned), start, end),
         }
     }
 
@@ -636,10 +608,8 @@ impl<V> IntoIter<V> {
         start: Bound<&[u8]>,
         end: impl FnOnce(usize) -> usize,
     ) -> Self {
-        let (root, keep) = kept(root);
         IntoIter {
-            raw: Raw::bounded(root, start, end),
-            keep,
+            raw: Raw::bounded(root.map(Owned), start, end),
         }
     }
 
@@ -660,7 +630,6 @@ impl<V> IntoIter<V> {
         Values {
             raw: self.raw,
             ahead: None,
-            _keep: self.keep,
         }
     }
 }
@@ -705,8 +674,6 @@ pub struct Values<V> {
     /// The read-ahead of [`Values::read_ahead`], if asked for (boxed: the
     /// ring is several times the size of the rest of the iterator).
     ahead: Option<Box<Ahead<V>>>,
-    /// Declared last: the aliases and read-ahead addresses go first.
-    _keep: Keep<V>,
 }
 
 /// The read-ahead of [`Values::read_ahead`]: leaf addresses, and the hint
@@ -744,7 +711,7 @@ impl<V> Values<V> {
     #[allow(unsafe_code)]
     fn leaf(&self, l: *const Leaf<V>) -> &Leaf<V> {
         // SAFETY: `l` came from `self.raw.next()`: a leaf of the version
-        // `self._keep` holds a counted handle on. That handle lives as
+        // `self.raw.root` holds a counted handle on. That handle lives as
         // long as `self`, and a version with a handle on it is never
         // changed (a writer copies every node and leaf another handle
         // shares), so the leaf stays where it is, unchanged and alive, for
