@@ -8,6 +8,11 @@
 //! changed in place, so a million inserts into one version copy each path
 //! at most once.
 //!
+//! A [`VersionedTree`] is the other way to keep versions: one writer,
+//! readers holding pinned [`Version`]s, and the nodes a commit replaced
+//! freed later, alone, once no held version can reach them (reclamation
+//! by version interval), instead of counted node by node.
+//!
 //! Inner nodes adapt their size (`Small` ≤ 16 children, `Medium` ≤ 48,
 //! `Large` ≤ 256), compress single-child paths into a prefix, and count the
 //! keys below them, which makes [`Tree::len`] O(1) and
