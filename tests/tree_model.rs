@@ -428,6 +428,8 @@ fn line_op() -> impl Strategy<Value = LineOp> {
         2 => Just(LineOp::Keep),
         2 => any::<usize>().prop_map(LineOp::Drop),
         1 => Just(LineOp::Reclaim),
+        1 => prop::option::of(prefix()).prop_map(LineOp::OwnedIter),
+        1 => (any::<usize>(), steps()).prop_map(|(i, s)| LineOp::ReadIter(i, s)),
     ]
 }
 

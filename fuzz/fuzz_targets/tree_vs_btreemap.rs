@@ -135,6 +135,8 @@ enum FLineOp {
     Keep,
     Drop(u8),
     Reclaim,
+    OwnedIter(Option<FKey>),
+    ReadIter(u8, Vec<bool>),
 }
 
 /// One input: a `Tree` run or a `VersionedTree` run.
@@ -237,6 +239,8 @@ fuzz_target!(|input: Input| {
                     FLineOp::Keep => LineOp::Keep,
                     FLineOp::Drop(i) => LineOp::Drop(usize::from(*i)),
                     FLineOp::Reclaim => LineOp::Reclaim,
+                    FLineOp::OwnedIter(p) => LineOp::OwnedIter(p.as_ref().map(FKey::bytes)),
+                    FLineOp::ReadIter(i, s) => LineOp::ReadIter(usize::from(*i), steps(s)),
                 })
                 .collect();
             if let Err(e) = run_line(&ops, 4) {

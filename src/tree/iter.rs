@@ -99,6 +99,110 @@ impl<V> Deref for Owned<V> {
     }
 }
 
+/// A node handle for the cursors of [`AliasIter`]: an uncounted alias
+/// (`Inner::alias`), never dropped. Whoever made the iterator keeps the
+/// version alive for as long as it exists (its safety contract).
+pub(crate) struct Aliased<V>(std::mem::ManuallyDrop<Inner<V>>);
+
+impl<V> Clone for Aliased<V> {
+    #[inline]
+    fn clone(&self) -> Self {
+        // SAFETY: the same node, under the same iterator's contract.
+        #[allow(unsafe_code)]
+        Aliased(unsafe { self.0.alias() })
+    }
+}
+
+impl<V> Deref for Aliased<V> {
+    type Target = Inner<V>;
+    #[inline]
+    fn deref(&self) -> &Inner<V> {
+        &self.0
+    }
+}
+
+impl<V> Handle<V> for Aliased<V> {
+    type LeafRef<'s>
+        = &'s Leaf<V>
+    where
+        Self: 's;
+    #[inline]
+    fn child(&self, pos: u16) -> Self {
+        match self.entry(pos) {
+            // SAFETY: a node of the version the iterator's contract keeps
+            // alive.
+            #[allow(unsafe_code)]
+            EntryRef::Inner(n) => Aliased(unsafe { n.alias() }),
+            EntryRef::Leaf(_) => unreachable!("child() at a leaf position"),
+        }
+    }
+    #[inline]
+    fn leaf(&self, pos: u16) -> &Leaf<V> {
+        self.leaf_at(pos)
+    }
+}
+
+/// An owning iterator over a version that something else keeps alive (a
+/// [`Version`](super::Version)'s pin): its cursors hold uncounted aliases,
+/// so no count changes as it walks. The caller adds the keepalive and
+/// turns leaves into items ([`AliasIter::next_with`]).
+pub(crate) struct AliasIter<V> {
+    raw: Raw<Aliased<V>>,
+}
+
+#[allow(unsafe_code)]
+impl<V> AliasIter<V> {
+    /// The entries of rank `start..end` below `root`.
+    ///
+    /// # Safety
+    /// Every node reachable from `root` must stay alive and unchanged for
+    /// as long as the iterator exists.
+    pub(crate) unsafe fn new(root: Option<&Inner<V>>, start: usize, end: usize) -> Self {
+        // SAFETY: the caller's contract covers the alias.
+        let root = root.map(|r| Aliased(unsafe { r.alias() }));
+        AliasIter {
+            raw: Raw::new(root, start, end),
+        }
+    }
+
+    /// See [`Raw::bounded`].
+    ///
+    /// # Safety
+    /// As for [`AliasIter::new`].
+    pub(crate) unsafe fn bounded(
+        root: Option<&Inner<V>>,
+        start: Bound<&[u8]>,
+        end: impl FnOnce(usize) -> usize,
+    ) -> Self {
+        // SAFETY: the caller's contract covers the alias.
+        let root = root.map(|r| Aliased(unsafe { r.alias() }));
+        AliasIter {
+            raw: Raw::bounded(root, start, end),
+        }
+    }
+
+    /// The next entry, read by `f`.
+    #[inline]
+    pub(crate) fn next_with<R>(&mut self, f: impl Fn(&Leaf<V>) -> R) -> Option<R> {
+        match self.raw.next_in_small(&f) {
+            Some(r) => Some(r),
+            None => self.raw.next().map(f),
+        }
+    }
+
+    /// The last entry, read by `f`.
+    #[inline]
+    pub(crate) fn next_back_with<R>(&mut self, f: impl FnOnce(&Leaf<V>) -> R) -> Option<R> {
+        self.raw.next_back().map(f)
+    }
+
+    /// Entries left.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.raw.len()
+    }
+}
+
 /// A stack of frames `(node, position)`. Front frames hold the next position
 /// to look at (inclusive); back frames hold the position to look below
 /// (exclusive).
@@ -520,6 +624,14 @@ impl<V> FusedIterator for Iter<'_, V> {}
 /// assert_eq!((&*key, value), (&b"k"[..], 1));
 /// ```
 pub struct Key<V>(Leaf<V>);
+
+impl<V> Key<V> {
+    /// A key handle on leaf `l` (one more count on it).
+    #[inline]
+    pub(crate) fn of(l: &Leaf<V>) -> Self {
+        Key(l.clone())
+    }
+}
 
 impl<V> Clone for Key<V> {
     fn clone(&self) -> Self {

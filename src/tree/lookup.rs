@@ -241,6 +241,49 @@ impl<V> Tree<V> {
     }
 }
 
+#[allow(unsafe_code)]
+impl<V> Tree<V> {
+    /// Like [`Tree::range`], but the iterator does not borrow the tree: it
+    /// walks uncounted aliases of its nodes.
+    ///
+    /// # Safety
+    /// This version must stay alive and unchanged for as long as the
+    /// iterator exists (a versioned tree's pin keeps it so).
+    pub(crate) unsafe fn alias_range<'k>(
+        &self,
+        range: impl RangeBounds<&'k [u8]>,
+    ) -> iter::AliasIter<V> {
+        // SAFETY: the caller's contract.
+        unsafe {
+            iter::AliasIter::bounded(self.root.as_ref(), Self::start_of(&range), |_| {
+                self.end_rank(&range)
+            })
+        }
+    }
+
+    /// Like [`Tree::prefix`], as [`Tree::alias_range`] does.
+    ///
+    /// # Safety
+    /// As for [`Tree::alias_range`].
+    pub(crate) unsafe fn alias_prefix(&self, prefix: &[u8]) -> iter::AliasIter<V> {
+        // SAFETY: the caller's contract.
+        unsafe {
+            iter::AliasIter::bounded(self.root.as_ref(), Bound::Included(prefix), |start| {
+                start + self.count_prefix(prefix)
+            })
+        }
+    }
+
+    /// Every entry, as [`Tree::alias_range`] does.
+    ///
+    /// # Safety
+    /// As for [`Tree::alias_range`].
+    pub(crate) unsafe fn alias_iter(&self) -> iter::AliasIter<V> {
+        // SAFETY: the caller's contract.
+        unsafe { iter::AliasIter::new(self.root.as_ref(), 0, self.len()) }
+    }
+}
+
 /// The smallest (or largest) key under a non-empty node.
 fn edge_leaf<V>(mut node: &Inner<V>, first: bool) -> (&[u8], &V) {
     loop {

@@ -67,7 +67,7 @@ use node::{Inner, Leaf, common_len};
 pub use reclaim::{Garbage, Registry, Scratch, reclaim as reclaim_unpinned};
 use slot::{Entry, EntryMut, EntryRef, Slot};
 pub use txn::TreeTxn;
-pub use versioned::{Version, VersionTxn, VersionedTree, View, ViewIter};
+pub use versioned::{Version, VersionIter, VersionKey, VersionTxn, VersionedTree, View, ViewIter};
 
 /// Hands the blocks of freed nodes that the calling thread keeps for reuse
 /// (at most 256 KiB per thread) back to the global allocator, for tests

@@ -31,9 +31,9 @@ use std::sync::Arc;
 
 use super::Tree;
 use super::body::NodeArc;
-use super::iter::Iter;
+use super::iter::{AliasIter, Iter, Key};
 use super::ledger::Ledger;
-use super::node::Inner;
+use super::node::{Inner, Leaf};
 use super::reclaim::{self, Garbage, Registry, Scratch};
 use super::slot::{Entry, EntryRef, Slot};
 use crate::sync::{Mutex, lock};
@@ -469,6 +469,115 @@ impl<V> Version<V> {
         View { tree: &self.tree }
     }
 }
+
+impl<V: Clone> Version<V> {
+    /// Every key and value in key order, in an iterator that holds this
+    /// version (pinned) for as long as it lives: it outlives `self`, and
+    /// walks the nodes without touching a count. Yields owned keys and
+    /// cloned values; double-ended and of exact size.
+    ///
+    /// ```
+    /// # use pandodb::tree::VersionedTree;
+    /// let mut line: VersionedTree<u32> = [("a", 1), ("b", 2)].into_iter().collect();
+    /// let it = line.version().owned_iter(); // the version itself is dropped
+    /// let mut txn = line.txn();
+    /// txn.remove(b"a");
+    /// txn.commit();
+    /// let got: Vec<(Vec<u8>, u32)> = it.map(|(k, v)| (k.to_vec(), v)).collect();
+    /// assert_eq!(got, [(b"a".to_vec(), 1), (b"b".to_vec(), 2)]);
+    /// ```
+    pub fn owned_iter(&self) -> VersionIter<V> {
+        // SAFETY: the iterator holds a clone of this version, whose pin
+        // keeps every node of it alive and unchanged.
+        #[allow(unsafe_code)]
+        let it = unsafe { self.tree.alias_iter() };
+        VersionIter {
+            it,
+            _version: self.clone(),
+        }
+    }
+
+    /// Like [`Version::owned_iter`], for the keys in `range`.
+    pub fn owned_range<'k>(&self, range: impl RangeBounds<&'k [u8]>) -> VersionIter<V> {
+        // SAFETY: as in `owned_iter`.
+        #[allow(unsafe_code)]
+        let it = unsafe { self.tree.alias_range(range) };
+        VersionIter {
+            it,
+            _version: self.clone(),
+        }
+    }
+
+    /// Like [`Version::owned_iter`], for the keys starting with `prefix`.
+    pub fn owned_prefix(&self, prefix: &[u8]) -> VersionIter<V> {
+        // SAFETY: as in `owned_iter`.
+        #[allow(unsafe_code)]
+        let it = unsafe { self.tree.alias_prefix(prefix) };
+        VersionIter {
+            it,
+            _version: self.clone(),
+        }
+    }
+}
+
+/// A stored key, owned: a handle on its leaf (one count, which keeps the
+/// leaf alive whatever the tree does), dereferencing to the key bytes.
+pub struct VersionKey<V>(Key<Stamped<V>>);
+
+impl<V> Clone for VersionKey<V> {
+    fn clone(&self) -> Self {
+        VersionKey(self.0.clone())
+    }
+}
+
+impl<V> std::ops::Deref for VersionKey<V> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl<V> std::fmt::Debug for VersionKey<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self))
+    }
+}
+
+/// An iterator that holds a pinned [`Version`]: see
+/// [`Version::owned_iter`].
+pub struct VersionIter<V> {
+    /// Declared first: its aliases go before the pin.
+    it: AliasIter<Stamped<V>>,
+    _version: Version<V>,
+}
+
+/// An entry of a version, owned.
+fn owned<V: Clone>(l: &Leaf<Stamped<V>>) -> (VersionKey<V>, V) {
+    (VersionKey(Key::of(l)), l.value().value.clone())
+}
+
+impl<V: Clone> Iterator for VersionIter<V> {
+    type Item = (VersionKey<V>, V);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        self.it.next_with(owned)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.it.len(), Some(self.it.len()))
+    }
+}
+
+impl<V: Clone> DoubleEndedIterator for VersionIter<V> {
+    #[inline]
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.it.next_back_with(owned)
+    }
+}
+
+impl<V: Clone> ExactSizeIterator for VersionIter<V> {}
+impl<V: Clone> std::iter::FusedIterator for VersionIter<V> {}
 
 impl<V> Clone for Version<V> {
     fn clone(&self) -> Self {

@@ -651,9 +651,20 @@ pub enum LineOp {
     Drop(usize),
     /// Free what no kept version reaches.
     Reclaim,
+    /// Take an owning iterator of the current version (over the keys
+    /// starting with the prefix, if any) and drop the version it came from
+    /// (kept up to 4).
+    OwnedIter(Option<Vec<u8>>),
+    /// Read the kept iterator at this index (modulo their number) to its
+    /// end, from the front (`true`) or the back by the pattern, and check
+    /// it against the model it was taken from.
+    ReadIter(usize, Vec<bool>),
 }
 
 pub type LineModel = std::collections::BTreeMap<Vec<u8>, u32>;
+
+/// An owning iterator kept by `run_line`, with the pairs it must yield.
+type KeptIter = (pandodb::tree::VersionIter<u32>, Vec<(Vec<u8>, u32)>);
 
 pub fn same(view: pandodb::tree::View<'_, u32>, model: &LineModel) -> Result<(), String> {
     view.check_invariants()?;
@@ -673,6 +684,37 @@ pub fn run_line(ops: &[LineOp], full_check_every: usize) -> Result<(), String> {
     let mut line: VersionedTree<u32> = VersionedTree::new();
     let mut model = LineModel::new();
     let mut kept: Vec<(Version<u32>, LineModel)> = Vec::new();
+    let mut iters: Vec<KeptIter> = Vec::new();
+    let read = |it: pandodb::tree::VersionIter<u32>,
+                want: Vec<(Vec<u8>, u32)>,
+                steps: &[bool]|
+     -> Result<(), String> {
+        let mut it = it;
+        if it.len() != want.len() {
+            return Err(format!(
+                "an owned iterator has {} entries, not {}",
+                it.len(),
+                want.len()
+            ));
+        }
+        let (mut front, mut back) = (Vec::new(), Vec::new());
+        for i in 0.. {
+            let forward = steps.get(i % steps.len().max(1)).copied().unwrap_or(true);
+            let item = if forward { it.next() } else { it.next_back() };
+            let Some((k, v)) = item else { break };
+            if forward {
+                front.push((k.to_vec(), v));
+            } else {
+                back.push((k.to_vec(), v));
+            }
+        }
+        back.reverse();
+        front.extend(back);
+        if front != want {
+            return Err(format!("an owned iterator read {front:?}, not {want:?}"));
+        }
+        Ok(())
+    };
     for (step, op) in ops.iter().enumerate() {
         match op {
             LineOp::Txn(writes, commit) => {
@@ -723,6 +765,33 @@ pub fn run_line(ops: &[LineOp], full_check_every: usize) -> Result<(), String> {
             LineOp::Reclaim => {
                 line.reclaim();
             }
+            LineOp::OwnedIter(prefix) => {
+                if iters.len() < 4 {
+                    let v = line.version();
+                    let (it, want) = match prefix {
+                        Some(p) => (
+                            v.owned_prefix(p),
+                            model
+                                .iter()
+                                .filter(|(k, _)| k.starts_with(p))
+                                .map(|(k, v)| (k.clone(), *v))
+                                .collect(),
+                        ),
+                        None => (
+                            v.owned_iter(),
+                            model.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                        ),
+                    };
+                    drop(v);
+                    iters.push((it, want));
+                }
+            }
+            LineOp::ReadIter(i, steps) => {
+                if !iters.is_empty() {
+                    let (it, want) = iters.swap_remove(i % iters.len());
+                    read(it, want, steps)?;
+                }
+            }
         }
         same(line.view(), &model)?;
         if step % full_check_every.max(1) == 0 {
@@ -733,6 +802,9 @@ pub fn run_line(ops: &[LineOp], full_check_every: usize) -> Result<(), String> {
     }
     for (v, m) in &kept {
         same(v.view(), m).map_err(|e| format!("version {}: {e}", v.revision()))?;
+    }
+    for (it, want) in iters {
+        read(it, want, &[true, false])?;
     }
     drop(kept);
     line.reclaim();

@@ -184,3 +184,67 @@ fn garbage_waits_only_for_the_versions_that_reach_it() {
 
 #[path = "life.rs"]
 mod life;
+
+#[test]
+fn miri_owned_iterators_outlive_their_version_and_the_writer() {
+    let mut line: VersionedTree<u32> = (0..40).map(|i| (key(i), i)).collect();
+    let model: Model = (0..40).map(|i| (key(i), i)).collect();
+    let all = line.version().owned_iter();
+    let v = line.version();
+    let prefix = v.owned_prefix(b"k");
+    let range = v.owned_range(&b"k3"[..]..&b"x"[..]);
+    drop(v);
+    for round in 0..6 {
+        let mut txn = line.txn();
+        txn.remove_prefix(b"");
+        for i in 0..10 {
+            txn.insert(&key(i + 100 * round), round);
+        }
+        txn.commit();
+        line.reclaim();
+    }
+    // Read from both ends, on another thread for one of them.
+    let want: Vec<(Vec<u8>, u32)> = model.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    let mut all = all;
+    assert_eq!(all.len(), want.len());
+    let mut got_front = Vec::new();
+    let mut got_back = Vec::new();
+    for step in 0.. {
+        let next = if step % 3 == 0 {
+            all.next_back()
+        } else {
+            all.next()
+        };
+        let Some((k, v)) = next else { break };
+        if step % 3 == 0 {
+            got_back.push((k.to_vec(), v));
+        } else {
+            got_front.push((k.to_vec(), v));
+        }
+    }
+    got_back.reverse();
+    got_front.extend(got_back);
+    assert_eq!(got_front, want);
+    let want_prefix: Vec<(Vec<u8>, u32)> = want
+        .iter()
+        .filter(|(k, _)| k.starts_with(b"k"))
+        .cloned()
+        .collect();
+    let got: Vec<(Vec<u8>, u32)> =
+        std::thread::spawn(move || prefix.map(|(k, v)| (k.to_vec(), v)).collect())
+            .join()
+            .unwrap();
+    assert_eq!(got, want_prefix);
+    let want_range: Vec<(Vec<u8>, u32)> = want
+        .iter()
+        .filter(|(k, _)| k[..] >= b"k3"[..] && k[..] < b"x"[..])
+        .cloned()
+        .collect();
+    assert_eq!(
+        range.map(|(k, v)| (k.to_vec(), v)).collect::<Vec<_>>(),
+        want_range
+    );
+    drop(all);
+    line.reclaim();
+    assert_eq!(line.waiting_garbage(), 0, "the iterators' pins are gone");
+}
