@@ -477,6 +477,48 @@ fn insert_one_new_version(c: &mut Criterion, d: &Data) {
             })
         });
     });
+    // The versioned tree: each new version a commit on one line, each kept
+    // as a pinned `Version`. Untimed after each chunk, as the others drop
+    // their versions: the versions are dropped, the chunk's keys removed
+    // again (so every version is N + 1 keys, as above) and the garbage
+    // freed.
+    let mut line = VersionedTree::new();
+    let mut txn = line.txn();
+    for k in &d.build_keys {
+        txn.insert(k, d.extra.clone());
+    }
+    txn.commit();
+    g.bench_function("versioned", |b| {
+        let mut cur = 0;
+        let chunk = VERSION_CHUNK.min(d.new_keys.len());
+        let mut kept = Vec::with_capacity(chunk);
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters as usize;
+            while left > 0 {
+                let m = left.min(chunk);
+                let keys = next_window(&d.new_keys, &mut cur, m);
+                let start = Instant::now();
+                for k in keys {
+                    let mut txn = line.txn();
+                    txn.insert(k, d.extra.clone());
+                    txn.commit();
+                    kept.push(line.version());
+                }
+                total += start.elapsed();
+                kept.clear();
+                let mut txn = line.txn();
+                for k in keys {
+                    txn.remove(k);
+                }
+                txn.commit();
+                line.reclaim();
+                left -= m;
+            }
+            total
+        });
+    });
+    drop(line);
     g.bench_function("imbl", |b| {
         let mut cur = 0;
         b.iter_custom(|iters| {
