@@ -11,6 +11,7 @@ use std::iter::FusedIterator;
 use std::ops::{Bound, Deref};
 
 use super::ahead::ReadAhead;
+use super::key::Key;
 
 use super::node::{Inner, Layout, Leaf, POS_END, POS_TERMINAL, common_len};
 use super::slot::EntryRef;
@@ -614,84 +615,6 @@ impl<'a, V> DoubleEndedIterator for Iter<'a, V> {
 impl<V> ExactSizeIterator for Iter<'_, V> {}
 impl<V> FusedIterator for Iter<'_, V> {}
 
-/// An owned key: a handle on the stored leaf, cheap to clone (one
-/// reference count), dereferencing to the key bytes.
-///
-/// ```
-/// # use pandodb::tree::Tree;
-/// let t: Tree<u8> = [("k", 1)].into_iter().collect();
-/// let (key, value) = t.owned_iter().next().unwrap();
-/// assert_eq!((&*key, value), (&b"k"[..], 1));
-/// ```
-pub struct Key<V>(Leaf<V>);
-
-impl<V> Key<V> {
-    /// A key handle on leaf `l` (one more count on it).
-    #[inline]
-    pub(crate) fn of(l: &Leaf<V>) -> Self {
-        Key(l.clone())
-    }
-}
-
-impl<V> Clone for Key<V> {
-    fn clone(&self) -> Self {
-        Key(self.0.clone())
-    }
-}
-
-impl<V> Deref for Key<V> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.0.key()
-    }
-}
-
-impl<V> Key<V> {
-    /// The value stored with this key.
-    #[inline]
-    pub(crate) fn value(&self) -> &V {
-        self.0.value()
-    }
-}
-
-impl<V> AsRef<[u8]> for Key<V> {
-    fn as_ref(&self) -> &[u8] {
-        self.0.key()
-    }
-}
-
-impl<V> PartialEq for Key<V> {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.key() == other.0.key()
-    }
-}
-
-impl<V> Eq for Key<V> {}
-
-impl<V> PartialOrd for Key<V> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl<V> Ord for Key<V> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.key().cmp(other.0.key())
-    }
-}
-
-impl<V> std::hash::Hash for Key<V> {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.key().hash(state);
-    }
-}
-
-impl<V> std::fmt::Debug for Key<V> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", String::from_utf8_lossy(self.0.key()))
-    }
-}
-
 /// An iterator that owns its version of the tree, yielding owned keys and
 /// cloned values in key order. Writes made after it was created, to any
 /// tree, never affect what it yields.
@@ -729,7 +652,7 @@ impl<V> IntoIter<V> {
     /// [`Key::value`] and never cloned (no count of the value touched).
     #[inline]
     pub(crate) fn next_key(&mut self) -> Option<Key<V>> {
-        let owned = |l: &Leaf<V>| Key(l.clone());
+        let owned = |l: &Leaf<V>| Key::of(l);
         match self.raw.next_in_small(owned) {
             Some(k) => Some(k),
             None => self.raw.next().map(owned),
@@ -751,7 +674,7 @@ impl<V: Clone> Iterator for IntoIter<V> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let owned = |l: &Leaf<V>| (Key(l.clone()), l.value().clone());
+        let owned = |l: &Leaf<V>| (Key::of(l), l.value().clone());
         match self.raw.next_in_small(owned) {
             Some(item) => Some(item),
             None => self.raw.next().map(owned),
@@ -767,7 +690,7 @@ impl<V: Clone> DoubleEndedIterator for IntoIter<V> {
     #[inline]
     fn next_back(&mut self) -> Option<Self::Item> {
         let l = self.raw.next_back()?;
-        Some((Key(l.clone()), l.value().clone()))
+        Some((Key::of(l), l.value().clone()))
     }
 }
 

@@ -31,7 +31,8 @@ use std::sync::Arc;
 
 use super::Tree;
 use super::body::NodeArc;
-use super::iter::{AliasIter, Iter, Key};
+use super::iter::{AliasIter, Iter};
+use super::key::Key;
 use super::ledger::Ledger;
 use super::node::{Inner, Leaf};
 use super::reclaim::{self, Garbage, Registry, Scratch};
