@@ -444,19 +444,39 @@ fn time_new_versions<T>(
     cur: &mut usize,
     mut new_version: impl FnMut(&Key) -> T,
 ) -> Duration {
+    let mut kept: Vec<T> = Vec::with_capacity(VERSION_CHUNK);
+    time_chunks(
+        d,
+        iters,
+        cur,
+        &mut kept,
+        |kept, keys| kept.extend(keys.iter().map(&mut new_version)),
+        |kept, _| kept.clear(),
+    )
+}
+
+/// Runs `timed` on consecutive windows of the new keys, `iters` keys in
+/// all, in windows of up to `VERSION_CHUNK`, and `untimed` after each
+/// window (dropping versions, taking inserted keys out again); returns the
+/// time `timed` took. `state` is what both work on.
+fn time_chunks<S>(
+    d: &Data,
+    iters: u64,
+    cur: &mut usize,
+    state: &mut S,
+    mut timed: impl FnMut(&mut S, &[Key]),
+    mut untimed: impl FnMut(&mut S, &[Key]),
+) -> Duration {
     let chunk = VERSION_CHUNK.min(d.new_keys.len());
-    let mut kept: Vec<T> = Vec::with_capacity(chunk);
     let mut total = Duration::ZERO;
     let mut left = iters as usize;
     while left > 0 {
         let m = left.min(chunk);
         let keys = next_window(&d.new_keys, cur, m);
         let start = Instant::now();
-        for k in keys {
-            kept.push(new_version(k));
-        }
+        timed(state, keys);
         total += start.elapsed();
-        kept.clear();
+        untimed(state, keys);
         left -= m;
     }
     total
@@ -490,32 +510,31 @@ fn insert_one_new_version(c: &mut Criterion, d: &Data) {
     txn.commit();
     g.bench_function("versioned", |b| {
         let mut cur = 0;
-        let chunk = VERSION_CHUNK.min(d.new_keys.len());
-        let mut kept = Vec::with_capacity(chunk);
+        let mut state = (&mut line, Vec::with_capacity(VERSION_CHUNK));
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters as usize;
-            while left > 0 {
-                let m = left.min(chunk);
-                let keys = next_window(&d.new_keys, &mut cur, m);
-                let start = Instant::now();
-                for k in keys {
+            time_chunks(
+                d,
+                iters,
+                &mut cur,
+                &mut state,
+                |(line, kept), keys| {
+                    for k in keys {
+                        let mut txn = line.txn();
+                        txn.insert(k, d.extra.clone());
+                        txn.commit();
+                        kept.push(line.version());
+                    }
+                },
+                |(line, kept), keys| {
+                    kept.clear();
                     let mut txn = line.txn();
-                    txn.insert(k, d.extra.clone());
+                    for k in keys {
+                        txn.remove(k);
+                    }
                     txn.commit();
-                    kept.push(line.version());
-                }
-                total += start.elapsed();
-                kept.clear();
-                let mut txn = line.txn();
-                for k in keys {
-                    txn.remove(k);
-                }
-                txn.commit();
-                line.reclaim();
-                left -= m;
-            }
-            total
+                    line.reclaim();
+                },
+            )
         });
     });
     drop(line);
@@ -536,24 +555,23 @@ fn insert_one_new_version(c: &mut Criterion, d: &Data) {
     let mut map = d.btree.clone();
     g.bench_function("btreemap_inplace_ref", |b| {
         let mut cur = 0;
-        let chunk = VERSION_CHUNK.min(d.new_keys.len());
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters as usize;
-            while left > 0 {
-                let m = left.min(chunk);
-                let keys = next_window(&d.new_keys, &mut cur, m);
-                let start = Instant::now();
-                for k in keys {
-                    black_box(map.insert(k.to_vec(), d.extra.clone()));
-                }
-                total += start.elapsed();
-                for k in keys {
-                    map.remove(k.as_slice());
-                }
-                left -= m;
-            }
-            total
+            time_chunks(
+                d,
+                iters,
+                &mut cur,
+                &mut map,
+                |map, keys| {
+                    for k in keys {
+                        black_box(map.insert(k.to_vec(), d.extra.clone()));
+                    }
+                },
+                |map, keys| {
+                    for k in keys {
+                        map.remove(k.as_slice());
+                    }
+                },
+            )
         });
     });
     g.finish();
