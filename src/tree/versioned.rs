@@ -488,32 +488,29 @@ impl<V: Clone> Version<V> {
     /// assert_eq!(got, [(b"a".to_vec(), 1), (b"b".to_vec(), 2)]);
     /// ```
     pub fn owned_iter(&self) -> VersionIter<V> {
-        // SAFETY: the iterator holds a clone of this version, whose pin
-        // keeps every node of it alive and unchanged.
+        // SAFETY: see `Version::pinned`.
         #[allow(unsafe_code)]
-        let it = unsafe { self.tree.alias_iter() };
-        VersionIter {
-            it,
-            _version: self.clone(),
-        }
+        self.pinned(unsafe { self.tree.alias_iter() })
     }
 
     /// Like [`Version::owned_iter`], for the keys in `range`.
     pub fn owned_range<'k>(&self, range: impl RangeBounds<&'k [u8]>) -> VersionIter<V> {
-        // SAFETY: as in `owned_iter`.
+        // SAFETY: see `Version::pinned`.
         #[allow(unsafe_code)]
-        let it = unsafe { self.tree.alias_range(range) };
-        VersionIter {
-            it,
-            _version: self.clone(),
-        }
+        self.pinned(unsafe { self.tree.alias_range(range) })
     }
 
     /// Like [`Version::owned_iter`], for the keys starting with `prefix`.
     pub fn owned_prefix(&self, prefix: &[u8]) -> VersionIter<V> {
-        // SAFETY: as in `owned_iter`.
+        // SAFETY: see `Version::pinned`.
         #[allow(unsafe_code)]
-        let it = unsafe { self.tree.alias_prefix(prefix) };
+        self.pinned(unsafe { self.tree.alias_prefix(prefix) })
+    }
+
+    /// `it`, a walk of this version's nodes, with a clone of this version:
+    /// its pin keeps every node of it alive and unchanged for as long as
+    /// the iterator lives (what the alias walk requires).
+    fn pinned(&self, it: AliasIter<Stamped<V>>) -> VersionIter<V> {
         VersionIter {
             it,
             _version: self.clone(),

@@ -116,6 +116,39 @@ fn check_counts(root: Option<&Inner<Stamped<T>>>) {
     }
 }
 
+/// Up to `max_ops` random writes through `txn`, mirrored in `next`:
+/// inserts of fresh values, removals, removals of a short prefix and, now
+/// and then, of everything.
+fn random_writes(txn: &mut VersionTxn<'_, T>, next: &mut Model, seed: &mut u64, max_ops: u32) {
+    for _ in 0..(lcg(seed) % max_ops + 1) {
+        let k = key(seed);
+        match lcg(seed) % 20 {
+            0..=11 => {
+                let t = T::new();
+                next.insert(k.clone(), t.0);
+                txn.insert(&k, t);
+            }
+            12..=16 => {
+                let r = txn.remove(&k).map(|t| t.0);
+                // the value returned is a clone: its id differs
+                assert_eq!(r.is_some(), next.remove(&k).is_some());
+            }
+            17..=18 => {
+                let p = &k[..k.len().min(lcg(seed) as usize % 3)];
+                let n = txn.remove_prefix(p);
+                let before = next.len();
+                next.retain(|kk, _| !kk.starts_with(p));
+                assert_eq!(n, before - next.len());
+            }
+            _ if lcg(seed).is_multiple_of(8) => {
+                txn.remove_prefix(b"");
+                next.clear();
+            }
+            _ => {}
+        }
+    }
+}
+
 fn run(seed0: u64, rounds: u32) {
     let mut seed = seed0;
     let mut line: VersionedTree<T> = VersionedTree::new();
@@ -124,34 +157,7 @@ fn run(seed0: u64, rounds: u32) {
     for round in 0..rounds {
         let mut txn = line.txn();
         let mut next = model.clone();
-        let ops = lcg(&mut seed) % 12 + 1;
-        for _ in 0..ops {
-            let k = key(&mut seed);
-            match lcg(&mut seed) % 20 {
-                0..=11 => {
-                    let t = T::new();
-                    next.insert(k.clone(), t.0);
-                    txn.insert(&k, t);
-                }
-                12..=16 => {
-                    let r = txn.remove(&k).map(|t| t.0);
-                    // the value returned is a clone: its id differs
-                    assert_eq!(r.is_some(), next.remove(&k).is_some());
-                }
-                17..=18 => {
-                    let p = &k[..k.len().min(lcg(&mut seed) as usize % 3)];
-                    let n = txn.remove_prefix(p);
-                    let before = next.len();
-                    next.retain(|kk, _| !kk.starts_with(p));
-                    assert_eq!(n, before - next.len());
-                }
-                _ if lcg(&mut seed).is_multiple_of(8) => {
-                    txn.remove_prefix(b"");
-                    next.clear();
-                }
-                _ => {}
-            }
-        }
+        random_writes(&mut txn, &mut next, &mut seed, 12);
         check_reads(txn.view(), &next);
         if lcg(&mut seed).is_multiple_of(5) {
             drop(txn);
@@ -286,25 +292,7 @@ fn versions_read_and_dropped_on_two_threads_while_the_writer_reclaims() {
         for round in 0..rounds {
             let mut txn = line.txn();
             let mut next = model.clone();
-            for _ in 0..(lcg(&mut seed) % 8 + 1) {
-                let k = key(&mut seed);
-                match lcg(&mut seed) % 10 {
-                    0..=6 => {
-                        let t = T::new();
-                        next.insert(k.clone(), t.0);
-                        txn.insert(&k, t);
-                    }
-                    7..=8 => {
-                        txn.remove(&k);
-                        next.remove(&k);
-                    }
-                    _ => {
-                        let p = &k[..k.len().min(lcg(&mut seed) as usize % 3)];
-                        txn.remove_prefix(p);
-                        next.retain(|kk, _| !kk.starts_with(p));
-                    }
-                }
-            }
+            random_writes(&mut txn, &mut next, &mut seed, 8);
             if lcg(&mut seed).is_multiple_of(6) {
                 drop(txn);
             } else {
