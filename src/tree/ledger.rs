@@ -105,12 +105,13 @@ impl<V> Ledger<V> {
             // The transaction's own counted handle on the base root: keep
             // an uncounted duplicate and let the count go (the base keeps
             // the node alive).
-            // SAFETY: the duplicate is never dropped as a counted handle:
+            // SAFETY: the alias is never dropped as a counted handle:
             // settlement frees the root through it only after forgetting
-            // the base's own handle, or forgets it.
-            let dup = Inner(unsafe { std::ptr::read(&old.0) });
+            // the base's own handle, or forgets it; the base's handle keeps
+            // the node alive until then.
+            let dup = unsafe { old.alias() };
             drop(old);
-            self.lent.push((std::mem::ManuallyDrop::new(dup), true));
+            self.lent.push((dup, true));
         } else {
             // `old` is the duplicate the copy of its parent was lent.
             self.lent.push((std::mem::ManuallyDrop::new(old), false));
