@@ -391,6 +391,9 @@ pub struct VersionTxn<'a, V: Clone> {
 
 impl<V: Clone> VersionTxn<'_, V> {
     /// Inserts `value` under `key`, returning the value it replaced.
+    ///
+    /// # Panics
+    /// When `key` is longer than 4 GiB, as [`Tree::insert`] does.
     pub fn insert(&mut self, key: &[u8], value: V) -> Option<V> {
         let born = self.revision();
         self.tree
