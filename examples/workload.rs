@@ -18,7 +18,9 @@
 //! (default 3).
 //!
 //! pandodb-only workloads (issue 4): `watch` (prints `watch_register`,
-//! `watch_notify`, `watch_notify_watchset`), `watch_idle_commit` (commit
+//! `watch_notify`, `watch_notify_watchset`, and beside them
+//! `watch_wake_floor`: the same wake with no pandodb code, a parked thread
+//! and `unpark`), `watch_idle_commit` (commit
 //! cost with 100,000 idle watches against none) and `feed_throughput`
 //! (change-feed events/s to one subscriber).
 //!
@@ -875,6 +877,59 @@ fn watch_workloads(cfg: &Cfg) {
             ],
         );
     }
+    watch_wake_floor(cfg, 2 * trials);
+}
+
+/// The floor under `watch_notify` with no pandodb code in it: the same
+/// protocol (a waiter thread blocked for 20 ms, the waking thread fresh
+/// from a 20 ms sleep, latency from just before the wake call to the
+/// waiter's first instruction after it) with `std::thread::park` /
+/// `unpark`, the futex wait and wake that every blocked pandodb waiter
+/// (`event_listener`) ends up in. Prints `watch_wake_floor` (engine
+/// `os_thread`): the wake's median and the median of the `unpark` call
+/// itself, which the waking thread pays.
+fn watch_wake_floor(cfg: &Cfg, trials: usize) {
+    let (mut wake, mut call) = (Vec::new(), Vec::new());
+    for _ in 0..trials {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            ready_tx.send(()).expect("ready");
+            // `park` may return spuriously: wait for the flag.
+            while rx.try_recv().is_err() {
+                std::thread::park();
+            }
+            Instant::now()
+        });
+        ready_rx.recv().expect("ready");
+        std::thread::sleep(Duration::from_millis(20));
+        let t0 = Instant::now();
+        tx.send(()).expect("flag");
+        waiter.thread().unpark();
+        let t1 = Instant::now();
+        let woke = waiter.join().expect("waiter");
+        wake.push((woke - t0).as_nanos() as f64);
+        call.push((t1 - t0).as_nanos() as f64);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (min, med, max) = stats(&mut wake);
+    emit(
+        "os_thread",
+        "watch_wake_floor",
+        cfg.n,
+        Some(med),
+        &[
+            (
+                "op",
+                "\"std::thread::park / unpark, no pandodb code\"".into(),
+            ),
+            ("trials", trials.to_string()),
+            ("wake_ns_min", f2(min)),
+            ("wake_ns_median", f2(med)),
+            ("wake_ns_max", f2(max)),
+            ("unpark_call_ns_median", f2(stats(&mut call).1)),
+        ],
+    );
 }
 
 /// (min, median, max) of a sample.
