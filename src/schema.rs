@@ -508,6 +508,7 @@ impl SchemaBuilder {
             indexes: t.indexes,
             codec: t.codec,
             version: t.version,
+            spare: Default::default(),
         });
         self.tables.push(def.clone());
         Ok(Table {

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use super::bulk::Bulk;
 use super::write::{LoadCtx, load_row, primary_key, unload_row};
-use super::{Change, TableDef, TableState, Versioned};
+use super::{Change, SPARE_LEDGERS, SPARE_ROOM, TableDef, TableState, Versioned};
 use crate::error::{Error, Result};
 use crate::index::KeyLog;
+use crate::sync::lock;
 use crate::tree::{Ledger, Tree};
 
 /// A table state whose row type only its table knows: what a root, a write
@@ -47,6 +48,14 @@ fn wrong_type(table: &str) -> ! {
 
 /// The ledgers of a published private table state, one per tree.
 pub(crate) struct TableLedgers<T> {
+    /// The table, which keeps the ledgers once they are settled (emptied)
+    /// for its next transactions.
+    pub(super) def: Arc<TableDef<T>>,
+    pub(super) set: Ledgers<T>,
+}
+
+/// One ledger per tree of a table state (`None`: a tree that did not lend).
+pub(crate) struct Ledgers<T> {
     pub(super) rows: Option<Box<Ledger<Versioned<T>>>>,
     pub(super) by_revision: Option<Box<Ledger<()>>>,
     pub(super) indexes: Vec<Option<Box<Ledger<Versioned<T>>>>>,
@@ -62,26 +71,39 @@ pub(crate) trait Settle: Send {
 }
 
 impl<T: Send + Sync + 'static> Settle for TableLedgers<T> {
-    fn settle(self: Box<Self>, base: Option<&mut (dyn Any + Send + Sync)>) -> usize {
-        let TableLedgers {
-            rows,
-            by_revision,
-            indexes,
-        } = *self;
-        let Some(base) = base else {
-            return 0; // the ledgers drop here and restore the counts
-        };
-        let base = state_mut::<T>(base, "<settled>");
+    fn settle(mut self: Box<Self>, base: Option<&mut (dyn Any + Send + Sync)>) -> usize {
+        let mut base = base.map(|b| state_mut::<T>(b, "<settled>"));
         let mut fast = 0;
-        if let Some(l) = rows {
-            fast += usize::from((*l).settle(base.rows.root_mut()));
+        let mut room = 0;
+        let set = &mut self.set;
+        if let Some(l) = &mut set.rows {
+            fast += usize::from(l.settle_keep(base.as_mut().map(|b| b.rows.root_mut())));
+            room += l.room();
         }
-        if let Some(l) = by_revision {
-            fast += usize::from((*l).settle(base.by_revision.root_mut()));
+        if let Some(l) = &mut set.by_revision {
+            fast += usize::from(l.settle_keep(base.as_mut().map(|b| b.by_revision.root_mut())));
+            room += l.room();
         }
-        for (l, t) in indexes.into_iter().zip(base.indexes.iter_mut()) {
+        for (i, l) in set.indexes.iter_mut().enumerate() {
             if let Some(l) = l {
-                fast += usize::from((*l).settle(t.root_mut()));
+                let root = base.as_mut().map(|b| b.indexes[i].root_mut());
+                fast += usize::from(l.settle_keep(root));
+                room += l.room();
+            }
+        }
+        // Settled, the ledgers are empty: the table keeps them for its
+        // next transactions (unless it has enough, or they grew large).
+        if room <= SPARE_ROOM {
+            let mut spare = lock(&self.def.spare);
+            if spare.len() < SPARE_LEDGERS {
+                spare.push(std::mem::replace(
+                    &mut self.set,
+                    Ledgers {
+                        rows: None,
+                        by_revision: None,
+                        indexes: Vec::new(),
+                    },
+                ));
             }
         }
         fast

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::index::KeyBuf;
+use crate::sync::{Mutex, lock};
 use crate::tree::Tree;
 
 pub(crate) mod bulk;
@@ -18,7 +19,7 @@ pub(crate) mod write;
 
 pub use change::{Change, ChangeKind};
 pub(crate) use erased::{
-    AnyState, AnyTable, Settle, TableLedgers, TableLoader, state_mut, state_ref,
+    AnyState, AnyTable, Ledgers, Settle, TableLedgers, TableLoader, state_mut, state_ref,
 };
 
 pub(crate) type ExtractFn<T> = dyn Fn(&T, &mut KeyBuf) + Send + Sync;
@@ -44,7 +45,20 @@ pub(crate) struct TableDef<T> {
     pub(crate) indexes: Vec<IndexDef<T>>,
     pub(crate) codec: Option<Codec<T>>,
     pub(crate) version: u32,
+    /// Settled ledgers kept for the table's next write transactions (see
+    /// [`TableState::lending_clone`]): at most [`SPARE_LEDGERS`] sets.
+    pub(crate) spare: Mutex<Vec<Ledgers<T>>>,
 }
+
+/// How many settled sets of ledgers a table keeps for reuse: one write
+/// transaction of a table runs at a time, and it settles its predecessor's
+/// before it copies anything, so one set is ready for it; the second
+/// covers a transaction aborted meanwhile.
+pub(crate) const SPARE_LEDGERS: usize = 2;
+
+/// A set of settled ledgers whose buffers hold more than this many
+/// entries (it served a large transaction) is not kept.
+pub(crate) const SPARE_ROOM: usize = 4096;
 
 /// An object together with its revisions: the revision of the commit that
 /// created it (etcd's `create_revision`) and of the last commit that wrote
@@ -160,13 +174,25 @@ impl<T> Clone for TableState<T> {
 impl<T> TableState<T> {
     /// The private copy a write transaction writes to: every tree lends
     /// (see [`Ledger`]) until [`TableState::take_ledgers`].
+    /// Its ledgers are the ones the table kept from an earlier commit, when
+    /// it has a set.
     pub(crate) fn lending_clone(&self) -> Self {
+        let spare = lock(&self.def.spare).pop();
+        let (rows, by_revision, mut indexes) = match spare {
+            Some(l) => (l.rows, l.by_revision, l.indexes),
+            None => (None, None, Vec::new()),
+        };
+        let mut spare_index = indexes.drain(..);
         TableState {
             def: self.def.clone(),
             primary: self.primary,
-            rows: self.rows.lending_clone(),
-            by_revision: self.by_revision.lending_clone(),
-            indexes: self.indexes.iter().map(Tree::lending_clone).collect(),
+            rows: self.rows.lending_clone_with(rows),
+            by_revision: self.by_revision.lending_clone_with(by_revision),
+            indexes: self
+                .indexes
+                .iter()
+                .map(|t| t.lending_clone_with(spare_index.next().flatten()))
+                .collect(),
         }
     }
 
@@ -174,9 +200,12 @@ impl<T> TableState<T> {
     /// ledgers are settled once the base version is gone (or dropped).
     pub(crate) fn take_ledgers(&mut self) -> TableLedgers<T> {
         TableLedgers {
-            rows: self.rows.take_ledger(),
-            by_revision: self.by_revision.take_ledger(),
-            indexes: self.indexes.iter_mut().map(Tree::take_ledger).collect(),
+            def: self.def.clone(),
+            set: Ledgers {
+                rows: self.rows.take_ledger(),
+                by_revision: self.by_revision.take_ledger(),
+                indexes: self.indexes.iter_mut().map(Tree::take_ledger).collect(),
+            },
         }
     }
 
@@ -274,6 +303,68 @@ mod tests {
             prop_assert!(ka.starts_with(&p));
             prop_assert_eq!(super::revision_key_pk(&ka), Some(&pa[..]));
         }
+    }
+
+    /// A table keeps the ledgers its commits settle, at most
+    /// `SPARE_LEDGERS` sets, none from a transaction that outgrew
+    /// `SPARE_ROOM`; versions kept by readers across commits on reused
+    /// ledgers (slow settlements: each base is still read) read their own
+    /// rows. (That a reused ledger lends again is
+    /// `tree::tests::miri_a_reused_ledger_lends_the_nodes_of_its_last_transaction`.)
+    #[test]
+    fn settled_ledgers_are_kept_for_the_next_transactions() {
+        use crate::{Db, Indexer, Query, Schema};
+        let mut schema = Schema::builder();
+        let mut t = schema.table::<(u64, u64)>("pairs");
+        let by_id = t.primary("id", Indexer::value(|p: &(u64, u64)| p.0));
+        t.index("v", Indexer::value(|p: &(u64, u64)| p.1));
+        let pairs = schema.add(t).expect("table");
+        let db = Db::new(schema.build().expect("schema"));
+        let spare = || super::lock(&pairs.def.spare).len();
+        // 300 rows: trees of two levels of inner nodes, so that a
+        // transaction reaches nodes its predecessor made.
+        let mut model: Vec<u64> = (0..300).collect();
+        let mut w = db.write(&[&pairs]);
+        for (k, v) in model.iter().enumerate() {
+            w.insert(&pairs, (k as u64, *v)).expect("insert");
+        }
+        w.commit().expect("commit");
+        let mut readers = Vec::new();
+        for i in 0..50u64 {
+            let k = (i * 37 % 300) as usize;
+            model[k] = 1000 + i;
+            let mut w = db.write(&[&pairs]);
+            w.insert(&pairs, (k as u64, model[k])).expect("insert");
+            w.commit().expect("commit");
+            readers.push((model.clone(), db.read()));
+            assert!(spare() <= super::SPARE_LEDGERS);
+        }
+        // The last commit's set waits in the commit queue; the next write
+        // transaction settles it, and the table keeps it (a write
+        // transaction copies a table's state at its first write only).
+        assert_eq!(spare(), 0, "each commit took the set its predecessor left");
+        drop(db.write(&[&pairs]));
+        assert_eq!(spare(), 1);
+        for (m, r) in &readers {
+            let rows: Vec<u64> = r.all(&by_id).expect("all").map(|p| p.1).collect();
+            assert_eq!(&rows, m, "a kept version changed");
+        }
+        drop(readers);
+        // A large transaction's ledgers are not kept.
+        while spare() > 0 {
+            drop(super::lock(&pairs.def.spare).pop());
+        }
+        for round in 0..2 {
+            // The second round replaces 20,000 rows: every replaced leaf
+            // waits in the ledgers until settlement.
+            let mut w = db.write(&[&pairs]);
+            for i in 0..20_000u64 {
+                w.insert(&pairs, (i, i + round)).expect("insert");
+            }
+            w.commit().expect("commit");
+        }
+        drop(db.write(&[&pairs])); // settles it
+        assert_eq!(spare(), 0, "a set that grew past SPARE_ROOM was kept");
     }
 
     #[test]

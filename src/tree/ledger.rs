@@ -85,6 +85,32 @@ impl<V> Ledger<V> {
         )
     }
 
+    /// Makes a settled (empty) ledger the ledger of a new transaction whose
+    /// base root is at `base_root`: a fresh generation, the buffers' room
+    /// kept. The database keeps settled ledgers for its next transactions
+    /// (`TableDef::ledgers`), which saves allocating them and growing their
+    /// vectors on every commit.
+    pub(crate) fn renew(&mut self, base_root: usize) {
+        assert!(
+            self.lent.is_empty() && self.deferred.is_empty(),
+            "Ledger::renew: the ledger is not settled"
+        );
+        self.generation = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.base_root = base_root;
+    }
+
+    /// The room its buffers hold, in entries: a ledger kept for reuse
+    /// after a large transaction would hold on to it.
+    pub(crate) fn room(&self) -> usize {
+        self.lent.capacity() + self.deferred.capacity()
+    }
+
+    /// How many nodes the transaction lent the children of.
+    #[cfg(test)]
+    pub(crate) fn lent_len(&self) -> usize {
+        self.lent.len()
+    }
+
     /// Whether the transaction may lend the children of `node`, a node it
     /// reached and did not make: the base version holds the only count on
     /// it (for the base root: the base's and the transaction's own).
@@ -130,6 +156,18 @@ impl<V> Ledger<V> {
     /// is still unshared; otherwise restores the counts (see [`Ledger`]).
     /// Returns whether it took the fast path.
     pub(crate) fn settle(mut self, base_root: &mut Option<Inner<V>>) -> bool {
+        self.settle_keep(Some(base_root))
+    }
+
+    /// [`Ledger::settle`] (`Some`: the base version's root, which the
+    /// caller owns exclusively) or the slow settlement (`None`: someone may
+    /// still read the base), leaving the ledger empty, for
+    /// [`Ledger::renew`].
+    pub(crate) fn settle_keep(&mut self, base_root: Option<&mut Option<Inner<V>>>) -> bool {
+        let Some(base_root) = base_root else {
+            self.restore();
+            return false;
+        };
         let root_lent = self.lent.iter().any(|(_, r)| *r);
         let fast = root_lent
             && base_root

@@ -437,8 +437,11 @@ fn lending_rounds(seed: u64, rounds: usize, ops: usize, spread: u64) -> [usize; 
     let mut model: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
     let mut current: Tree<u64> = Tree::new();
     let mut kept: Vec<(Tree<u64>, Pairs)> = Vec::new();
+    // A settled ledger, reused by the next round (as the database reuses
+    // them: `Ledger::renew`) or not.
+    let mut spare: Option<Box<super::Ledger<u64>>> = None;
     for round in 0..rounds {
-        let mut private = current.lending_clone();
+        let mut private = current.lending_clone_with(spare.take().filter(|_| r.below(2) == 0));
         let mut next = model.clone();
         let reader = (r.below(3) == 0).then(|| current.clone());
         let base_before = contents(&current);
@@ -488,8 +491,9 @@ fn lending_rounds(seed: u64, rounds: usize, ops: usize, spread: u64) -> [usize; 
         } else {
             let ledger = private.take_ledger();
             let mut base = std::mem::replace(&mut current, private);
-            if let Some(l) = ledger {
-                settled[usize::from((*l).settle(base.root_mut()))] += 1;
+            if let Some(mut l) = ledger {
+                settled[usize::from(l.settle_keep(Some(base.root_mut())))] += 1;
+                spare = Some(l);
             }
             drop(base);
             model = next;
@@ -547,6 +551,36 @@ fn lending_transactions_match_a_model() {
     let settled = lending_seeds(40, 30, 120, 400);
     // Both settlements ran, many times.
     assert!(settled[0] > 100 && settled[1] > 100, "{settled:?}");
+}
+
+/// A reused ledger lends again: [`Ledger::renew`] gives it a fresh
+/// generation, so the nodes its previous transaction made (of the old
+/// generation) are lent by the next one, not copied with their children
+/// counted. (With the old generation they would count as the next
+/// transaction's own, `may_lend` would refuse them, and every later copy
+/// would be a plain one.)
+#[test]
+fn miri_a_reused_ledger_lends_the_nodes_of_its_last_transaction() {
+    let key = |i: u64| (i * 7919 % 4096).to_be_bytes();
+    let base: Tree<u64> = (0..300u64).map(|i| (key(i), i)).collect();
+    let mut first = base.lending_clone();
+    first.insert(&key(5), 1);
+    let mut ledger = first.take_ledger().expect("a lending tree");
+    let mut base = base;
+    assert!(ledger.settle_keep(Some(base.root_mut())), "the fast path");
+    drop(base);
+    let mut second = first.lending_clone_with(Some(ledger));
+    second.insert(&key(6), 2); // the same path below the root
+    let ledger = second.take_ledger().expect("a lending tree");
+    assert!(
+        ledger.lent_len() >= 2,
+        "the second transaction lent {} nodes: the first one's nodes were copied plainly",
+        ledger.lent_len()
+    );
+    assert_eq!(first.get(&key(6)), Some(&6));
+    assert_eq!(second.get(&key(6)), Some(&2));
+    assert!(ledger.settle(first.root_mut()));
+    second.check_invariants().unwrap();
 }
 
 #[test]

@@ -12,10 +12,22 @@ impl<V> Tree<V> {
     /// settled with [`Tree::take_ledger`] and [`Ledger::settle`] once the
     /// base version is gone, or restores the counts when dropped.
     pub(crate) fn lending_clone(&self) -> Tree<V> {
+        self.lending_clone_with(None)
+    }
+
+    /// [`Tree::lending_clone`] with `spare`, a settled ledger to reuse (see
+    /// [`Ledger::renew`]), when there is one.
+    pub(crate) fn lending_clone_with(&self, spare: Option<Box<Ledger<V>>>) -> Tree<V> {
+        let base_root = self.root.as_ref().map_or(0, Inner::addr);
+        let ledger = match spare {
+            Some(mut l) => {
+                l.renew(base_root);
+                l
+            }
+            None => Box::new(Ledger::new(base_root)),
+        };
         Tree {
-            ledger: Some(Box::new(Ledger::new(
-                self.root.as_ref().map_or(0, Inner::addr),
-            ))),
+            ledger: Some(ledger),
             root: self.root.clone(),
         }
     }
