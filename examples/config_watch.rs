@@ -143,7 +143,7 @@ fn main() -> Result<(), Error> {
                 if reloads == 0 {
                     ready_tx.send(()).expect("main is waiting");
                 }
-                match set.wait_timeout(Duration::from_secs(10)) {
+                match set.wait_timeout(Duration::from_secs(10))? {
                     Some(0) => reloads += 1,
                     Some(_) => return Ok(reloads),
                     None => panic!("no change within 10 s"),

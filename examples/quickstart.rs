@@ -129,7 +129,7 @@ fn main() -> Result<(), Error> {
             Ok(())
         })
     };
-    let fired = watch.wait_timeout(Duration::from_secs(5));
+    let fired = watch.wait_timeout(Duration::from_secs(5))?;
     writer.join().expect("writer")?;
     println!(
         "watch fired: {fired}; erin present now: {}",

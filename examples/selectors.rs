@@ -92,7 +92,7 @@ fn main() -> pandodb::Result<()> {
         entry("e3", "node-2", &["k8s:ns:prod", "k8s:sa:api"]),
     )?;
     w.commit()?;
-    assert!(watch.wait_timeout(Duration::from_secs(5)));
+    assert!(watch.wait_timeout(Duration::from_secs(5))?);
     println!(
         "after e3 lost a selector: {:?}",
         ids(db.read().select(&exact)?)

@@ -811,10 +811,13 @@ fn watch_workloads(cfg: &Cfg) {
         let waiter = std::thread::spawn(move || {
             ready_tx.send(()).expect("ready");
             if use_set {
-                let fired = set.wait_timeout(Duration::from_secs(10));
+                let fired = set.wait_timeout(Duration::from_secs(10)).expect("open");
                 assert_eq!(fired, Some(j), "watch set woke for the wrong watch");
             } else {
-                assert!(w.wait_timeout(Duration::from_secs(10)), "watch timed out");
+                assert!(
+                    w.wait_timeout(Duration::from_secs(10)).expect("open"),
+                    "watch timed out"
+                );
             }
             tx.send(Instant::now()).expect("woke");
         });

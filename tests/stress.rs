@@ -263,7 +263,7 @@ fn transfers_keep_the_sum_and_readers_see_consistent_versions() {
             while !stop.load(Ordering::Relaxed) {
                 let r = b.db.read();
                 let (_, w) = r.all_watch(&b.by_seq).unwrap();
-                if !w.wait_timeout(Duration::from_secs(5)) {
+                if !w.wait_timeout(Duration::from_secs(5)).unwrap() {
                     if !stop.load(Ordering::Relaxed) {
                         report(format!("watch taken at {} never fired", r.revision()));
                     }

@@ -235,7 +235,7 @@ fn a_woken_reader_sees_the_commit_that_fired_the_watch() {
             thread::spawn(move || put(&s, svc("api", 1000 + i, "eu")))
         };
         assert!(
-            w.wait_timeout(Duration::from_secs(30)),
+            w.wait_timeout(Duration::from_secs(30)).unwrap(),
             "watch {i} never fired"
         );
         let seen = s.db.read().get(&s.by_name, "api").unwrap().unwrap().port;
@@ -268,7 +268,7 @@ fn watches_never_miss_a_racing_commit() {
             break;
         }
         assert!(
-            w.wait_timeout(Duration::from_secs(30)),
+            w.wait_timeout(Duration::from_secs(30)).unwrap(),
             "missed a commit after revision {}",
             r.revision()
         );
@@ -295,13 +295,13 @@ fn a_watch_set_of_100k_watches_waits_on_one_thread() {
         "{n} watches registered: {bytes} registry bytes ({} per watch)",
         bytes / n
     );
-    assert_eq!(set.wait_timeout(Duration::from_millis(5)), None);
+    assert_eq!(set.wait_timeout(Duration::from_millis(5)).unwrap(), None);
     // Unrelated commits do not wake the set.
     put(&s, svc("zzz", 1, "eu"));
     assert_eq!(set.fired(), None);
     let waiter = thread::spawn(move || set.wait());
     put(&s, svc("k077777", 2, "eu"));
-    assert_eq!(waiter.join().unwrap(), 77_777);
+    assert_eq!(waiter.join().unwrap().unwrap(), 77_777);
     // The fired watch left the registry; the others stay.
     assert_eq!(s.db.watch_stats().0, n - 1);
 }
@@ -356,4 +356,53 @@ fn watches_and_sets_are_futures() {
     block_on(w.fired()).unwrap();
     assert_eq!(block_on(fut), Ok(1));
     writer.join().unwrap();
+}
+
+/// The blocking waits end with `Error::Closed` when the database is closed
+/// or its last handle dropped before their watch fired, whether they were
+/// already blocked then (threads below) or start after (at once, the
+/// timeouts not waited for). A wait that stays blocked fails the test
+/// after 60 s instead of hanging it.
+#[test]
+fn blocking_waits_end_when_the_database_closes_or_goes() {
+    use std::sync::mpsc;
+    let limit = Duration::from_secs(60);
+    for close in [false, true] {
+        let s = setup();
+        let r = s.db.read();
+        let watch = r.get_watch(&s.by_name, "api").unwrap().1;
+        let mut set = WatchSet::new();
+        set.add(r.get_watch(&s.by_name, "db").unwrap().1);
+        set.add(r.get_watch(&s.by_name, "zzz").unwrap().1);
+        drop(r);
+        let (tx, rx) = mpsc::channel();
+        let (w1, w2, tx1, tx2) = (watch.clone(), watch.clone(), tx.clone(), tx.clone());
+        thread::spawn(move || tx1.send(w1.wait()));
+        thread::spawn(move || tx2.send(w2.wait_timeout(Duration::from_secs(600)).map(|_| ())));
+        let (set_tx, set_rx) = mpsc::channel();
+        thread::spawn(move || {
+            let r = set.wait();
+            set_tx.send((r, set)).unwrap();
+        });
+        thread::sleep(Duration::from_millis(20));
+        if close {
+            s.db.clone().close().unwrap();
+        }
+        drop(s);
+        for _ in 0..2 {
+            let r = rx.recv_timeout(limit).expect("a blocked wait did not end");
+            assert!(matches!(r, Err(pandodb::Error::Closed(_))), "{r:?}");
+        }
+        let (r, set) = set_rx
+            .recv_timeout(limit)
+            .expect("the set's wait did not end");
+        assert!(matches!(r, Err(pandodb::Error::Closed(_))), "{r:?}");
+        // Waits begun afterwards end at once.
+        let start = std::time::Instant::now();
+        assert!(watch.wait().is_err());
+        assert!(watch.wait_timeout(Duration::from_secs(600)).is_err());
+        assert!(set.wait_timeout(Duration::from_secs(600)).is_err());
+        assert!(start.elapsed() < limit);
+        assert!(!watch.is_fired());
+    }
 }

@@ -455,7 +455,9 @@ pub async fn run(verbose: bool) -> Report {
         "node {dead_id} restarted with its old log; watching \"late-7\" on it"
     ));
     wait_applied(&back, last).await;
-    let install_fired_watch = watch.wait_timeout(Duration::from_secs(10));
+    let install_fired_watch = watch
+        .wait_timeout(Duration::from_secs(10))
+        .expect("the database is open");
     let installed = back.raft.metrics().borrow().snapshot;
     {
         let r = back.db.read();

@@ -96,20 +96,23 @@ impl Waiter {
         }
     }
 
-    fn wait_deadline(&self, deadline: Option<Instant>) -> Option<usize> {
+    /// Blocks until a watch fires (`Ok`: the first that did), the wait
+    /// ends otherwise (`Err`: a database closed) or `deadline` passes
+    /// (`None`).
+    fn wait_deadline(&self, deadline: Option<Instant>) -> Option<Result<usize>> {
         loop {
-            if let Some(id) = self.fired() {
-                return Some(id);
+            if let Some(r) = self.outcome() {
+                return Some(r);
             }
             let listener = self.event.listen();
-            if let Some(id) = self.fired() {
-                return Some(id);
+            if let Some(r) = self.outcome() {
+                return Some(r);
             }
             match deadline {
                 None => listener.wait(),
                 Some(d) => {
                     if listener.wait_deadline(d).is_none() {
-                        return self.fired();
+                        return self.outcome();
                     }
                 }
             }
@@ -239,9 +242,8 @@ impl Cell {
 /// [`Db::watch_stream`](crate::Db::watch_stream).
 ///
 /// When the database is closed ([`Db::close`](crate::Db::close)) or its
-/// last handle dropped, a watch that has not fired never will: its futures
-/// resolve with [`Error::Closed`]; the blocking waits do not notice (use
-/// [`Watch::wait_timeout`]).
+/// last handle dropped, a watch that has not fired never will: its waits,
+/// blocking or not, end with [`Error::Closed`].
 ///
 /// ```
 /// # use pandodb::{Db, Indexer, Query, Schema};
@@ -262,7 +264,7 @@ impl Cell {
 ///         w.commit().unwrap();
 ///     })
 /// };
-/// assert!(watch.wait_timeout(Duration::from_secs(10)));
+/// assert!(watch.wait_timeout(Duration::from_secs(10))?);
 /// assert_eq!(db.read().get(&by_key, "mode")?.unwrap().value, "fast");
 /// # writer.join().unwrap();
 /// # Ok::<(), pandodb::Error>(())
@@ -279,22 +281,33 @@ impl Watch {
     }
 
     /// Blocks until the watch fires.
-    pub fn wait(&self) {
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when its database is closed or dropped before the
+    /// watch fires (it never will then).
+    pub fn wait(&self) -> Result<()> {
         let w = Waiter::new();
         self.cell.attach(&w, 0);
-        w.wait_deadline(None);
+        match w.wait_deadline(None) {
+            Some(r) => r.map(|_| ()),
+            None => unreachable!("a wait without a deadline ends only with an outcome"),
+        }
     }
 
     /// Blocks until the watch fires or `timeout` passes; returns whether it
     /// fired.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when its database is closed or dropped before the
+    /// watch fires: at once, without waiting for the timeout.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
         let w = Waiter::new();
         self.cell.attach(&w, 0);
-        let fired = w.wait_deadline(Some(Instant::now() + timeout)).is_some();
-        if !fired {
+        let outcome = w.wait_deadline(Some(Instant::now() + timeout));
+        if outcome.is_none() {
             self.cell.detach(&w);
         }
-        fired
+        outcome.map_or(Ok(false), |r| r.map(|_| true))
     }
 
     /// A future that completes when the watch fires; works with any async
@@ -354,11 +367,11 @@ impl std::fmt::Debug for Watch {
 /// for key in ["a", "b", "c"] {
 ///     set.add(r.get_watch(&by_key, key)?.1);
 /// }
-/// assert_eq!(set.wait_timeout(Duration::from_millis(1)), None);
+/// assert_eq!(set.wait_timeout(Duration::from_millis(1))?, None);
 /// let mut w = db.write(&[&cfg]);
 /// w.insert(&cfg, Cfg { key: "b".into() })?;
 /// w.commit()?;
-/// assert_eq!(set.wait_timeout(Duration::from_secs(10)), Some(1));
+/// assert_eq!(set.wait_timeout(Duration::from_secs(10))?, Some(1));
 /// # Ok::<(), pandodb::Error>(())
 /// ```
 pub struct WatchSet {
@@ -413,16 +426,28 @@ impl WatchSet {
 
     /// Blocks until a watch fires; returns the index of the first that did.
     /// (An empty set waits forever.)
-    pub fn wait(&self) -> usize {
-        self.waiter
-            .wait_deadline(None)
-            .expect("waiting without a deadline returns only once fired")
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the database of one of its watches is closed
+    /// or dropped before a watch fired.
+    pub fn wait(&self) -> Result<usize> {
+        match self.waiter.wait_deadline(None) {
+            Some(r) => r,
+            None => unreachable!("a wait without a deadline ends only with an outcome"),
+        }
     }
 
     /// Blocks until a watch fires or `timeout` passes; returns the index of
     /// the first watch that fired, or `None` on timeout.
-    pub fn wait_timeout(&self, timeout: Duration) -> Option<usize> {
-        self.waiter.wait_deadline(Some(Instant::now() + timeout))
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the database of one of its watches is closed
+    /// or dropped before a watch fired: at once, without waiting for the
+    /// timeout.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<Option<usize>> {
+        self.waiter
+            .wait_deadline(Some(Instant::now() + timeout))
+            .transpose()
     }
 
     /// A future resolving to the index of the first watch that fired; works
