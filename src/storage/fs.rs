@@ -130,14 +130,7 @@ impl Vfs for StdFs {
             .create(true)
             .truncate(false)
             .open(dir.join("LOCK"))?;
-        match f.try_lock() {
-            Ok(()) => Ok(Some(Box::new(f))),
-            Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "the database directory is in use by another process",
-            )),
-            Err(std::fs::TryLockError::Error(e)) => Err(e),
-        }
+        super::lock::lock_within(f, super::lock::LOCK_PATIENCE)
     }
 
     fn create(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {

@@ -7,6 +7,7 @@
 //! (Castagnoli).
 
 pub mod fs;
+mod lock;
 pub mod log;
 pub mod snapfile;
 
