@@ -9,7 +9,7 @@ use std::io;
 /// this one holds a copy of every descriptor until it executes its
 /// program (the LOCK file's too, although it closes on exec), so a
 /// directory closed a moment ago can look locked for that moment.
-pub(super) const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(50);
+pub(super) const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Takes the exclusive lock of `f`, trying again for up to `patience`
 /// while someone else holds it.

@@ -10,7 +10,6 @@ use super::write::{LoadCtx, load_row, primary_key, unload_row};
 use super::{Change, SPARE_LEDGERS, SPARE_ROOM, TableDef, TableState, Versioned};
 use crate::error::{Error, Result};
 use crate::index::KeyLog;
-use crate::sync::lock;
 use crate::tree::{Ledger, Tree};
 
 /// A table state whose row type only its table knows: what a root, a write
@@ -94,7 +93,7 @@ impl<T: Send + Sync + 'static> Settle for TableLedgers<T> {
         // Settled, the ledgers are empty: the table keeps them for its
         // next transactions (unless it has enough, or they grew large).
         if room <= SPARE_ROOM {
-            let mut spare = lock(&self.def.spare);
+            let mut spare = self.def.spare();
             if spare.len() < SPARE_LEDGERS {
                 spare.push(std::mem::replace(
                     &mut self.set,

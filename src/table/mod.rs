@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::index::KeyBuf;
-use crate::sync::{Mutex, lock};
 use crate::tree::Tree;
 
 pub(crate) mod bulk;
@@ -46,14 +45,28 @@ pub(crate) struct TableDef<T> {
     pub(crate) codec: Option<Codec<T>>,
     pub(crate) version: u32,
     /// Settled ledgers kept for the table's next write transactions (see
-    /// [`TableState::lending_clone`]): at most [`SPARE_LEDGERS`] sets.
-    pub(crate) spare: Mutex<Vec<Ledgers<T>>>,
+    /// [`TableState::lending_clone`]): at most [`SPARE_LEDGERS`] sets. A
+    /// plain `std` mutex, also under loom: a cache of empty buffers, not
+    /// part of the protocols the models check.
+    pub(crate) spare: std::sync::Mutex<Vec<Ledgers<T>>>,
 }
 
-/// How many settled sets of ledgers a table keeps for reuse: one write
+impl<T> TableDef<T> {
+    /// The table's kept ledgers (see [`TableDef::spare`]).
+    pub(crate) fn spare(&self) -> std::sync::MutexGuard<'_, Vec<Ledgers<T>>> {
+        // Only `Vec::push` and `pop` run under it: a poisoned lock still
+        // holds a whole vector.
+        self.spare
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How many settled sets of ledgers a table keeps for reuse. One write
 /// transaction of a table runs at a time, and it settles its predecessor's
-/// before it copies anything, so one set is ready for it; the second
-/// covers a transaction aborted meanwhile.
+/// before it copies anything, so one set is what it needs; the bound only
+/// keeps the pool small whatever the order of commits and aborts (an
+/// aborted transaction takes a set and gives none back).
 pub(crate) const SPARE_LEDGERS: usize = 2;
 
 /// A set of settled ledgers whose buffers hold more than this many
@@ -177,7 +190,7 @@ impl<T> TableState<T> {
     /// Its ledgers are the ones the table kept from an earlier commit, when
     /// it has a set.
     pub(crate) fn lending_clone(&self) -> Self {
-        let spare = lock(&self.def.spare).pop();
+        let spare = self.def.spare().pop();
         let (rows, by_revision, mut indexes) = match spare {
             Some(l) => (l.rows, l.by_revision, l.indexes),
             None => (None, None, Vec::new()),
@@ -320,7 +333,7 @@ mod tests {
         t.index("v", Indexer::value(|p: &(u64, u64)| p.1));
         let pairs = schema.add(t).expect("table");
         let db = Db::new(schema.build().expect("schema"));
-        let spare = || super::lock(&pairs.def.spare).len();
+        let spare = || pairs.def.spare().len();
         // 300 rows: trees of two levels of inner nodes, so that a
         // transaction reaches nodes its predecessor made.
         let mut model: Vec<u64> = (0..300).collect();
@@ -352,7 +365,7 @@ mod tests {
         drop(readers);
         // A large transaction's ledgers are not kept.
         while spare() > 0 {
-            drop(super::lock(&pairs.def.spare).pop());
+            drop(pairs.def.spare().pop());
         }
         for round in 0..2 {
             // The second round replaces 20,000 rows: every replaced leaf

@@ -88,7 +88,7 @@ impl<V> Ledger<V> {
     /// Makes a settled (empty) ledger the ledger of a new transaction whose
     /// base root is at `base_root`: a fresh generation, the buffers' room
     /// kept. The database keeps settled ledgers for its next transactions
-    /// (`TableDef::ledgers`), which saves allocating them and growing their
+    /// (`TableDef::spare`), which saves allocating them and growing their
     /// vectors on every commit.
     pub(crate) fn renew(&mut self, base_root: usize) {
         assert!(
