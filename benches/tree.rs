@@ -455,6 +455,18 @@ fn time_new_versions<T>(
     )
 }
 
+/// A versioned tree holding the bench's keys, each with `d.extra`, in one
+/// commit.
+fn versioned_line(d: &Data) -> VersionedTree<Value> {
+    let mut line = VersionedTree::new();
+    let mut txn = line.txn();
+    for k in &d.build_keys {
+        txn.insert(k, d.extra.clone());
+    }
+    txn.commit();
+    line
+}
+
 /// Runs `timed` on consecutive windows of the new keys, `iters` keys in
 /// all, in windows of up to `VERSION_CHUNK`, and `untimed` after each
 /// window (dropping versions, taking inserted keys out again); returns the
@@ -502,12 +514,7 @@ fn insert_one_new_version(c: &mut Criterion, d: &Data) {
     // their versions: the versions are dropped, the chunk's keys removed
     // again (so every version is N + 1 keys, as above) and the garbage
     // freed.
-    let mut line = VersionedTree::new();
-    let mut txn = line.txn();
-    for k in &d.build_keys {
-        txn.insert(k, d.extra.clone());
-    }
-    txn.commit();
+    let mut line = versioned_line(d);
     g.bench_function("versioned", |b| {
         let mut cur = 0;
         let mut state = (&mut line, Vec::with_capacity(VERSION_CHUNK));
@@ -627,12 +634,7 @@ fn update_one_new_version(c: &mut Criterion, d: &Data) {
         });
     });
     drop(tree);
-    let mut line = VersionedTree::new();
-    let mut txn = line.txn();
-    for k in &d.build_keys {
-        txn.insert(k, d.extra.clone());
-    }
-    txn.commit();
+    let mut line = versioned_line(d);
     g.bench_function("versioned", |b| {
         b.iter(|| {
             let k = next_window(&d.lookups, &mut cur, 1);

@@ -60,6 +60,16 @@ pub(crate) struct Ledgers<T> {
     pub(super) indexes: Vec<Option<Box<Ledger<Versioned<T>>>>>,
 }
 
+impl<T> Default for Ledgers<T> {
+    fn default() -> Self {
+        Ledgers {
+            rows: None,
+            by_revision: None,
+            indexes: Vec::new(),
+        }
+    }
+}
+
 /// Settles the ledgers of one committed table (type-erased).
 pub(crate) trait Settle: Send {
     /// Settles with the base state the transaction copied: `Some` when the
@@ -85,7 +95,10 @@ impl<T: Send + Sync + 'static> Settle for TableLedgers<T> {
         }
         for (i, l) in set.indexes.iter_mut().enumerate() {
             if let Some(l) = l {
-                let root = base.as_mut().map(|b| b.indexes[i].root_mut());
+                let root = base
+                    .as_mut()
+                    .and_then(|b| b.indexes.get_mut(i))
+                    .map(Tree::root_mut);
                 fast += usize::from(l.settle_keep(root));
                 room += l.room();
             }
@@ -95,14 +108,7 @@ impl<T: Send + Sync + 'static> Settle for TableLedgers<T> {
         if room <= SPARE_ROOM {
             let mut spare = self.def.spare();
             if spare.len() < SPARE_LEDGERS {
-                spare.push(std::mem::replace(
-                    &mut self.set,
-                    Ledgers {
-                        rows: None,
-                        by_revision: None,
-                        indexes: Vec::new(),
-                    },
-                ));
+                spare.push(std::mem::take(&mut self.set));
             }
         }
         fast

@@ -191,11 +191,12 @@ impl<T> TableState<T> {
     /// it has a set.
     pub(crate) fn lending_clone(&self) -> Self {
         let spare = self.def.spare().pop();
-        let (rows, by_revision, mut indexes) = match spare {
-            Some(l) => (l.rows, l.by_revision, l.indexes),
-            None => (None, None, Vec::new()),
-        };
-        let mut spare_index = indexes.drain(..);
+        let Ledgers {
+            rows,
+            by_revision,
+            indexes,
+        } = spare.unwrap_or_default();
+        let mut spare_index = indexes.into_iter();
         TableState {
             def: self.def.clone(),
             primary: self.primary,

@@ -21,6 +21,12 @@ impl<V> Key<V> {
     pub(crate) fn of(l: &Leaf<V>) -> Self {
         Key(l.clone())
     }
+
+    /// The value stored with this key.
+    #[inline]
+    pub(crate) fn value(&self) -> &V {
+        self.0.value()
+    }
 }
 
 impl<V> Clone for Key<V> {
@@ -33,14 +39,6 @@ impl<V> Deref for Key<V> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         self.0.key()
-    }
-}
-
-impl<V> Key<V> {
-    /// The value stored with this key.
-    #[inline]
-    pub(crate) fn value(&self) -> &V {
-        self.0.value()
     }
 }
 

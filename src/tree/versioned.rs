@@ -540,7 +540,7 @@ impl<V> std::ops::Deref for VersionKey<V> {
 
 impl<V> std::fmt::Debug for VersionKey<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", String::from_utf8_lossy(self))
+        self.0.fmt(f)
     }
 }
 
